@@ -1,0 +1,42 @@
+#ifndef EMFIT_CORE_EM_OBSERVER_H_
+#define EMFIT_CORE_EM_OBSERVER_H_
+
+#include <string>
+
+#include "emfit/em/summary.h"
+
+namespace emfit {
+
+// Progress of one EM iteration.
+struct IterationEvent {
+  int restart = 0;
+  int iteration = 0;            // 0: starting parameters; t: after t M-steps
+  double log_likelihood = 0.0;  // observed-data log-likelihood at these parameters
+  double elbo = 0.0;            // evidence lower bound; equals log_likelihood for exact EM
+  double change = 0.0;          // change of the mean log-likelihood (NaN at iteration 0)
+  double elapsed_seconds = 0.0;  // since the restart started
+  bool accelerated = false;
+};
+
+// Something the user should know that does not stop the fit.
+struct FitWarning {
+  std::string code;
+  std::string message;
+  int restart = 0;
+};
+
+// Receives progress of a fit. Calls come from the fitting thread, in order; implementations
+// must be fast and must not block. Stopping a fit goes through the CancellationToken, never
+// through the observer. Restarts may run on several threads in later versions: an observer
+// shared by restarts must then be thread-safe (documented where that happens).
+class FitObserver {
+ public:
+  virtual ~FitObserver() = default;
+  virtual void OnIteration(const IterationEvent& /*event*/) {}
+  virtual void OnWarning(const FitWarning& /*warning*/) {}
+  virtual void OnRestartDone(const RestartSummary& /*summary*/) {}
+};
+
+}  // namespace emfit
+
+#endif  // EMFIT_CORE_EM_OBSERVER_H_

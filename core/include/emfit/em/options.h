@@ -1,0 +1,48 @@
+#ifndef EMFIT_CORE_EM_OPTIONS_H_
+#define EMFIT_CORE_EM_OPTIONS_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace emfit {
+
+class CancellationToken;
+class FitObserver;
+class ThreadPool;
+
+// Options of the EM loop shared by every model family. Plain value type; Validate() checks it.
+struct FitOptions {
+  // Maximum number of M-steps per restart. Must be >= 0 (0 evaluates the starting parameters).
+  int max_iter = 100;
+  // Stop when |l_t/W - l_{t-1}/W| < tol, where l is the log-likelihood and W the total row
+  // weight (scikit-learn's rule on the mean log-likelihood). 0 disables the test, so exactly
+  // max_iter iterations run. Must be finite and >= 0.
+  double tol = 1e-3;
+  // Independent restarts; the restart with the largest final log-likelihood is kept (the
+  // earliest on ties). Must be >= 1.
+  int n_init = 1;
+  // Seed of every random stream; restart r uses a stream derived from (seed, r, purpose).
+  uint64_t seed = 0;
+
+  absl::Status Validate() const;
+};
+
+// Runtime handles of one fit, kept apart from the options. All pointers may be null and are
+// not owned; they must outlive the fit.
+struct FitControls {
+  // Polled before every iteration and between row blocks; a cancelled fit stops with reason
+  // kCancelled and returns the last complete parameters.
+  const CancellationToken* cancel = nullptr;
+  // Receives progress; called on the fitting thread.
+  FitObserver* observer = nullptr;
+  // Row blocks of the E-step run on this pool (null: on the calling thread only).
+  ThreadPool* pool = nullptr;
+  // The fit stops with reason kDeadline once this time has passed.
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+}  // namespace emfit
+
+#endif  // EMFIT_CORE_EM_OPTIONS_H_

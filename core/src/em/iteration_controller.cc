@@ -1,0 +1,155 @@
+#include "emfit/em/iteration_controller.h"
+
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_format.h"
+#include "emfit/exec/cancellation.h"
+
+namespace emfit {
+
+absl::Status FitOptions::Validate() const {
+  if (max_iter < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("options.max_iter: must be >= 0, got %d", max_iter));
+  }
+  if (!std::isfinite(tol) || tol < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("options.tol: must be finite and >= 0, got %g", tol));
+  }
+  if (n_init < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("options.n_init: must be >= 1, got %d", n_init));
+  }
+  return absl::OkStatus();
+}
+
+const char* TerminationReasonName(TerminationReason reason) {
+  switch (reason) {
+    case TerminationReason::kConverged:
+      return "converged";
+    case TerminationReason::kMaxIter:
+      return "max_iter";
+    case TerminationReason::kCancelled:
+      return "cancelled";
+    case TerminationReason::kDeadline:
+      return "deadline";
+    case TerminationReason::kNumericalFailure:
+      return "numerical_failure";
+  }
+  return "unknown";
+}
+
+std::string FitSummary::BriefReport() const {
+  return absl::StrFormat("%s after %d iterations: log-likelihood %.6f, BIC %.4f, AIC %.4f (%s)",
+                         TerminationReasonName(reason), iterations, log_likelihood, bic, aic,
+                         message);
+}
+
+IterationController::IterationController(const FitOptions& options, const FitControls& controls,
+                                         int restart, double total_weight)
+    : options_(options),
+      controls_(controls),
+      restart_(restart),
+      total_weight_(total_weight),
+      start_(absl::Now()) {}
+
+int IterationController::iterations() const {
+  return history_.empty() ? 0 : static_cast<int>(history_.size()) - 1;
+}
+
+bool IterationController::Cancelled() {
+  if (controls_.cancel == nullptr || !controls_.cancel->IsCancelled()) return false;
+  reason_ = TerminationReason::kCancelled;
+  message_ = "the fit was cancelled";
+  return true;
+}
+
+bool IterationController::DeadlinePassed() {
+  if (absl::Now() < controls_.deadline) return false;
+  reason_ = TerminationReason::kDeadline;
+  message_ = "the deadline passed";
+  return true;
+}
+
+bool IterationController::MaxIterReached() {
+  if (iterations() < options_.max_iter) return false;
+  reason_ = TerminationReason::kMaxIter;
+  message_ = absl::StrFormat("reached max_iter=%d without meeting tol=%g", options_.max_iter,
+                             options_.tol);
+  return true;
+}
+
+bool IterationController::ToleranceReached() {
+  if (history_.size() < 2 || options_.tol <= 0) return false;
+  const double change =
+      (history_.back() - history_[history_.size() - 2]) / total_weight_;
+  if (!(std::abs(change) < options_.tol)) return false;
+  reason_ = TerminationReason::kConverged;
+  message_ = absl::StrFormat("mean log-likelihood changed by %.3g < tol=%g", change,
+                             options_.tol);
+  return true;
+}
+
+bool IterationController::ShouldStart() {
+  if (stopped()) return false;
+  return !(Cancelled() || DeadlinePassed());
+}
+
+bool IterationController::Record(double log_likelihood) {
+  if (!std::isfinite(log_likelihood)) {
+    Fail(TerminationReason::kNumericalFailure,
+         absl::StrFormat("the log-likelihood is not finite (%g) after iteration %d; increase "
+                         "reg_covar",
+                         log_likelihood, iterations()));
+    return false;
+  }
+  history_.push_back(log_likelihood);
+  if (controls_.observer != nullptr) {
+    IterationEvent event;
+    event.restart = restart_;
+    event.iteration = iterations();
+    event.log_likelihood = log_likelihood;
+    event.elbo = log_likelihood;
+    event.change = history_.size() < 2
+                       ? std::numeric_limits<double>::quiet_NaN()
+                       : (history_.back() - history_[history_.size() - 2]) / total_weight_;
+    event.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - start_);
+    controls_.observer->OnIteration(event);
+  }
+  return !(ToleranceReached() || MaxIterReached());
+}
+
+void IterationController::StopOn(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kCancelled:
+      Fail(TerminationReason::kCancelled, "the fit was cancelled");
+      break;
+    case absl::StatusCode::kDeadlineExceeded:
+      Fail(TerminationReason::kDeadline, "the deadline passed");
+      break;
+    default:
+      Fail(TerminationReason::kNumericalFailure, std::string(status.message()));
+  }
+}
+
+void IterationController::Fail(TerminationReason reason, std::string message) {
+  reason_ = reason;
+  message_ = std::move(message);
+}
+
+RestartSummary IterationController::Finish(uint64_t seed) const {
+  RestartSummary s;
+  s.restart = restart_;
+  s.seed = seed;
+  s.iterations = iterations();
+  s.log_likelihood =
+      history_.empty() ? -std::numeric_limits<double>::infinity() : history_.back();
+  s.reason = reason_.value_or(TerminationReason::kMaxIter);
+  s.message = message_;
+  s.history = history_;
+  s.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - start_);
+  return s;
+}
+
+}  // namespace emfit

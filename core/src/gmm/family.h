@@ -1,0 +1,51 @@
+// The Gaussian mixture as an EM family (see emfit/em/driver.h for the contract).
+#ifndef EMFIT_CORE_GMM_FAMILY_H_
+#define EMFIT_CORE_GMM_FAMILY_H_
+
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "emfit/data/dataset.h"
+#include "emfit/em/options.h"
+#include "emfit/gmm/gmm.h"
+#include "gmm/stats.h"
+
+namespace emfit::gmm::internal {
+
+class GmmFamily {
+ public:
+  using Params = GmmParams;
+  struct Stats {
+    GmmStats total;
+    std::vector<GmmStats> stripes;  // per-stripe partials, reduced in stripe order
+    Eigen::MatrixXd shift;          // the means the moments are taken about
+  };
+
+  // `data` must outlive the family; its values are finite (validated by the caller).
+  GmmFamily(const Dataset& data, const GmmSpec& spec) : data_(data), spec_(spec) {}
+
+  Stats NewStats() const;
+  double total_weight() const { return data_.TotalWeight(); }
+  // Responsibilities, statistics and the log-likelihood of `params` over all rows.
+  absl::StatusOr<double> EStep(const Params& params, const FitControls& controls,
+                               Stats* stats) const;
+  absl::Status MStep(const Stats& stats, Params* params) const;
+
+  // Statistics of fixed responsibilities produced block by block by `resp_fn(begin, rows, R)`
+  // (used by the initialisations), then one M-step.
+  // `resp_fn(begin, rows, resp)` fills `resp` (rows x k) for rows [begin, begin + rows); it is
+  // called concurrently for different blocks. Returns the M-step's parameters.
+  using RespFn = absl::FunctionRef<void(int64_t begin, int64_t rows, Eigen::MatrixXd* resp)>;
+  absl::StatusOr<Params> ParamsFromResponsibilities(const Eigen::MatrixXd& shift,
+                                                    const FitControls& controls,
+                                                    RespFn resp_fn) const;
+
+ private:
+  const Dataset& data_;
+  GmmSpec spec_;
+};
+
+}  // namespace emfit::gmm::internal
+
+#endif  // EMFIT_CORE_GMM_FAMILY_H_

@@ -1,0 +1,330 @@
+#include "emfit/gmm/gmm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include <Eigen/Cholesky>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "emfit/base/status_macros.h"
+#include "emfit/em/driver.h"
+#include "emfit/exec/thread_pool.h"
+#include "exec/stripes.h"
+#include "gmm/components.h"
+#include "gmm/family.h"
+#include "gmm/init.h"
+#include "math/rng.h"
+
+namespace emfit::gmm {
+
+const char* CovarianceTypeName(CovarianceType type) {
+  switch (type) {
+    case CovarianceType::kFull:
+      return "full";
+    case CovarianceType::kDiag:
+      return "diag";
+    case CovarianceType::kTied:
+      return "tied";
+    case CovarianceType::kSpherical:
+      return "spherical";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<CovarianceType> ParseCovarianceType(absl::string_view name) {
+  const std::string n = absl::AsciiStrToLower(name);
+  if (n == "full") return CovarianceType::kFull;
+  if (n == "diag") return CovarianceType::kDiag;
+  if (n == "tied") return CovarianceType::kTied;
+  if (n == "spherical") return CovarianceType::kSpherical;
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "covariance_type: must be one of full, diag, tied, spherical; got '%s'", name));
+}
+
+const char* InitMethodName(InitMethod init) {
+  switch (init) {
+    case InitMethod::kKMeans:
+      return "kmeans";
+    case InitMethod::kKMeansPlusPlus:
+      return "k-means++";
+    case InitMethod::kRandomFromData:
+      return "random_from_data";
+    case InitMethod::kRandom:
+      return "random";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<InitMethod> ParseInitMethod(absl::string_view name) {
+  const std::string n = absl::AsciiStrToLower(name);
+  if (n == "kmeans") return InitMethod::kKMeans;
+  if (n == "k-means++" || n == "kmeans++") return InitMethod::kKMeansPlusPlus;
+  if (n == "random_from_data") return InitMethod::kRandomFromData;
+  if (n == "random") return InitMethod::kRandom;
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "init: must be one of kmeans, k-means++, random_from_data, random; got '%s'", name));
+}
+
+absl::Status GmmSpec::Validate(int64_t rows, int64_t cols) const {
+  if (k < 1 || k > rows) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "spec.gmm.k: must be between 1 and the number of rows (%d), got %d", rows, k));
+  }
+  if (!std::isfinite(reg_covar) || reg_covar < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("spec.gmm.reg_covar: must be finite and >= 0, got %g", reg_covar));
+  }
+  if (cols < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("data: must have at least 1 column, got %d", cols));
+  }
+  return absl::OkStatus();
+}
+
+Eigen::MatrixXd GmmParams::ComponentCovariance(int j) const {
+  const int d = dim();
+  switch (covariance_type) {
+    case CovarianceType::kFull:
+      return covariances.middleRows(static_cast<Eigen::Index>(j) * d, d);
+    case CovarianceType::kTied:
+      return covariances;
+    case CovarianceType::kDiag:
+      return covariances.row(j).transpose().asDiagonal();
+    case CovarianceType::kSpherical:
+      return Eigen::MatrixXd::Identity(d, d) * covariances(j, 0);
+  }
+  return {};
+}
+
+absl::Status GmmParams::Validate(absl::string_view what) const {
+  const int kk = k();
+  const int d = dim();
+  if (kk < 1 || d < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s.means: must be a k x d matrix with k, d >= 1, got %d x %d", what, kk, d));
+  }
+  if (weights.size() != kk) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s.weights: expected k=%d values (one per row of means), got %d", what, kk,
+        weights.size()));
+  }
+  Eigen::Index want_rows = kk, want_cols = d;
+  switch (covariance_type) {
+    case CovarianceType::kFull:
+      want_rows = static_cast<Eigen::Index>(kk) * d;
+      break;
+    case CovarianceType::kTied:
+      want_rows = d;
+      break;
+    case CovarianceType::kDiag:
+      break;
+    case CovarianceType::kSpherical:
+      want_cols = 1;
+      break;
+  }
+  if (covariances.rows() != want_rows || covariances.cols() != want_cols) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s.covariances: covariance_type %s with k=%d, d=%d needs a %d x %d matrix, got %d x %d",
+        what, CovarianceTypeName(covariance_type), kk, d, want_rows, want_cols,
+        covariances.rows(), covariances.cols()));
+  }
+  if (!weights.allFinite() || !means.allFinite() || !covariances.allFinite()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: weights, means and covariances must be finite", what));
+  }
+  if ((weights.array() < 0).any() || std::abs(weights.sum() - 1.0) > 1e-8) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s.weights: must be >= 0 and sum to 1 (within 1e-8), sum is %.17g", what,
+        weights.sum()));
+  }
+  if (covariance_type == CovarianceType::kFull || covariance_type == CovarianceType::kTied) {
+    for (Eigen::Index j = 0; j * d < covariances.rows(); ++j) {
+      const Eigen::MatrixXd c = covariances.middleRows(j * d, d);
+      if ((c - c.transpose()).cwiseAbs().maxCoeff() > 1e-8 * (1.0 + c.cwiseAbs().maxCoeff())) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "%s.covariances: the covariance of component %d is not symmetric", what, j));
+      }
+    }
+  }
+  absl::StatusOr<internal::Components> c = internal::Factorize(*this, what);
+  if (!c.ok()) return absl::InvalidArgumentError(c.status().message());
+  return absl::OkStatus();
+}
+
+int64_t NumFreeParameters(CovarianceType type, int k, int d) {
+  const int64_t kk = k, dd = d;
+  int64_t cov = 0;
+  switch (type) {
+    case CovarianceType::kFull:
+      cov = kk * dd * (dd + 1) / 2;
+      break;
+    case CovarianceType::kTied:
+      cov = dd * (dd + 1) / 2;
+      break;
+    case CovarianceType::kDiag:
+      cov = kk * dd;
+      break;
+    case CovarianceType::kSpherical:
+      cov = kk;
+      break;
+  }
+  return (kk - 1) + kk * dd + cov;
+}
+
+namespace {
+
+void SetCriteria(double ll, double total_weight, int64_t p, double* bic, double* aic) {
+  *bic = -2.0 * ll + static_cast<double>(p) * std::log(total_weight);
+  *aic = -2.0 * ll + 2.0 * static_cast<double>(p);
+}
+
+}  // namespace
+
+absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOptions& options,
+                                 const FitControls& controls) {
+  const absl::Time start = absl::Now();
+  EMFIT_RETURN_IF_ERROR(options.Validate());
+  if (data.rows() < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("data: at least 2 rows are needed, got %d", data.rows()));
+  }
+  EMFIT_RETURN_IF_ERROR(spec.Validate(data.rows(), data.cols()));
+  EMFIT_RETURN_IF_ERROR(data.ValidateComplete());
+
+  // Centre once (algorithms.md §1.1, mitigation 1); the log-likelihood is translation
+  // invariant and the means are shifted back on output.
+  const Eigen::RowVectorXd center = data.x.colwise().mean();
+  data.x.rowwise() -= center;
+
+  const internal::GmmFamily family(data, spec);
+  std::vector<RestartSummary> restarts;
+  std::optional<GmmParams> best_params;
+  int best = -1;
+  for (int r = 0; r < options.n_init; ++r) {
+    const uint64_t seed =
+        ::emfit::internal::DeriveSeed(options.seed, static_cast<uint64_t>(r),
+                             ::emfit::internal::StreamPurpose::kRestart);
+    absl::StatusOr<GmmParams> init = internal::InitialParams(family, data, spec, seed, controls);
+    RestartResult<GmmParams> run;
+    if (init.ok()) {
+      run = RunEm(family, *std::move(init), options, controls, r, seed);
+    } else if (init.status().code() == absl::StatusCode::kInvalidArgument) {
+      return init.status();  // a property of the data, not of this restart
+    } else {
+      IterationController failed(options, controls, r, family.total_weight());
+      failed.StopOn(init.status());
+      run.summary = failed.Finish(seed);
+      if (controls.observer != nullptr) controls.observer->OnRestartDone(run.summary);
+    }
+    const RestartSummary& s = run.summary;
+    if (s.reason == TerminationReason::kNumericalFailure && controls.observer != nullptr) {
+      controls.observer->OnWarning(
+          {"restart_failed", absl::StrFormat("restart %d: %s", r, s.message), r});
+    }
+    const bool usable = !s.history.empty() && s.reason != TerminationReason::kNumericalFailure;
+    if (usable && (best < 0 || s.log_likelihood > restarts[best].log_likelihood)) {
+      best = r;
+      best_params = std::move(run.params);
+    }
+    restarts.push_back(s);
+    if (s.reason == TerminationReason::kCancelled || s.reason == TerminationReason::kDeadline) {
+      break;
+    }
+  }
+  if (best < 0) {
+    const RestartSummary& last = restarts.back();
+    if (last.reason == TerminationReason::kCancelled) {
+      return absl::CancelledError("the fit was cancelled before any iteration completed");
+    }
+    if (last.reason == TerminationReason::kDeadline) {
+      return absl::DeadlineExceededError("the deadline passed before any iteration completed");
+    }
+    return absl::FailedPreconditionError(
+        absl::StrFormat("every restart failed; last: %s", last.message));
+  }
+
+  GmmFitResult result;
+  result.params = *std::move(best_params);
+  result.params.means.rowwise() += center;
+  FitSummary& sum = result.summary;
+  const RestartSummary& b = restarts[best];
+  sum.reason = b.reason;
+  sum.message = b.message;
+  // A cancel or deadline that cut a later restart short is the fit's outcome.
+  if (restarts.back().reason == TerminationReason::kCancelled ||
+      restarts.back().reason == TerminationReason::kDeadline) {
+    sum.reason = restarts.back().reason;
+    sum.message = restarts.back().message;
+  }
+  sum.iterations = b.iterations;
+  sum.log_likelihood = b.log_likelihood;
+  const double w = data.TotalWeight();
+  sum.mean_log_likelihood = b.log_likelihood / w;
+  sum.history = b.history;
+  sum.num_free_parameters = NumFreeParameters(spec.covariance_type, spec.k,
+                                              static_cast<int>(data.cols()));
+  SetCriteria(sum.log_likelihood, w, sum.num_free_parameters, &sum.bic, &sum.aic);
+  sum.rows_used = data.rows();
+  sum.rows_skipped = 0;
+  sum.best_restart = best;
+  sum.restarts = std::move(restarts);
+  sum.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return result;
+}
+
+absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
+                                             const Eigen::Ref<const RowMatrix>& block) {
+  if (block.cols() != params.dim()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "data: the model has d=%d dimensions, the data have %d columns", params.dim(),
+        block.cols()));
+  }
+  EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
+  Posteriors out;
+  RowMatrix scratch;
+  internal::LogJoint(c, block, &out.responsibilities, &scratch);
+  internal::NormalizeRows(&out.responsibilities, &out.log_likelihood);
+  out.labels.resize(block.rows());
+  for (Eigen::Index i = 0; i < block.rows(); ++i) {
+    out.responsibilities.row(i).maxCoeff(&out.labels[i]);
+  }
+  return out;
+}
+
+absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
+                                  ThreadPool* pool) {
+  EMFIT_RETURN_IF_ERROR(params.Validate());
+  EMFIT_RETURN_IF_ERROR(data.ValidateComplete());
+  if (data.cols() != params.dim()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "data: the model has d=%d dimensions, the data have %d columns", params.dim(),
+        data.cols()));
+  }
+  EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
+  const ::emfit::internal::RowStripes stripes(data.rows());
+  std::vector<double> partial(stripes.count, 0.0);
+  ParallelFor(pool, stripes.count, [&](int s) {
+    Eigen::MatrixXd a;
+    Eigen::VectorXd row_ll;
+    RowMatrix scratch;
+    for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += ::emfit::internal::kBlockRows) {
+      const int64_t rows = std::min<int64_t>(::emfit::internal::kBlockRows, stripes.End(s) - b);
+      internal::LogJoint(c, data.x.middleRows(b, rows), &a, &scratch);
+      internal::NormalizeRows(&a, &row_ll);
+      partial[s] += data.weights.size() == 0 ? row_ll.sum()
+                                             : data.weights.segment(b, rows).dot(row_ll);
+    }
+  });
+  ScoreResult out;
+  for (double v : partial) out.log_likelihood += v;
+  const double w = data.TotalWeight();
+  out.mean_log_likelihood = out.log_likelihood / w;
+  out.num_free_parameters = NumFreeParameters(params.covariance_type, params.k(), params.dim());
+  SetCriteria(out.log_likelihood, w, out.num_free_parameters, &out.bic, &out.aic);
+  return out;
+}
+
+}  // namespace emfit::gmm

@@ -1,0 +1,376 @@
+#include "emfit/gmm/gmm.h"
+
+#include <cmath>
+#include <limits>
+
+#include "emfit/exec/cancellation.h"
+#include "emfit/exec/thread_pool.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/data.h"
+#include "testing/status_matchers.h"
+
+namespace emfit::gmm {
+namespace {
+
+using ::emfit::testing::IsOk;
+using ::emfit::testing::StatusIs;
+
+constexpr CovarianceType kAllTypes[] = {CovarianceType::kFull, CovarianceType::kDiag,
+                                        CovarianceType::kTied, CovarianceType::kSpherical};
+
+Dataset Faithful() { return Dataset{testing::ReadCsvOrDie(testing::DataPath("faithful.csv")), {}}; }
+
+Dataset TwoClusters(int n = 400, uint64_t seed = 7) {
+  Eigen::MatrixXd means(2, 2);
+  means << -5, 0, 5, 3;
+  return Dataset{testing::SampleMixture(means, 1.0, n, seed), {}};
+}
+
+class RecordingObserver : public FitObserver {
+ public:
+  void OnIteration(const IterationEvent& e) override { events.push_back(e); }
+  std::vector<IterationEvent> events;
+};
+
+TEST(GmmFit, FaithfulTwoComponentFullMatchesKnownMaximum) {
+  GmmSpec spec;
+  spec.k = 2;
+  FitOptions options;
+  options.n_init = 3;
+  options.tol = 1e-8;
+  options.max_iter = 1000;
+  absl::StatusOr<GmmFitResult> fit = Fit(Faithful(), spec, options);
+  ASSERT_THAT(fit, IsOk());
+  // mclust and scikit-learn report -1130.264 and BIC 2322.19 (data/README.md).
+  EXPECT_NEAR(fit->summary.log_likelihood, -1130.264, 1e-3);
+  EXPECT_NEAR(fit->summary.bic, 2322.19, 1e-2);
+  EXPECT_EQ(fit->summary.num_free_parameters, 11);
+  EXPECT_TRUE(fit->summary.converged());
+  EXPECT_EQ(fit->summary.restarts.size(), 3u);
+}
+
+TEST(GmmFit, SingleComponentEqualsClosedFormMaximumLikelihood) {
+  const Dataset data = Faithful();
+  const Eigen::RowVectorXd mean = data.x.colwise().mean();
+  const RowMatrix centred = data.x.rowwise() - mean;
+  const Eigen::MatrixXd cov = centred.transpose() * centred / static_cast<double>(data.rows());
+  for (CovarianceType type : kAllTypes) {
+    SCOPED_TRACE(CovarianceTypeName(type));
+    GmmSpec spec;
+    spec.k = 1;
+    spec.covariance_type = type;
+    spec.reg_covar = 0;
+    absl::StatusOr<GmmFitResult> fit = Fit(data, spec, FitOptions{});
+    ASSERT_THAT(fit, IsOk());
+    EXPECT_TRUE(fit->params.means.row(0).isApprox(mean, 1e-12));
+    Eigen::MatrixXd want = cov;
+    if (type == CovarianceType::kDiag) want = cov.diagonal().asDiagonal();
+    if (type == CovarianceType::kSpherical) {
+      want = Eigen::MatrixXd::Identity(2, 2) * cov.trace() / 2;
+    }
+    EXPECT_TRUE(fit->params.ComponentCovariance(0).isApprox(want, 1e-10))
+        << fit->params.ComponentCovariance(0) << "\nwant\n"
+        << want;
+    EXPECT_DOUBLE_EQ(fit->params.weights[0], 1.0);
+  }
+}
+
+TEST(GmmFit, LogLikelihoodNeverDecreasesForEveryCovarianceType) {
+  for (CovarianceType type : kAllTypes) {
+    SCOPED_TRACE(CovarianceTypeName(type));
+    GmmSpec spec;
+    spec.k = 3;
+    spec.covariance_type = type;
+    spec.reg_covar = 0;  // with reg_covar > 0 the update is not an exact M-step (§1.2)
+    spec.init = InitMethod::kRandom;
+    FitOptions options;
+    options.tol = 0;
+    options.max_iter = 60;
+    options.seed = 11;
+    absl::StatusOr<GmmFitResult> fit = Fit(Faithful(), spec, options);
+    ASSERT_THAT(fit, IsOk());
+    const auto& h = fit->summary.history;
+    ASSERT_EQ(h.size(), 61u);
+    for (size_t t = 1; t < h.size(); ++t) {
+      EXPECT_GE(h[t], h[t - 1] - 1e-10 * std::abs(h[t - 1])) << "iteration " << t;
+    }
+  }
+}
+
+TEST(GmmFit, ToleranceZeroRunsExactlyMaxIterAndIsNotConverged) {
+  GmmSpec spec;
+  spec.k = 2;
+  FitOptions options;
+  options.tol = 0;
+  options.max_iter = 17;
+  absl::StatusOr<GmmFitResult> fit = Fit(Faithful(), spec, options);
+  ASSERT_THAT(fit, IsOk());
+  EXPECT_EQ(fit->summary.iterations, 17);
+  EXPECT_EQ(fit->summary.reason, TerminationReason::kMaxIter);
+  EXPECT_FALSE(fit->summary.converged());
+  EXPECT_DOUBLE_EQ(fit->summary.log_likelihood, fit->summary.history.back());
+}
+
+TEST(GmmFit, ObserverSeesEveryIterationWithChange) {
+  GmmSpec spec;
+  spec.k = 2;
+  FitOptions options;
+  options.tol = 0;
+  options.max_iter = 5;
+  RecordingObserver observer;
+  FitControls controls;
+  controls.observer = &observer;
+  absl::StatusOr<GmmFitResult> fit = Fit(Faithful(), spec, options, controls);
+  ASSERT_THAT(fit, IsOk());
+  ASSERT_EQ(observer.events.size(), 6u);
+  EXPECT_TRUE(std::isnan(observer.events[0].change));
+  for (int t = 1; t < 6; ++t) {
+    EXPECT_EQ(observer.events[t].iteration, t);
+    EXPECT_NEAR(observer.events[t].change,
+                (observer.events[t].log_likelihood - observer.events[t - 1].log_likelihood) /
+                    272.0,
+                1e-12);
+  }
+}
+
+TEST(GmmFit, RecoversWellSeparatedClusters) {
+  for (CovarianceType type : kAllTypes) {
+    SCOPED_TRACE(CovarianceTypeName(type));
+    GmmSpec spec;
+    spec.k = 2;
+    spec.covariance_type = type;
+    absl::StatusOr<GmmFitResult> fit = Fit(TwoClusters(2000), spec, FitOptions{});
+    ASSERT_THAT(fit, IsOk());
+    Eigen::MatrixXd m = fit->params.means;
+    if (m(0, 0) > m(1, 0)) m.row(0).swap(m.row(1));
+    EXPECT_NEAR(m(0, 0), -5, 0.1);
+    EXPECT_NEAR(m(0, 1), 0, 0.1);
+    EXPECT_NEAR(m(1, 0), 5, 0.1);
+    EXPECT_NEAR(m(1, 1), 3, 0.1);
+    EXPECT_NEAR(fit->params.weights[0], 0.5, 0.01);
+    EXPECT_NEAR(fit->params.ComponentCovariance(0)(0, 0), 1.0, 0.1);
+  }
+}
+
+TEST(GmmFit, SameSeedGivesSameResultWhateverTheThreadCount) {
+  GmmSpec spec;
+  spec.k = 3;
+  FitOptions options;
+  options.seed = 42;
+  options.n_init = 2;
+  // Enough rows for several stripes, so that threads really share the work.
+  const Dataset data = TwoClusters(20000, 3);
+  absl::StatusOr<GmmFitResult> a = Fit(data, spec, options);
+  ThreadPool pool(2);
+  FitControls controls;
+  controls.pool = &pool;
+  absl::StatusOr<GmmFitResult> b = Fit(data, spec, options, controls);
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  EXPECT_EQ(a->summary.history, b->summary.history);
+  EXPECT_EQ(a->params.means, b->params.means);
+  EXPECT_EQ(a->params.covariances, b->params.covariances);
+  options.seed = 43;
+  absl::StatusOr<GmmFitResult> c = Fit(data, spec, options);
+  ASSERT_THAT(c, IsOk());
+  EXPECT_NE(a->summary.history, c->summary.history);
+}
+
+TEST(GmmFit, EveryInitMethodFits) {
+  for (InitMethod init : {InitMethod::kKMeans, InitMethod::kKMeansPlusPlus,
+                          InitMethod::kRandomFromData, InitMethod::kRandom}) {
+    for (CovarianceType type : kAllTypes) {
+      SCOPED_TRACE(std::string(InitMethodName(init)) + " " + CovarianceTypeName(type));
+      GmmSpec spec;
+      spec.k = 2;
+      spec.init = init;
+      spec.covariance_type = type;
+      FitOptions options;
+      options.max_iter = 500;
+      absl::StatusOr<GmmFitResult> fit = Fit(TwoClusters(), spec, options);
+      ASSERT_THAT(fit, IsOk());
+      EXPECT_THAT(fit->params.Validate(), IsOk());
+      EXPECT_TRUE(fit->summary.converged());
+    }
+  }
+}
+
+TEST(GmmPosteriors, RowsSumToOneAndMatchTheFitLogLikelihood) {
+  GmmSpec spec;
+  spec.k = 2;
+  const Dataset data = Faithful();
+  absl::StatusOr<GmmFitResult> fit = Fit(data, spec, FitOptions{});
+  ASSERT_THAT(fit, IsOk());
+  absl::StatusOr<Posteriors> post = ComputePosteriors(fit->params, data.x);
+  ASSERT_THAT(post, IsOk());
+  for (Eigen::Index i = 0; i < data.rows(); ++i) {
+    EXPECT_NEAR(post->responsibilities.row(i).sum(), 1.0, 1e-12);
+    EXPECT_GE(post->responsibilities.row(i).minCoeff(), 0.0);
+    EXPECT_EQ(post->responsibilities(i, post->labels[i]),
+              post->responsibilities.row(i).maxCoeff());
+  }
+  EXPECT_NEAR(post->log_likelihood.sum(), fit->summary.log_likelihood, 1e-8);
+  absl::StatusOr<ScoreResult> score = Score(fit->params, data);
+  ASSERT_THAT(score, IsOk());
+  EXPECT_NEAR(score->log_likelihood, fit->summary.log_likelihood, 1e-8);
+  EXPECT_NEAR(score->bic, fit->summary.bic, 1e-8);
+}
+
+TEST(GmmPosteriors, FarAwayPointsGetFiniteResponsibilities) {
+  GmmParams p;
+  p.covariance_type = CovarianceType::kFull;
+  p.weights = Eigen::Vector2d(0.3, 0.7);
+  p.means = Eigen::MatrixXd(2, 2);
+  p.means << 0, 0, 1, 1;
+  p.covariances = Eigen::MatrixXd(4, 2);
+  p.covariances << 1, 0.2, 0.2, 1, 2, 0, 0, 0.5;
+  RowMatrix far(3, 2);
+  far << 1e4, 1e4, -2e4, 5e3, 1e4, -1e4;
+  absl::StatusOr<Posteriors> post = ComputePosteriors(p, far);
+  ASSERT_THAT(post, IsOk());
+  EXPECT_TRUE(post->responsibilities.allFinite());
+  EXPECT_TRUE(post->log_likelihood.allFinite());
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(post->responsibilities.row(i).sum(), 1.0, 1e-12);
+}
+
+TEST(GmmFit, RejectsBadInputWithMessagesNamingTheField) {
+  GmmSpec spec;
+  spec.k = 2;
+  EXPECT_THAT(Fit(Dataset{}, spec, FitOptions{}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                                           "at least 2 rows"));
+  spec.k = 0;
+  EXPECT_THAT(Fit(Faithful(), spec, FitOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "spec.gmm.k"));
+  spec.k = 273;
+  EXPECT_THAT(Fit(Faithful(), spec, FitOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "(272), got 273"));
+  spec.k = 2;
+  spec.reg_covar = -1;
+  EXPECT_THAT(Fit(Faithful(), spec, FitOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "spec.gmm.reg_covar"));
+  spec.reg_covar = 1e-6;
+  Dataset bad = Faithful();
+  bad.x(5, 1) = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_THAT(Fit(bad, spec, FitOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "row 5, column 1"));
+  FitOptions options;
+  options.n_init = 0;
+  EXPECT_THAT(Fit(Faithful(), spec, options),
+              StatusIs(absl::StatusCode::kInvalidArgument, "options.n_init"));
+  Dataset weighted = Faithful();
+  weighted.weights = Eigen::VectorXd::Ones(weighted.rows());
+  weighted.weights[3] = -1;
+  EXPECT_THAT(Fit(weighted, spec, FitOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "weight of row 3"));
+}
+
+TEST(GmmFit, FewerDistinctRowsThanComponentsIsInvalid) {
+  RowMatrix x(6, 2);
+  x << 1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 2, 2;
+  GmmSpec spec;
+  spec.k = 3;
+  EXPECT_THAT(Fit(Dataset{x, {}}, spec, FitOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "fewer distinct rows"));
+}
+
+TEST(GmmFit, CollapsedCovarianceWithoutRegularisationIsFailedPrecondition) {
+  RowMatrix x(6, 2);
+  x << 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2;  // two points, repeated: zero variance
+  GmmSpec spec;
+  spec.k = 2;
+  spec.reg_covar = 0;
+  EXPECT_THAT(Fit(Dataset{x, {}}, spec, FitOptions{}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "not positive definite"));
+  spec.reg_covar = 1e-6;
+  EXPECT_THAT(Fit(Dataset{x, {}}, spec, FitOptions{}), IsOk());
+}
+
+TEST(GmmFit, CancelledTokenStopsBeforeTheFirstIteration) {
+  CancellationToken token;
+  token.Cancel();
+  FitControls controls;
+  controls.cancel = &token;
+  GmmSpec spec;
+  spec.k = 2;
+  EXPECT_THAT(Fit(Faithful(), spec, FitOptions{}, controls),
+              StatusIs(absl::StatusCode::kCancelled, "cancelled"));
+}
+
+class CancelAfter : public FitObserver {
+ public:
+  CancelAfter(CancellationToken* token, int n) : token_(token), n_(n) {}
+  void OnIteration(const IterationEvent& e) override {
+    if (e.iteration == n_) token_->Cancel();
+  }
+
+ private:
+  CancellationToken* token_;
+  int n_;
+};
+
+TEST(GmmFit, CancellationMidFitReturnsTheLastCompleteIteration) {
+  CancellationToken token;
+  CancelAfter observer(&token, 3);
+  FitControls controls;
+  controls.cancel = &token;
+  controls.observer = &observer;
+  GmmSpec spec;
+  spec.k = 2;
+  FitOptions options;
+  options.tol = 0;
+  options.n_init = 4;
+  absl::StatusOr<GmmFitResult> fit = Fit(Faithful(), spec, options, controls);
+  ASSERT_THAT(fit, IsOk());
+  EXPECT_EQ(fit->summary.reason, TerminationReason::kCancelled);
+  EXPECT_EQ(fit->summary.iterations, 3);
+  EXPECT_EQ(fit->summary.restarts.size(), 1u);  // later restarts never start
+  absl::StatusOr<ScoreResult> score = Score(fit->params, Faithful());
+  ASSERT_THAT(score, IsOk());
+  EXPECT_NEAR(score->log_likelihood, fit->summary.log_likelihood, 1e-8);
+}
+
+TEST(GmmFit, PassedDeadlineIsAnOutcome) {
+  FitControls controls;
+  controls.deadline = absl::Now() - absl::Seconds(1);
+  GmmSpec spec;
+  spec.k = 2;
+  EXPECT_THAT(Fit(Faithful(), spec, FitOptions{}, controls),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, "deadline"));
+}
+
+TEST(GmmFit, IntegerWeightsEqualRowRepetition) {
+  const Dataset data = Faithful();
+  Dataset weighted = data;
+  weighted.weights = Eigen::VectorXd::Ones(data.rows());
+  std::vector<int> repeat_rows;
+  for (Eigen::Index i = 0; i < data.rows(); ++i) {
+    weighted.weights[i] = 1 + i % 3;
+    for (int r = 0; r < 1 + i % 3; ++r) repeat_rows.push_back(static_cast<int>(i));
+  }
+  Dataset repeated{RowMatrix(repeat_rows.size(), 2), {}};
+  for (size_t r = 0; r < repeat_rows.size(); ++r) repeated.x.row(r) = data.x.row(repeat_rows[r]);
+  GmmSpec spec;
+  spec.k = 2;
+  // Both fits converge tightly to the same (global) maximum of Old Faithful's k=2 mixture.
+  FitOptions options;
+  options.tol = 1e-10;
+  options.max_iter = 2000;
+  absl::StatusOr<GmmFitResult> a = Fit(weighted, spec, options);
+  absl::StatusOr<GmmFitResult> b = Fit(repeated, spec, options);
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  EXPECT_NEAR(a->summary.log_likelihood, b->summary.log_likelihood, 1e-6);
+  EXPECT_NEAR(a->summary.bic, b->summary.bic, 1e-6);
+}
+
+TEST(GmmParameters, CountsMatchMclustAndScikitLearn) {
+  // d = 3, k = 4: VVV 39, EEE 21, VVI 27, VII 19.
+  EXPECT_EQ(NumFreeParameters(CovarianceType::kFull, 4, 3), 3 + 12 + 24);
+  EXPECT_EQ(NumFreeParameters(CovarianceType::kTied, 4, 3), 3 + 12 + 6);
+  EXPECT_EQ(NumFreeParameters(CovarianceType::kDiag, 4, 3), 3 + 12 + 12);
+  EXPECT_EQ(NumFreeParameters(CovarianceType::kSpherical, 4, 3), 3 + 12 + 4);
+}
+
+}  // namespace
+}  // namespace emfit::gmm

@@ -1,0 +1,52 @@
+#include "testing/data.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+
+namespace emfit::testing {
+
+std::string DataPath(const std::string& name) { return std::string(EMFIT_DATA_DIR) + "/" + name; }
+
+RowMatrix ReadCsvOrDie(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "cannot open %s\n", path.c_str());
+    std::abort();
+  }
+  std::string line;
+  std::getline(in, line);  // header
+  std::vector<std::vector<double>> rows;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    std::vector<double> row;
+    for (absl::string_view f : absl::StrSplit(line, ',')) {
+      double v;
+      if (!absl::SimpleAtod(f, &v)) std::abort();
+      row.push_back(v);
+    }
+    rows.push_back(row);
+  }
+  RowMatrix x(rows.size(), rows.empty() ? 0 : rows[0].size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (size_t j = 0; j < rows[i].size(); ++j) x(i, j) = rows[i][j];
+  }
+  return x;
+}
+
+RowMatrix SampleMixture(const Eigen::MatrixXd& means, double sd, int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(0.0, sd);
+  RowMatrix x(n, means.cols());
+  for (int i = 0; i < n; ++i) {
+    const int k = i % static_cast<int>(means.rows());
+    for (int j = 0; j < means.cols(); ++j) x(i, j) = means(k, j) + normal(rng);
+  }
+  return x;
+}
+
+}  // namespace emfit::testing

@@ -1,0 +1,26 @@
+// Test data: the bundled CSV files and seeded synthetic samples.
+#ifndef EMFIT_TESTS_TESTING_DATA_H_
+#define EMFIT_TESTS_TESTING_DATA_H_
+
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "emfit/data/dataset.h"
+
+namespace emfit::testing {
+
+// Path of a file in the repository's data/ folder.
+std::string DataPath(const std::string& name);
+
+// Reads a numeric CSV with a header line (test helper; the CLI has its own reader).
+RowMatrix ReadCsvOrDie(const std::string& path);
+
+// n rows from a mixture of Gaussians with the given means (k x d), isotropic standard
+// deviation `sd` and equal weights, seeded.
+RowMatrix SampleMixture(const Eigen::MatrixXd& means, double sd, int n, uint64_t seed);
+
+}  // namespace emfit::testing
+
+#endif  // EMFIT_TESTS_TESTING_DATA_H_

@@ -1,0 +1,36 @@
+// GoogleTest matchers for absl::Status and absl::StatusOr.
+#ifndef EMFIT_TESTS_TESTING_STATUS_MATCHERS_H_
+#define EMFIT_TESTS_TESTING_STATUS_MATCHERS_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gmock/gmock.h"
+
+namespace emfit::testing {
+
+inline const absl::Status& GetStatus(const absl::Status& s) { return s; }
+template <class T>
+const absl::Status& GetStatus(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+MATCHER(IsOk, "is OK") {
+  const absl::Status& s = GetStatus(arg);
+  if (!s.ok()) *result_listener << "status is " << s;
+  return s.ok();
+}
+
+// The status has `code` and its message contains `substring`.
+MATCHER_P2(StatusIs, code, substring,
+           std::string("has code ") + absl::StatusCodeToString(code) + " and a message with '" +
+               std::string(substring) + "'") {
+  const absl::Status& s = GetStatus(arg);
+  *result_listener << "status is " << s;
+  return s.code() == code && s.message().find(substring) != absl::string_view::npos;
+}
+
+}  // namespace emfit::testing
+
+#endif  // EMFIT_TESTS_TESTING_STATUS_MATCHERS_H_

@@ -1,0 +1,103 @@
+#include "csv.h"
+
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+
+namespace emfit::client {
+namespace {
+
+bool IsMissing(absl::string_view cell) {
+  return cell.empty() || cell == "NA" || cell == "NaN" || cell == "nan" || cell == "na";
+}
+
+// Parses one cell; false if it is not a number or a missing marker.
+bool ParseCell(absl::string_view cell, double* out) {
+  cell = absl::StripAsciiWhitespace(cell);
+  if (IsMissing(cell)) {
+    *out = std::numeric_limits<double>::quiet_NaN();
+    return true;
+  }
+  if (!cell.empty() && cell.front() == '+') cell.remove_prefix(1);
+  const char* end = cell.data() + cell.size();
+  auto [ptr, ec] = std::from_chars(cell.data(), end, *out);
+  return ec == std::errc() && ptr == end;
+}
+
+std::string Unquote(absl::string_view cell) {
+  cell = absl::StripAsciiWhitespace(cell);
+  if (cell.size() >= 2 && cell.front() == '"' && cell.back() == '"') {
+    cell = cell.substr(1, cell.size() - 2);
+  }
+  return std::string(cell);
+}
+
+}  // namespace
+
+absl::StatusOr<Table> ParseCsv(absl::string_view text, const CsvOptions& options) {
+  Table table;
+  size_t line_no = 0;
+  bool first = true;
+  size_t pos = 0;
+  std::vector<absl::string_view> cells;
+  while (pos < text.size()) {
+    size_t eol = text.find('\n', pos);
+    if (eol == absl::string_view::npos) eol = text.size();
+    absl::string_view line = text.substr(pos, eol - pos);
+    pos = eol + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (absl::StripAsciiWhitespace(line).empty()) continue;
+    cells = absl::StrSplit(line, options.delimiter);
+    if (first) {
+      first = false;
+      table.cols = cells.size();
+      bool header = options.header == HeaderMode::kYes;
+      if (options.header == HeaderMode::kAuto) {
+        double v;
+        for (absl::string_view c : cells) header = header || !ParseCell(c, &v);
+      }
+      if (header) {
+        for (absl::string_view c : cells) table.column_names.push_back(Unquote(c));
+        continue;
+      }
+    }
+    if (cells.size() != table.cols) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "line %d: expected %d cells like the first line, got %d", line_no, table.cols,
+          cells.size()));
+    }
+    for (size_t j = 0; j < cells.size(); ++j) {
+      double v;
+      if (!ParseCell(cells[j], &v)) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "line %d, column %d: '%s' is not a number", line_no, j + 1, cells[j]));
+      }
+      table.values.push_back(v);
+    }
+    ++table.rows;
+  }
+  if (table.rows == 0) return absl::InvalidArgumentError("no data rows");
+  return table;
+}
+
+absl::StatusOr<Table> ReadCsvFile(const std::string& path, const CsvOptions& options) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrFormat("cannot open '%s'", path));
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  absl::StatusOr<Table> table = ParseCsv(buffer.str(), options);
+  if (!table.ok()) {
+    return absl::Status(table.status().code(),
+                        absl::StrFormat("%s: %s", path, table.status().message()));
+  }
+  return table;
+}
+
+}  // namespace emfit::client

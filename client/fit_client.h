@@ -1,0 +1,47 @@
+#ifndef EMFIT_CLIENT_FIT_CLIENT_H_
+#define EMFIT_CLIENT_FIT_CLIENT_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "emfit/v1/emfit.grpc.pb.h"
+
+namespace emfit::client {
+
+struct CallOptions {
+  // Values per DataChunk message (256 KiB of doubles by default).
+  size_t chunk_values = 32768;
+  // Deadline of the call; infinite by default.
+  absl::Duration timeout = absl::InfiniteDuration();
+};
+
+// A client of emfit.v1.EmFitService: streams data in chunks, reports events, returns the
+// result. One FitClient may serve many calls, from many threads.
+class FitClient {
+ public:
+  explicit FitClient(std::shared_ptr<grpc::Channel> channel);
+  // An insecure channel to `target` ("host:port") that accepts messages up to 64 MiB.
+  static std::shared_ptr<grpc::Channel> Connect(const std::string& target);
+
+  using EventCallback = std::function<void(const v1::FitEvent&)>;
+
+  // Sends `header` (its shape must match `values`: rows * cols values, row-major), then the
+  // values, and returns the result event. `on_event` sees every event, the result included.
+  // Errors are the server's status (code and message) or the transport's.
+  absl::StatusOr<v1::FitResult> Fit(const v1::FitHeader& header, absl::Span<const double> values,
+                                    const EventCallback& on_event = nullptr,
+                                    const CallOptions& options = {});
+
+ private:
+  std::unique_ptr<v1::EmFitService::Stub> stub_;
+};
+
+}  // namespace emfit::client
+
+#endif  // EMFIT_CLIENT_FIT_CLIENT_H_

@@ -1,0 +1,27 @@
+#include "fit_service.h"
+
+#include "absl/strings/str_format.h"
+#include "fit_reactor.h"
+
+namespace emfit::server {
+
+grpc::ServerBidiReactor<v1::FitRequest, v1::FitEvent>* FitService::Fit(
+    grpc::CallbackServerContext* context) {
+  return new FitReactor(context, this);
+}
+
+bool FitService::ReserveBytes(uint64_t bytes) {
+  uint64_t current = inflight_bytes_.load();
+  do {
+    if (current + bytes > limits_.max_inflight_bytes) return false;
+  } while (!inflight_bytes_.compare_exchange_weak(current, current + bytes));
+  return true;
+}
+
+void FitService::ReleaseBytes(uint64_t bytes) { inflight_bytes_.fetch_sub(bytes); }
+
+std::string FitService::NextJobId() {
+  return absl::StrFormat("fit-%06d", next_job_.fetch_add(1));
+}
+
+}  // namespace emfit::server

@@ -1,0 +1,45 @@
+#ifndef EMFIT_SERVER_FIT_SERVICE_H_
+#define EMFIT_SERVER_FIT_SERVICE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "emfit/exec/thread_pool.h"
+#include "emfit/v1/emfit.grpc.pb.h"
+#include "fit_job.h"
+#include "job_queue.h"
+
+namespace emfit::server {
+
+// The EmFitService implementation: one reactor per call; fits run on `queue`'s workers and
+// their row blocks on `pool`. Both must outlive the service. Thread-safe.
+class FitService final : public v1::EmFitService::CallbackService {
+ public:
+  FitService(const ServiceLimits& limits, JobQueue* queue, ThreadPool* pool)
+      : limits_(limits), queue_(queue), pool_(pool) {}
+
+  grpc::ServerBidiReactor<v1::FitRequest, v1::FitEvent>* Fit(
+      grpc::CallbackServerContext* context) override;
+
+  const ServiceLimits& limits() const { return limits_; }
+  JobQueue* queue() const { return queue_; }
+  ThreadPool* pool() const { return pool_; }
+
+  // Reserves `bytes` of the in-flight data budget (--max_inflight_bytes); false when full.
+  bool ReserveBytes(uint64_t bytes);
+  void ReleaseBytes(uint64_t bytes);
+  uint64_t inflight_bytes() const { return inflight_bytes_.load(); }
+  std::string NextJobId();
+
+ private:
+  const ServiceLimits limits_;
+  JobQueue* const queue_;
+  ThreadPool* const pool_;
+  std::atomic<uint64_t> inflight_bytes_{0};
+  std::atomic<uint64_t> next_job_{1};
+};
+
+}  // namespace emfit::server
+
+#endif  // EMFIT_SERVER_FIT_SERVICE_H_

@@ -1,0 +1,137 @@
+#ifndef EMFIT_SERVER_FIT_SESSION_H_
+#define EMFIT_SERVER_FIT_SESSION_H_
+
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <utility>
+
+#include <grpcpp/support/server_callback.h>
+
+#include "absl/synchronization/mutex.h"
+#include "emfit/exec/cancellation.h"
+
+namespace emfit::server {
+
+// State shared by a streaming reactor and the job that serves it; held by shared_ptr so that
+// either may outlive the other. The job posts events and finishes the call from its own
+// thread; the session keeps at most one write in flight, queues the rest in a bounded outbox
+// (dropping the oldest droppable event, e.g. an intermediate iteration, for slow readers) and
+// calls Finish only when no write is outstanding. After the reactor is done, everything posted
+// is dropped. Thread-safe.
+template <class Request, class Response>
+class StreamSession {
+ public:
+  using Reactor = grpc::ServerBidiReactor<Request, Response>;
+  // `droppable(event)` says whether an event may be dropped when the outbox is full.
+  StreamSession(Reactor* reactor, size_t max_outbox,
+                std::function<bool(const Response&)> droppable)
+      : reactor_(reactor), max_outbox_(max_outbox), droppable_(std::move(droppable)) {}
+
+  const CancellationToken& token() const { return token_; }
+
+  // True once Finish was requested (by the job, a cancel, or a failed write).
+  bool finish_requested() {
+    absl::MutexLock lock(&mu_);
+    return finish_requested_ || reactor_ == nullptr;
+  }
+
+  // Queues `event` for the client.
+  void Post(Response event) {
+    Reactor* start = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_requested_ || reactor_ == nullptr) return;
+      if (writing_) {
+        if (outbox_.size() >= max_outbox_) DropOneLocked();
+        outbox_.push_back(std::move(event));
+        return;
+      }
+      writing_ = true;
+      current_ = std::move(event);
+      start = reactor_;
+    }
+    start->StartWrite(&current_);
+  }
+
+  // Ends the call with `status` once the queued events are written. The first call wins.
+  void Finish(grpc::Status status) {
+    Reactor* finish = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_requested_ || reactor_ == nullptr) return;
+      finish_requested_ = true;
+      final_status_ = std::move(status);
+      if (writing_ || !outbox_.empty()) return;  // OnWriteDone finishes
+      finish = reactor_;
+    }
+    finish->Finish(final_status_);
+  }
+
+  // Reactor callbacks.
+  void OnWriteDone(bool ok) {
+    Reactor* start = nullptr;
+    Reactor* finish = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (reactor_ == nullptr) return;
+      if (!ok) {
+        // The client is gone: stop the job, drop what is queued.
+        token_.Cancel();
+        outbox_.clear();
+        if (!finish_requested_) {
+          finish_requested_ = true;
+          final_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+        }
+      }
+      if (!outbox_.empty()) {
+        writing_ = true;
+        current_ = std::move(outbox_.front());
+        outbox_.pop_front();
+        start = reactor_;
+      } else if (finish_requested_) {
+        finish = reactor_;
+      }
+    }
+    if (start != nullptr) start->StartWrite(&current_);
+    if (finish != nullptr) finish->Finish(final_status_);
+  }
+
+  void OnCancel() {
+    token_.Cancel();
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
+  }
+
+  void OnDone() {
+    token_.Cancel();
+    absl::MutexLock lock(&mu_);
+    reactor_ = nullptr;
+    outbox_.clear();
+  }
+
+ private:
+  void DropOneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (auto it = outbox_.begin(); it != outbox_.end(); ++it) {
+      if (droppable_(*it)) {
+        outbox_.erase(it);
+        return;
+      }
+    }
+  }
+
+  CancellationToken token_;
+  absl::Mutex mu_;
+  Reactor* reactor_ ABSL_GUARDED_BY(mu_);
+  const size_t max_outbox_;
+  const std::function<bool(const Response&)> droppable_;
+  std::deque<Response> outbox_ ABSL_GUARDED_BY(mu_);
+  Response current_;  // the write in flight; touched only by the thread that starts it
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_;  // written once under mu_ before Finish
+};
+
+}  // namespace emfit::server
+
+#endif  // EMFIT_SERVER_FIT_SESSION_H_

@@ -1,0 +1,76 @@
+#include "job_queue.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_format.h"
+
+namespace emfit::server {
+
+JobQueue::JobQueue(int workers, int capacity) : capacity_(std::max(0, capacity)) {
+  for (int i = 0; i < std::max(1, workers); ++i) threads_.emplace_back([this] { WorkerLoop(); });
+}
+
+JobQueue::~JobQueue() { Shutdown(); }
+
+absl::StatusOr<int> JobQueue::TrySubmit(std::function<void()> job,
+                                        absl::FunctionRef<void(int)> on_queued) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return absl::UnavailableError("the server is shutting down");
+  // Jobs in jobs_ that an idle worker is about to take do not count as waiting.
+  const int idle = static_cast<int>(threads_.size()) - running_;
+  const int waiting = std::max(0, static_cast<int>(jobs_.size()) - idle);
+  const bool worker_free = static_cast<int>(jobs_.size()) < idle;
+  if (!worker_free && waiting >= capacity_) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "the job queue is full (%d workers busy, %d jobs waiting, --queue=%d); retry later",
+        running_, waiting, capacity_));
+  }
+  const int ahead = worker_free ? 0 : waiting;
+  on_queued(ahead);
+  jobs_.push_back(std::move(job));
+  return ahead;
+}
+
+void JobQueue::WorkerLoop() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](JobQueue* q) ABSL_SHARED_LOCKS_REQUIRED(q->mu_) {
+            return q->stopping_ || !q->jobs_.empty();
+          },
+          this));
+      if (jobs_.empty()) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+      ++running_;
+    }
+    job();
+    absl::MutexLock lock(&mu_);
+    --running_;
+  }
+}
+
+void JobQueue::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ && threads_.empty()) return;
+    stopping_ = true;
+  }
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+int JobQueue::queued() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(jobs_.size());
+}
+
+int JobQueue::running() const {
+  absl::MutexLock lock(&mu_);
+  return running_;
+}
+
+}  // namespace emfit::server

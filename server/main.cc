@@ -1,0 +1,85 @@
+// emfitd: the emfit gRPC server.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/time/time.h"
+#include "server.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+const emfit::server::ServerOptions kDefaults;
+const int kCores = std::max(1u, std::thread::hardware_concurrency());
+}  // namespace
+
+ABSL_FLAG(std::string, host, kDefaults.host, "Address to listen on.");
+ABSL_FLAG(int, port, kDefaults.port, "Port to listen on; 0 picks a free port.");
+ABSL_FLAG(std::string, port_file, "", "If set, write the bound port to this file once serving.");
+ABSL_FLAG(int, workers, kCores, "Fits that run at once (worker threads).");
+ABSL_FLAG(int, queue, kDefaults.queue,
+          "Fits that may wait for a worker; more are refused with RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, compute_threads, kCores - 1,
+          "Threads shared by all fits for row blocks (the fit's own thread helps too).");
+ABSL_FLAG(int, max_message_bytes, kDefaults.max_message_bytes,
+          "Largest request message accepted, bytes.");
+ABSL_FLAG(uint64_t, max_rows, kDefaults.limits.max_rows, "Most rows per request.");
+ABSL_FLAG(uint32_t, max_cols, kDefaults.limits.max_cols, "Most columns per request.");
+ABSL_FLAG(uint64_t, max_values, kDefaults.limits.max_values, "Most values (rows x cols) per request.");
+ABSL_FLAG(int, max_k, kDefaults.limits.max_k, "Most components or states per model.");
+ABSL_FLAG(int, max_iter_limit, kDefaults.limits.max_iter, "Largest max_iter accepted.");
+ABSL_FLAG(int, max_n_init, kDefaults.limits.max_n_init, "Largest n_init accepted.");
+ABSL_FLAG(uint64_t, max_inflight_bytes, kDefaults.limits.max_inflight_bytes,
+          "Data bytes held by all calls together; more are refused with RESOURCE_EXHAUSTED.");
+ABSL_FLAG(absl::Duration, shutdown_grace, kDefaults.shutdown_grace,
+          "On SIGINT/SIGTERM, running fits may finish within this; then they are cancelled.");
+ABSL_FLAG(std::string, log_level, "info", "spdlog level: trace, debug, info, warn, error, off.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("emfitd: fit statistical models by EM over gRPC.");
+  absl::ParseCommandLine(argc, argv);
+  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+
+  // Block the stop signals in every thread; the main thread waits for them below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  emfit::server::ServerOptions options;
+  options.host = absl::GetFlag(FLAGS_host);
+  options.port = absl::GetFlag(FLAGS_port);
+  options.workers = absl::GetFlag(FLAGS_workers);
+  options.queue = absl::GetFlag(FLAGS_queue);
+  options.compute_threads = absl::GetFlag(FLAGS_compute_threads);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.limits.max_rows = absl::GetFlag(FLAGS_max_rows);
+  options.limits.max_cols = absl::GetFlag(FLAGS_max_cols);
+  options.limits.max_values = absl::GetFlag(FLAGS_max_values);
+  options.limits.max_k = absl::GetFlag(FLAGS_max_k);
+  options.limits.max_iter = absl::GetFlag(FLAGS_max_iter_limit);
+  options.limits.max_n_init = absl::GetFlag(FLAGS_max_n_init);
+  options.limits.max_inflight_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
+  options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+
+  emfit::server::Server server;
+  if (absl::Status status = server.Start(options); !status.ok()) {
+    spdlog::error("cannot start: {}", status.ToString());
+    return 1;
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
+    const std::string tmp = path + ".tmp";
+    std::ofstream(tmp) << server.port() << "\n";
+    std::rename(tmp.c_str(), path.c_str());  // readers never see a partial file
+  }
+  int signal = 0;
+  sigwait(&signals, &signal);
+  spdlog::info("received signal {}", signal);
+  server.Shutdown();
+  return 0;
+}

@@ -69,15 +69,15 @@ absl::StatusOr<Table> ParseCsv(absl::string_view text, const CsvOptions& options
       }
     }
     if (cells.size() != table.cols) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "line %d: expected %d cells like the first line, got %d", line_no, table.cols,
-          cells.size()));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("line %d: expected %d cells like the first line, got %d", line_no,
+                          table.cols, cells.size()));
     }
     for (size_t j = 0; j < cells.size(); ++j) {
       double v;
       if (!ParseCell(cells[j], &v)) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "line %d, column %d: '%s' is not a number", line_no, j + 1, cells[j]));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("line %d, column %d: '%s' is not a number", line_no, j + 1, cells[j]));
       }
       table.values.push_back(v);
     }

@@ -21,11 +21,12 @@ absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header,
                                              absl::Span<const double> values,
                                              const EventCallback& on_event,
                                              const CallOptions& options) {
-  grpc::ClientContext context;
+  grpc::ClientContext own_context;
+  grpc::ClientContext* context = options.context != nullptr ? options.context : &own_context;
   if (options.timeout != absl::InfiniteDuration()) {
-    context.set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+    context->set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
   }
-  auto stream = stub_->Fit(&context);
+  auto stream = stub_->Fit(context);
   v1::FitRequest request;
   *request.mutable_header() = header;
   bool open = stream->Write(request);
@@ -46,8 +47,7 @@ absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header,
   }
   const grpc::Status status = stream->Finish();
   if (!status.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                        status.error_message());
+    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
   }
   if (!result.has_value()) {
     return absl::InternalError("the server ended the call without a result");

@@ -1,11 +1,11 @@
 #ifndef EMFIT_CLIENT_FIT_CLIENT_H_
 #define EMFIT_CLIENT_FIT_CLIENT_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -19,6 +19,9 @@ struct CallOptions {
   size_t chunk_values = 32768;
   // Deadline of the call; infinite by default.
   absl::Duration timeout = absl::InfiniteDuration();
+  // If set, the call uses this context (not owned), so the caller can TryCancel() it from any
+  // thread, e.g. from the event callback. A context serves one call only.
+  grpc::ClientContext* context = nullptr;
 };
 
 // A client of emfit.v1.EmFitService: streams data in chunks, reports events, returns the

@@ -1,12 +1,12 @@
 // emfit: command-line client of emfitd.
 //
 //   emfit fit --server=HOST:PORT --data=FILE.csv --k=2 --covariance=full [--out=model.json]
+#include <google/protobuf/util/json_util.h>
+
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
-
-#include <google/protobuf/util/json_util.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -26,7 +26,8 @@ ABSL_FLAG(std::string, family, "gmm", "Model family: gmm.");
 ABSL_FLAG(int, k, 2, "Number of components (gmm) or hidden states.");
 ABSL_FLAG(std::string, covariance, "full", "Covariance type: full, diag, tied, spherical.");
 ABSL_FLAG(double, reg_covar, 1e-6, "Added to the diagonal of every covariance (>= 0).");
-ABSL_FLAG(std::string, init, "kmeans", "Initialisation: kmeans, k-means++, random_from_data, random.");
+ABSL_FLAG(std::string, init, "kmeans",
+          "Initialisation: kmeans, k-means++, random_from_data, random.");
 ABSL_FLAG(int, max_iter, 100, "Maximum EM iterations per restart.");
 ABSL_FLAG(double, tol, 1e-3,
           "Stop when the mean log-likelihood changes by less than this; 0 runs max_iter.");
@@ -57,8 +58,8 @@ absl::StatusOr<v1::CovarianceType> CovarianceFlag(const std::string& name) {
   if (n == "diag") return v1::COVARIANCE_TYPE_DIAG;
   if (n == "tied") return v1::COVARIANCE_TYPE_TIED;
   if (n == "spherical") return v1::COVARIANCE_TYPE_SPHERICAL;
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "--covariance: must be one of full, diag, tied, spherical; got '%s'", name));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("--covariance: must be one of full, diag, tied, spherical; got '%s'", name));
 }
 
 absl::StatusOr<v1::InitMethod> InitFlag(const std::string& name) {
@@ -142,7 +143,8 @@ int RunFit() {
   gmm->set_init(*init);
   header.mutable_shape()->set_rows(table->rows);
   header.mutable_shape()->set_cols(static_cast<uint32_t>(table->cols));
-  for (const std::string& name : table->column_names) header.mutable_shape()->add_column_names(name);
+  for (const std::string& name : table->column_names)
+    header.mutable_shape()->add_column_names(name);
   header.mutable_options()->set_max_iter(static_cast<uint32_t>(absl::GetFlag(FLAGS_max_iter)));
   header.mutable_options()->set_tol(absl::GetFlag(FLAGS_tol));
   header.mutable_options()->set_n_init(static_cast<uint32_t>(absl::GetFlag(FLAGS_n_init)));
@@ -184,7 +186,6 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[1];
   if (command == "fit") return emfit::client::RunFit();
-  std::fprintf(stderr, "emfit: unknown command '%s'\n\n%s", command.c_str(),
-               emfit::client::kUsage);
+  std::fprintf(stderr, "emfit: unknown command '%s'\n\n%s", command.c_str(), emfit::client::kUsage);
   return 2;
 }

@@ -19,13 +19,13 @@ void ProgressPrinter::OnEvent(const v1::FitEvent& event) {
   if (mode_ == ProgressMode::kNone) return;
   switch (event.kind_case()) {
     case v1::FitEvent::kAccepted:
-      std::fprintf(out_, "accepted as %s (queue position %u)\n",
-                   event.accepted().job_id().c_str(), event.accepted().queue_position());
+      std::fprintf(out_, "accepted as %s (queue position %u)\n", event.accepted().job_id().c_str(),
+                   event.accepted().queue_position());
       break;
     case v1::FitEvent::kIteration: {
       const v1::Iteration& it = event.iteration();
-      const std::string change =
-          std::isnan(it.change()) ? std::string("         -") : absl::StrFormat("%+10.3e", it.change());
+      const std::string change = std::isnan(it.change()) ? std::string("         -")
+                                                         : absl::StrFormat("%+10.3e", it.change());
       const std::string text =
           absl::StrFormat("restart %u  iter %4u  log-likelihood %.6f  change/row %s  %.3fs%s",
                           it.restart(), it.iteration(), it.log_likelihood(), change,
@@ -99,8 +99,7 @@ std::string FormatResult(const v1::FitResult& result,
       switch (g.covariance_type()) {
         case v1::COVARIANCE_TYPE_FULL:
           for (uint32_t r = 0; r < d; ++r) {
-            absl::StrAppend(&out, r == 0 ? "  cov     " : "          ", Row(cov, c * d + r),
-                            "\n");
+            absl::StrAppend(&out, r == 0 ? "  cov     " : "          ", Row(cov, c * d + r), "\n");
           }
           break;
         case v1::COVARIANCE_TYPE_DIAG:
@@ -115,7 +114,8 @@ std::string FormatResult(const v1::FitResult& result,
     }
     if (g.covariance_type() == v1::COVARIANCE_TYPE_TIED) {
       absl::StrAppend(&out, "shared covariance\n");
-      for (uint32_t r = 0; r < d; ++r) absl::StrAppend(&out, "          ", Row(g.covariances(), r), "\n");
+      for (uint32_t r = 0; r < d; ++r)
+        absl::StrAppend(&out, "          ", Row(g.covariances(), r), "\n");
     }
   }
   return out;

@@ -13,14 +13,14 @@ namespace emfit::server {
 
 // Limits the server applies to every request before allocating anything.
 struct ServiceLimits {
-  uint64_t max_rows = 10'000'000;       // DataShape.rows
-  uint32_t max_cols = 1'000;            // DataShape.cols
-  uint64_t max_values = 200'000'000;    // rows * cols (8 bytes each)
-  int max_k = 1'000;                    // components / states
-  int max_iter = 100'000;               // FitOptions.max_iter
-  int max_n_init = 1'000;               // FitOptions.n_init
+  uint64_t max_rows = 10'000'000;                   // DataShape.rows
+  uint32_t max_cols = 1'000;                        // DataShape.cols
+  uint64_t max_values = 200'000'000;                // rows * cols (8 bytes each)
+  int max_k = 1'000;                                // components / states
+  int max_iter = 100'000;                           // FitOptions.max_iter
+  int max_n_init = 1'000;                           // FitOptions.n_init
   uint64_t max_inflight_bytes = uint64_t{8} << 30;  // data held by all calls together
-  size_t max_outbox = 256;              // queued events per call before dropping iterations
+  size_t max_outbox = 256;  // queued events per call before dropping iterations
 };
 
 // A validated Fit header: everything needed to receive the data and run the job.

@@ -98,8 +98,8 @@ absl::Status FitReactor::Consume(v1::FitRequest& request) {
   const int64_t total = data_.x.size();
   if (values.size() > total - received_) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "chunk: more values than header.shape declares (rows x cols = %d x %d = %d)",
-        plan_->rows, plan_->cols, total));
+        "chunk: more values than header.shape declares (rows x cols = %d x %d = %d)", plan_->rows,
+        plan_->cols, total));
   }
   std::memcpy(data_.x.data() + received_, values.data(), values.size() * sizeof(double));
   received_ += values.size();
@@ -113,13 +113,12 @@ absl::Status FitReactor::OnHalfClose() {
   }
   if (received_ != data_.x.size()) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "chunk: header.shape declares rows x cols = %d x %d = %d values, received %d",
-        plan_->rows, plan_->cols, data_.x.size(), received_));
+        "chunk: header.shape declares rows x cols = %d x %d = %d values, received %d", plan_->rows,
+        plan_->cols, data_.x.size(), received_));
   }
   // The job owns everything it needs; the reactor may be gone before it runs.
-  auto job = [session = session_, plan = *plan_, data = std::move(data_),
-              pool = service_->pool(), deadline = DeadlineOf(context_),
-              job_id = job_id_]() mutable {
+  auto job = [session = session_, plan = *plan_, data = std::move(data_), pool = service_->pool(),
+              deadline = DeadlineOf(context_), job_id = job_id_]() mutable {
     if (session->token().IsCancelled()) return;
     SessionObserver observer(session.get());
     FitControls controls;

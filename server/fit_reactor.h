@@ -1,11 +1,11 @@
 #ifndef EMFIT_SERVER_FIT_REACTOR_H_
 #define EMFIT_SERVER_FIT_REACTOR_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <optional>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "emfit/data/dataset.h"
 #include "emfit/v1/emfit.pb.h"

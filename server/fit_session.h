@@ -1,12 +1,12 @@
 #ifndef EMFIT_SERVER_FIT_SESSION_H_
 #define EMFIT_SERVER_FIT_SESSION_H_
 
+#include <grpcpp/support/server_callback.h>
+
 #include <cstddef>
 #include <deque>
 #include <functional>
 #include <utility>
-
-#include <grpcpp/support/server_callback.h>
 
 #include "absl/synchronization/mutex.h"
 #include "emfit/exec/cancellation.h"
@@ -24,8 +24,7 @@ class StreamSession {
  public:
   using Reactor = grpc::ServerBidiReactor<Request, Response>;
   // `droppable(event)` says whether an event may be dropped when the outbox is full.
-  StreamSession(Reactor* reactor, size_t max_outbox,
-                std::function<bool(const Response&)> droppable)
+  StreamSession(Reactor* reactor, size_t max_outbox, std::function<bool(const Response&)> droppable)
       : reactor_(reactor), max_outbox_(max_outbox), droppable_(std::move(droppable)) {}
 
   const CancellationToken& token() const { return token_; }

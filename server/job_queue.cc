@@ -37,9 +37,8 @@ void JobQueue::WorkerLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](JobQueue* q) ABSL_SHARED_LOCKS_REQUIRED(q->mu_) {
-            return q->stopping_ || !q->jobs_.empty();
-          },
+          +[](JobQueue* q)
+               ABSL_SHARED_LOCKS_REQUIRED(q->mu_) { return q->stopping_ || !q->jobs_.empty(); },
           this));
       if (jobs_.empty()) return;
       job = std::move(jobs_.front());

@@ -26,8 +26,8 @@ class JobQueue {
   // idle), RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE after Shutdown().
   // `on_queued(position)` runs before any worker can start the job (so that, e.g., an
   // "accepted" event precedes everything the job sends); it must not block.
-  absl::StatusOr<int> TrySubmit(std::function<void()> job,
-                                absl::FunctionRef<void(int)> on_queued = [](int) {});
+  absl::StatusOr<int> TrySubmit(
+      std::function<void()> job, absl::FunctionRef<void(int)> on_queued = [](int) {});
 
   // Stops accepting jobs, runs the jobs already queued, and joins the workers. Idempotent.
   void Shutdown();

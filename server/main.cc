@@ -29,7 +29,8 @@ ABSL_FLAG(int, max_message_bytes, kDefaults.max_message_bytes,
           "Largest request message accepted, bytes.");
 ABSL_FLAG(uint64_t, max_rows, kDefaults.limits.max_rows, "Most rows per request.");
 ABSL_FLAG(uint32_t, max_cols, kDefaults.limits.max_cols, "Most columns per request.");
-ABSL_FLAG(uint64_t, max_values, kDefaults.limits.max_values, "Most values (rows x cols) per request.");
+ABSL_FLAG(uint64_t, max_values, kDefaults.limits.max_values,
+          "Most values (rows x cols) per request.");
 ABSL_FLAG(int, max_k, kDefaults.limits.max_k, "Most components or states per model.");
 ABSL_FLAG(int, max_iter_limit, kDefaults.limits.max_iter, "Largest max_iter accepted.");
 ABSL_FLAG(int, max_n_init, kDefaults.limits.max_n_init, "Largest n_init accepted.");

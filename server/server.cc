@@ -40,8 +40,8 @@ absl::Status Server::Start(const ServerOptions& options) {
     return absl::UnavailableError(absl::StrFormat("cannot listen on %s", address));
   }
   server_->GetHealthCheckService()->SetServingStatus(true);
-  spdlog::info("emfitd listening on {}:{} ({} workers, queue {}, {} compute threads)",
-               options.host, port_, options.workers, options.queue, options.compute_threads);
+  spdlog::info("emfitd listening on {}:{} ({} workers, queue {}, {} compute threads)", options.host,
+               port_, options.workers, options.queue, options.compute_threads);
   return absl::OkStatus();
 }
 

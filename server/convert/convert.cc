@@ -22,9 +22,9 @@ void ToProto(const Eigen::Ref<const Eigen::MatrixXd>& m, v1::Matrix* out) {
 absl::StatusOr<Eigen::MatrixXd> FromProto(const v1::Matrix& m, absl::string_view field) {
   const uint64_t want = static_cast<uint64_t>(m.rows()) * m.cols();
   if (static_cast<uint64_t>(m.values_size()) != want) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: rows x cols = %d x %d needs %d values, got %d", field, m.rows(), m.cols(), want,
-        m.values_size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: rows x cols = %d x %d needs %d values, got %d", field, m.rows(),
+                        m.cols(), want, m.values_size()));
   }
   Eigen::MatrixXd out(m.rows(), m.cols());
   for (uint32_t i = 0; i < m.rows(); ++i) {
@@ -85,8 +85,8 @@ absl::StatusOr<gmm::GmmSpec> FromProto(const v1::GaussianMixtureSpec& spec) {
       out.init = gmm::InitMethod::kRandom;
       break;
     default:
-      return absl::InvalidArgumentError(absl::StrFormat("spec.gmm.init: unknown method %d",
-                                                        static_cast<int>(spec.init())));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("spec.gmm.init: unknown method %d", static_cast<int>(spec.init())));
   }
   return out;
 }
@@ -100,8 +100,7 @@ absl::StatusOr<ModelSpecVariant> FromProto(const v1::ModelSpec& spec) {
     case v1::ModelSpec::FAMILY_NOT_SET:
       break;
   }
-  return absl::InvalidArgumentError(
-      "spec.family: no model family set; expected one of: gmm");
+  return absl::InvalidArgumentError("spec.family: no model family set; expected one of: gmm");
 }
 
 FitOptions FromProto(const v1::FitOptions& options) {
@@ -110,9 +109,8 @@ FitOptions FromProto(const v1::FitOptions& options) {
     out.max_iter = static_cast<int>(std::min<uint32_t>(options.max_iter(), 1u << 30));
   }
   if (options.has_tol()) out.tol = options.tol();
-  out.n_init = options.n_init() == 0
-                   ? 1
-                   : static_cast<int>(std::min<uint32_t>(options.n_init(), 1u << 30));
+  out.n_init =
+      options.n_init() == 0 ? 1 : static_cast<int>(std::min<uint32_t>(options.n_init(), 1u << 30));
   out.seed = options.seed();
   return out;
 }
@@ -128,8 +126,8 @@ void ToProto(const gmm::GmmParams& params, v1::GaussianMixture* out) {
 absl::StatusOr<gmm::GmmParams> FromProto(const v1::GaussianMixture& model,
                                          absl::string_view field) {
   gmm::GmmParams p;
-  EMFIT_ASSIGN_OR_RETURN(p.covariance_type,
-                         FromProto(model.covariance_type(), absl::StrCat(field, ".covariance_type")));
+  EMFIT_ASSIGN_OR_RETURN(p.covariance_type, FromProto(model.covariance_type(),
+                                                      absl::StrCat(field, ".covariance_type")));
   p.weights = Eigen::Map<const Eigen::VectorXd>(model.weights().data(), model.weights_size());
   EMFIT_ASSIGN_OR_RETURN(p.means, FromProto(model.means(), absl::StrCat(field, ".means")));
   EMFIT_ASSIGN_OR_RETURN(p.covariances,

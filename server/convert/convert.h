@@ -3,9 +3,8 @@
 #ifndef EMFIT_SERVER_CONVERT_CONVERT_H_
 #define EMFIT_SERVER_CONVERT_CONVERT_H_
 
-#include <variant>
-
 #include <Eigen/Core>
+#include <variant>
 
 #include "absl/status/statusor.h"
 #include "emfit/em/observer.h"
@@ -30,8 +29,7 @@ v1::CovarianceType ToProto(gmm::CovarianceType type);
 absl::StatusOr<gmm::CovarianceType> FromProto(v1::CovarianceType type, absl::string_view field);
 
 void ToProto(const gmm::GmmParams& params, v1::GaussianMixture* out);
-absl::StatusOr<gmm::GmmParams> FromProto(const v1::GaussianMixture& model,
-                                         absl::string_view field);
+absl::StatusOr<gmm::GmmParams> FromProto(const v1::GaussianMixture& model, absl::string_view field);
 
 v1::TerminationReason ToProto(TerminationReason reason);
 void ToProto(const FitSummary& summary, v1::FitSummary* out);

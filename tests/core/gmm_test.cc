@@ -128,8 +128,7 @@ TEST(GmmFit, ObserverSeesEveryIterationWithChange) {
   for (int t = 1; t < 6; ++t) {
     EXPECT_EQ(observer.events[t].iteration, t);
     EXPECT_NEAR(observer.events[t].change,
-                (observer.events[t].log_likelihood - observer.events[t - 1].log_likelihood) /
-                    272.0,
+                (observer.events[t].log_likelihood - observer.events[t - 1].log_likelihood) / 272.0,
                 1e-12);
   }
 }
@@ -207,8 +206,7 @@ TEST(GmmPosteriors, RowsSumToOneAndMatchTheFitLogLikelihood) {
   for (Eigen::Index i = 0; i < data.rows(); ++i) {
     EXPECT_NEAR(post->responsibilities.row(i).sum(), 1.0, 1e-12);
     EXPECT_GE(post->responsibilities.row(i).minCoeff(), 0.0);
-    EXPECT_EQ(post->responsibilities(i, post->labels[i]),
-              post->responsibilities.row(i).maxCoeff());
+    EXPECT_EQ(post->responsibilities(i, post->labels[i]), post->responsibilities.row(i).maxCoeff());
   }
   EXPECT_NEAR(post->log_likelihood.sum(), fit->summary.log_likelihood, 1e-8);
   absl::StatusOr<ScoreResult> score = Score(fit->params, data);
@@ -237,8 +235,8 @@ TEST(GmmPosteriors, FarAwayPointsGetFiniteResponsibilities) {
 TEST(GmmFit, RejectsBadInputWithMessagesNamingTheField) {
   GmmSpec spec;
   spec.k = 2;
-  EXPECT_THAT(Fit(Dataset{}, spec, FitOptions{}), StatusIs(absl::StatusCode::kInvalidArgument,
-                                                           "at least 2 rows"));
+  EXPECT_THAT(Fit(Dataset{}, spec, FitOptions{}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "at least 2 rows"));
   spec.k = 0;
   EXPECT_THAT(Fit(Faithful(), spec, FitOptions{}),
               StatusIs(absl::StatusCode::kInvalidArgument, "spec.gmm.k"));

@@ -11,8 +11,8 @@ namespace emfit {
 namespace {
 
 // Runs the controller over a scripted sequence of log-likelihoods, as the driver would.
-RestartSummary Script(const std::vector<double>& lls, FitOptions options,
-                      FitControls controls = {}, double total_weight = 1.0) {
+RestartSummary Script(const std::vector<double>& lls, FitOptions options, FitControls controls = {},
+                      double total_weight = 1.0) {
   IterationController c(options, controls, 0, total_weight);
   size_t t = 0;
   while (c.ShouldStart() && t < lls.size()) {

@@ -2,10 +2,9 @@
 #ifndef EMFIT_TESTS_TESTING_DATA_H_
 #define EMFIT_TESTS_TESTING_DATA_H_
 
+#include <Eigen/Core>
 #include <string>
 #include <vector>
-
-#include <Eigen/Core>
 
 #include "emfit/data/dataset.h"
 

@@ -29,9 +29,9 @@ absl::Status Dataset::ValidateComplete(const char* what) const {
     }
     for (Eigen::Index i = 0; i < weights.size(); ++i) {
       if (!std::isfinite(weights[i]) || weights[i] < 0) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "%s.weights: weight of row %d is %g; weights must be finite and >= 0", what, i,
-            weights[i]));
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s.weights: weight of row %d is %g; weights must be finite and >= 0",
+                            what, i, weights[i]));
       }
     }
     if (!(weights.sum() > 0)) {

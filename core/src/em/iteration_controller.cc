@@ -82,12 +82,10 @@ bool IterationController::MaxIterReached() {
 
 bool IterationController::ToleranceReached() {
   if (history_.size() < 2 || options_.tol <= 0) return false;
-  const double change =
-      (history_.back() - history_[history_.size() - 2]) / total_weight_;
+  const double change = (history_.back() - history_[history_.size() - 2]) / total_weight_;
   if (!(std::abs(change) < options_.tol)) return false;
   reason_ = TerminationReason::kConverged;
-  message_ = absl::StrFormat("mean log-likelihood changed by %.3g < tol=%g", change,
-                             options_.tol);
+  message_ = absl::StrFormat("mean log-likelihood changed by %.3g < tol=%g", change, options_.tol);
   return true;
 }
 
@@ -143,8 +141,7 @@ RestartSummary IterationController::Finish(uint64_t seed) const {
   s.restart = restart_;
   s.seed = seed;
   s.iterations = iterations();
-  s.log_likelihood =
-      history_.empty() ? -std::numeric_limits<double>::infinity() : history_.back();
+  s.log_likelihood = history_.empty() ? -std::numeric_limits<double>::infinity() : history_.back();
   s.reason = reason_.value_or(TerminationReason::kMaxIter);
   s.message = message_;
   s.history = history_;

@@ -1,9 +1,8 @@
 #include "gmm/components.h"
 
+#include <Eigen/Cholesky>
 #include <cmath>
 #include <limits>
-
-#include <Eigen/Cholesky>
 
 #include "absl/strings/str_format.h"
 
@@ -80,8 +79,8 @@ absl::StatusOr<Components> Factorize(const GmmParams& params, absl::string_view 
   return c;
 }
 
-void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block,
-              Eigen::MatrixXd* out, RowMatrix* scratch) {
+void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eigen::MatrixXd* out,
+              RowMatrix* scratch) {
   const Eigen::Index n = block.rows();
   out->resize(n, c.k);
   RowMatrix& diff = *scratch;
@@ -104,11 +103,11 @@ void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block,
     }
     case CovarianceType::kDiag:
       for (int j = 0; j < c.k; ++j) {
-        out->col(j) = ((block.rowwise() - c.means.row(j)).array().rowwise() *
-                       c.inv_sd.row(j).array())
-                          .matrix()
-                          .rowwise()
-                          .squaredNorm();
+        out->col(j) =
+            ((block.rowwise() - c.means.row(j)).array().rowwise() * c.inv_sd.row(j).array())
+                .matrix()
+                .rowwise()
+                .squaredNorm();
       }
       break;
     case CovarianceType::kSpherical:

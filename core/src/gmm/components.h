@@ -2,9 +2,8 @@
 #ifndef EMFIT_CORE_GMM_COMPONENTS_H_
 #define EMFIT_CORE_GMM_COMPONENTS_H_
 
-#include <vector>
-
 #include <Eigen/Core>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "emfit/data/dataset.h"
@@ -19,11 +18,11 @@ struct Components {
   CovarianceType type = CovarianceType::kFull;
   int k = 0;
   int d = 0;
-  Eigen::VectorXd log_weights;              // k
-  Eigen::MatrixXd means;                    // k x d
-  std::vector<Eigen::MatrixXd> prec_chol;   // full: k upper d x d; tied: 1
-  Eigen::MatrixXd inv_sd;                   // diag: k x d; spherical: k x 1
-  Eigen::VectorXd log_det_half;             // sum_j ln U_jj = -ln|Sigma_k| / 2
+  Eigen::VectorXd log_weights;             // k
+  Eigen::MatrixXd means;                   // k x d
+  std::vector<Eigen::MatrixXd> prec_chol;  // full: k upper d x d; tied: 1
+  Eigen::MatrixXd inv_sd;                  // diag: k x d; spherical: k x 1
+  Eigen::VectorXd log_det_half;            // sum_j ln U_jj = -ln|Sigma_k| / 2
 };
 
 // Factorises `params`. FAILED_PRECONDITION naming the component when a covariance is not
@@ -33,8 +32,8 @@ absl::StatusOr<Components> Factorize(const GmmParams& params, absl::string_view 
 // a_ik = ln pi_k + ln N(x_i | mu_k, Sigma_k) for a block of rows, in difference form
 // ((x - mu) U), which does not cancel when ||x|| is large against the spread.
 // `out` is resized to rows x k; `scratch` is reused between calls.
-void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block,
-              Eigen::MatrixXd* out, RowMatrix* scratch);
+void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eigen::MatrixXd* out,
+              RowMatrix* scratch);
 
 // Turns a_ik into responsibilities in place (row-wise softmax) and writes each row's
 // log-likelihood LSE_k a_ik into `row_ll`.

@@ -91,8 +91,8 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
           AccumulateBlock(spec_.covariance_type, block, w, resp, stats->shift, part, scratch);
         } else {
           part->log_likelihood += row_ll.sum();
-          AccumulateBlock(spec_.covariance_type, block, Eigen::VectorXd(), resp, stats->shift,
-                          part, scratch);
+          AccumulateBlock(spec_.covariance_type, block, Eigen::VectorXd(), resp, stats->shift, part,
+                          scratch);
         }
       });
   if (!st.ok()) return st;
@@ -108,23 +108,23 @@ absl::Status GmmFamily::MStep(const Stats& stats, Params* params) const {
 }
 
 absl::StatusOr<GmmParams> GmmFamily::ParamsFromResponsibilities(const Eigen::MatrixXd& shift,
-                                                               const FitControls& controls,
-                                                               RespFn resp_fn) const {
+                                                                const FitControls& controls,
+                                                                RespFn resp_fn) const {
   Stats stats = NewStats();
   stats.shift = shift;
   const int k = static_cast<int>(shift.rows());
   const bool weighted = data_.weights.size() != 0;
-  EMFIT_RETURN_IF_ERROR(ForEachBlock(
-      data_, spec_.covariance_type, k, controls, &stats.stripes, &stats.total,
-      [&](int64_t begin, int64_t rows, GmmStats* part, RowMatrix* scratch) {
-        Eigen::MatrixXd resp(rows, k);
-        resp_fn(begin, rows, &resp);
-        const auto block = data_.x.middleRows(begin, rows);
-        AccumulateBlock(spec_.covariance_type, block,
-                        weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows))
-                                 : Eigen::VectorXd(),
-                        resp, stats.shift, part, scratch);
-      }));
+  EMFIT_RETURN_IF_ERROR(
+      ForEachBlock(data_, spec_.covariance_type, k, controls, &stats.stripes, &stats.total,
+                   [&](int64_t begin, int64_t rows, GmmStats* part, RowMatrix* scratch) {
+                     Eigen::MatrixXd resp(rows, k);
+                     resp_fn(begin, rows, &resp);
+                     const auto block = data_.x.middleRows(begin, rows);
+                     AccumulateBlock(spec_.covariance_type, block,
+                                     weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows))
+                                              : Eigen::VectorXd(),
+                                     resp, stats.shift, part, scratch);
+                   }));
   GmmParams params;
   EMFIT_RETURN_IF_ERROR(MStep(stats, &params));
   return params;

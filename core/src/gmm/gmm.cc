@@ -1,10 +1,9 @@
 #include "emfit/gmm/gmm.h"
 
+#include <Eigen/Cholesky>
 #include <algorithm>
 #include <cmath>
 #include <limits>
-
-#include <Eigen/Cholesky>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
@@ -107,9 +106,9 @@ absl::Status GmmParams::Validate(absl::string_view what) const {
         "%s.means: must be a k x d matrix with k, d >= 1, got %d x %d", what, kk, d));
   }
   if (weights.size() != kk) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s.weights: expected k=%d values (one per row of means), got %d", what, kk,
-        weights.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s.weights: expected k=%d values (one per row of means), got %d", what, kk,
+                        weights.size()));
   }
   Eigen::Index want_rows = kk, want_cols = d;
   switch (covariance_type) {
@@ -128,8 +127,8 @@ absl::Status GmmParams::Validate(absl::string_view what) const {
   if (covariances.rows() != want_rows || covariances.cols() != want_cols) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%s.covariances: covariance_type %s with k=%d, d=%d needs a %d x %d matrix, got %d x %d",
-        what, CovarianceTypeName(covariance_type), kk, d, want_rows, want_cols,
-        covariances.rows(), covariances.cols()));
+        what, CovarianceTypeName(covariance_type), kk, d, want_rows, want_cols, covariances.rows(),
+        covariances.cols()));
   }
   if (!weights.allFinite() || !means.allFinite() || !covariances.allFinite()) {
     return absl::InvalidArgumentError(
@@ -137,8 +136,7 @@ absl::Status GmmParams::Validate(absl::string_view what) const {
   }
   if ((weights.array() < 0).any() || std::abs(weights.sum() - 1.0) > 1e-8) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "%s.weights: must be >= 0 and sum to 1 (within 1e-8), sum is %.17g", what,
-        weights.sum()));
+        "%s.weights: must be >= 0 and sum to 1 (within 1e-8), sum is %.17g", what, weights.sum()));
   }
   if (covariance_type == CovarianceType::kFull || covariance_type == CovarianceType::kTied) {
     for (Eigen::Index j = 0; j * d < covariances.rows(); ++j) {
@@ -204,9 +202,8 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
   std::optional<GmmParams> best_params;
   int best = -1;
   for (int r = 0; r < options.n_init; ++r) {
-    const uint64_t seed =
-        ::emfit::internal::DeriveSeed(options.seed, static_cast<uint64_t>(r),
-                             ::emfit::internal::StreamPurpose::kRestart);
+    const uint64_t seed = ::emfit::internal::DeriveSeed(options.seed, static_cast<uint64_t>(r),
+                                                        ::emfit::internal::StreamPurpose::kRestart);
     absl::StatusOr<GmmParams> init = internal::InitialParams(family, data, spec, seed, controls);
     RestartResult<GmmParams> run;
     if (init.ok()) {
@@ -264,8 +261,8 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
   const double w = data.TotalWeight();
   sum.mean_log_likelihood = b.log_likelihood / w;
   sum.history = b.history;
-  sum.num_free_parameters = NumFreeParameters(spec.covariance_type, spec.k,
-                                              static_cast<int>(data.cols()));
+  sum.num_free_parameters =
+      NumFreeParameters(spec.covariance_type, spec.k, static_cast<int>(data.cols()));
   SetCriteria(sum.log_likelihood, w, sum.num_free_parameters, &sum.bic, &sum.aic);
   sum.rows_used = data.rows();
   sum.rows_skipped = 0;
@@ -278,9 +275,9 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
 absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
                                              const Eigen::Ref<const RowMatrix>& block) {
   if (block.cols() != params.dim()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "data: the model has d=%d dimensions, the data have %d columns", params.dim(),
-        block.cols()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("data: the model has d=%d dimensions, the data have %d columns",
+                        params.dim(), block.cols()));
   }
   EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
   Posteriors out;
@@ -294,14 +291,13 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
   return out;
 }
 
-absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
-                                  ThreadPool* pool) {
+absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data, ThreadPool* pool) {
   EMFIT_RETURN_IF_ERROR(params.Validate());
   EMFIT_RETURN_IF_ERROR(data.ValidateComplete());
   if (data.cols() != params.dim()) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "data: the model has d=%d dimensions, the data have %d columns", params.dim(),
-        data.cols()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("data: the model has d=%d dimensions, the data have %d columns",
+                        params.dim(), data.cols()));
   }
   EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
   const ::emfit::internal::RowStripes stripes(data.rows());
@@ -314,8 +310,8 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
       const int64_t rows = std::min<int64_t>(::emfit::internal::kBlockRows, stripes.End(s) - b);
       internal::LogJoint(c, data.x.middleRows(b, rows), &a, &scratch);
       internal::NormalizeRows(&a, &row_ll);
-      partial[s] += data.weights.size() == 0 ? row_ll.sum()
-                                             : data.weights.segment(b, rows).dot(row_ll);
+      partial[s] +=
+          data.weights.size() == 0 ? row_ll.sum() : data.weights.segment(b, rows).dot(row_ll);
     }
   });
   ScoreResult out;

@@ -77,10 +77,9 @@ absl::StatusOr<Eigen::MatrixXd> KMeansPlusPlusSeeds(const Dataset& data, int k, 
     Eigen::Index best_row = -1;
     for (int t = 0; t < trials; ++t) {
       const Eigen::Index row = SampleIndex(cumulative, rng->Uniform() * acc);
-      candidate_d2 =
-          (data.x.rowwise() - data.x.row(row)).rowwise().squaredNorm().cwiseMin(closest);
-      const double potential = data.weights.size() == 0 ? candidate_d2.sum()
-                                                        : candidate_d2.dot(data.weights);
+      candidate_d2 = (data.x.rowwise() - data.x.row(row)).rowwise().squaredNorm().cwiseMin(closest);
+      const double potential =
+          data.weights.size() == 0 ? candidate_d2.sum() : candidate_d2.dot(data.weights);
       if (potential < best_potential) {
         best_potential = potential;
         best_row = row;
@@ -177,10 +176,9 @@ absl::StatusOr<GmmParams> InitialParams(const GmmFamily& family, const Dataset& 
       }
       EMFIT_ASSIGN_OR_RETURN(
           GmmParams pooled,
-          family.ParamsFromResponsibilities(Eigen::MatrixXd::Zero(1, d), controls,
-                                            [](int64_t, int64_t rows, Eigen::MatrixXd* resp) {
-                                              resp->setOnes(rows, 1);
-                                            }));
+          family.ParamsFromResponsibilities(
+              Eigen::MatrixXd::Zero(1, d), controls,
+              [](int64_t, int64_t rows, Eigen::MatrixXd* resp) { resp->setOnes(rows, 1); }));
       GmmParams p;
       p.covariance_type = spec.covariance_type;
       p.weights = Eigen::VectorXd::Constant(k, 1.0 / k);

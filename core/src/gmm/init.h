@@ -2,9 +2,8 @@
 #ifndef EMFIT_CORE_GMM_INIT_H_
 #define EMFIT_CORE_GMM_INIT_H_
 
-#include <cstdint>
-
 #include <Eigen/Core>
+#include <cstdint>
 
 #include "absl/status/statusor.h"
 #include "emfit/data/dataset.h"

@@ -75,8 +75,7 @@ void MStep(CovarianceType type, double reg_covar, const GmmStats& s, const Eigen
   const int k = static_cast<int>(s.nk.size());
   const int d = static_cast<int>(shift.cols());
   // The floor keeps empty components finite, as scikit-learn does (algorithms.md §1.2).
-  const Eigen::VectorXd nk =
-      s.nk.array() + 10 * std::numeric_limits<double>::epsilon();
+  const Eigen::VectorXd nk = s.nk.array() + 10 * std::numeric_limits<double>::epsilon();
   const Eigen::MatrixXd dbar = s.delta.array().colwise() / nk.array();  // mu_k - m_k
   p->covariance_type = type;
   p->weights = nk / nk.sum();

@@ -2,9 +2,8 @@
 #ifndef EMFIT_CORE_GMM_STATS_H_
 #define EMFIT_CORE_GMM_STATS_H_
 
-#include <vector>
-
 #include <Eigen/Core>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "emfit/data/dataset.h"

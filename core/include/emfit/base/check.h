@@ -6,12 +6,12 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define EMFIT_CHECK(cond)                                                                    \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
-      std::fprintf(stderr, "%s:%d: EMFIT_CHECK failed: %s\n", __FILE__, __LINE__, #cond);    \
-      std::abort();                                                                          \
-    }                                                                                        \
+#define EMFIT_CHECK(cond)                                                                 \
+  do {                                                                                    \
+    if (!(cond)) {                                                                        \
+      std::fprintf(stderr, "%s:%d: EMFIT_CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                       \
+    }                                                                                     \
   } while (false)
 
 #endif  // EMFIT_CORE_BASE_CHECK_H_

@@ -9,10 +9,10 @@
 #define EMFIT_INTERNAL_CONCAT(a, b) EMFIT_INTERNAL_CONCAT_IMPL(a, b)
 
 // Evaluates `expr` (an absl::Status); returns it from the enclosing function if not OK.
-#define EMFIT_RETURN_IF_ERROR(expr)                     \
-  do {                                                  \
-    ::absl::Status emfit_status_ = (expr);              \
-    if (!emfit_status_.ok()) return emfit_status_;      \
+#define EMFIT_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::absl::Status emfit_status_ = (expr);         \
+    if (!emfit_status_.ok()) return emfit_status_; \
   } while (false)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status, else move-assigns the

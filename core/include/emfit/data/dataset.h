@@ -13,8 +13,8 @@ using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 // A table of observations: one row per observation. Owned by value; fits take it by value so a
 // caller that no longer needs it can move it in and save a copy.
 struct Dataset {
-  RowMatrix x;                // N x d
-  Eigen::VectorXd weights;    // empty (every row weighs 1) or N non-negative finite values
+  RowMatrix x;              // N x d
+  Eigen::VectorXd weights;  // empty (every row weighs 1) or N non-negative finite values
 
   Eigen::Index rows() const { return x.rows(); }
   Eigen::Index cols() const { return x.cols(); }

@@ -30,11 +30,9 @@ struct RestartResult {
 // The returned parameters are those whose log-likelihood was recorded last, so a cancelled or
 // failed restart still returns a valid model with a matching history.
 template <class Family>
-RestartResult<typename Family::Params> RunEm(const Family& family,
-                                             typename Family::Params params,
-                                             const FitOptions& options,
-                                             const FitControls& controls, int restart,
-                                             uint64_t seed) {
+RestartResult<typename Family::Params> RunEm(const Family& family, typename Family::Params params,
+                                             const FitOptions& options, const FitControls& controls,
+                                             int restart, uint64_t seed) {
   IterationController controller(options, controls, restart, family.total_weight());
   typename Family::Stats stats = family.NewStats();
   typename Family::Params previous = params;  // parameters of the last recorded iteration

@@ -10,10 +10,10 @@ namespace emfit {
 // Progress of one EM iteration.
 struct IterationEvent {
   int restart = 0;
-  int iteration = 0;            // 0: starting parameters; t: after t M-steps
-  double log_likelihood = 0.0;  // observed-data log-likelihood at these parameters
-  double elbo = 0.0;            // evidence lower bound; equals log_likelihood for exact EM
-  double change = 0.0;          // change of the mean log-likelihood (NaN at iteration 0)
+  int iteration = 0;             // 0: starting parameters; t: after t M-steps
+  double log_likelihood = 0.0;   // observed-data log-likelihood at these parameters
+  double elbo = 0.0;             // evidence lower bound; equals log_likelihood for exact EM
+  double change = 0.0;           // change of the mean log-likelihood (NaN at iteration 0)
   double elapsed_seconds = 0.0;  // since the restart started
   bool accelerated = false;
 };

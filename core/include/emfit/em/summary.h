@@ -21,8 +21,8 @@ const char* TerminationReasonName(TerminationReason reason);
 // Outcome of one restart.
 struct RestartSummary {
   int restart = 0;
-  uint64_t seed = 0;  // seed of this restart's random stream
-  int iterations = 0;  // M-steps taken
+  uint64_t seed = 0;            // seed of this restart's random stream
+  int iterations = 0;           // M-steps taken
   double log_likelihood = 0.0;  // at the returned parameters
   TerminationReason reason = TerminationReason::kMaxIter;
   std::string message;

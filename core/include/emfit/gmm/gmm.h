@@ -2,10 +2,9 @@
 #ifndef EMFIT_CORE_GMM_GMM_H_
 #define EMFIT_CORE_GMM_GMM_H_
 
+#include <Eigen/Core>
 #include <cstdint>
 #include <string>
-
-#include <Eigen/Core>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -1,0 +1,106 @@
+"""End-to-end: the real emfitd and emfit binaries, and a Python gRPC client, on bundled data."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+import numpy as np
+
+from emfit_e2e import Emfitd, generate_stubs, wait_ready
+
+ARGS = None
+
+
+class EndToEnd(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Emfitd(ARGS.emfitd, "--workers=2", "--queue=4")
+        generate_stubs(ARGS.repo, os.path.join(ARGS.repo, "tests/e2e/proto"))
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.server.stop()
+        assert code == 0, "emfitd exited with %d:\n%s" % (code, cls.server.read_log())
+
+    def run_cli(self, *flags):
+        return subprocess.run([ARGS.emfit, *flags], capture_output=True, text=True, timeout=120)
+
+    def test_cli_fits_old_faithful_to_the_known_maximum(self):
+        out = os.path.join(self.server.dir, "model.json")
+        r = self.run_cli("fit", "--server=" + self.server.address,
+                         "--data=" + os.path.join(ARGS.repo, "data/faithful.csv"), "--k=2",
+                         "--covariance=full", "--tol=1e-8", "--max_iter=500", "--n_init=3",
+                         "--seed=1", "--progress=log", "--out=" + out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out) as f:
+            result = json.load(f)
+        summary = result["summary"]
+        # The maximum mclust and scikit-learn report (data/README.md).
+        self.assertAlmostEqual(summary["log_likelihood"], -1130.264, delta=1e-3)
+        self.assertAlmostEqual(summary["bic"], 2322.19, delta=1e-2)
+        self.assertEqual(summary["reason"], "TERMINATION_REASON_CONVERGED")
+        self.assertTrue(summary["converged"])
+        self.assertEqual(len(summary["restarts"]), 3)
+        gmm = result["model"]["gmm"]
+        self.assertEqual(gmm["covariance_type"], "COVARIANCE_TYPE_FULL")
+        self.assertAlmostEqual(sum(gmm["weights"]), 1.0, places=12)
+        self.assertEqual((gmm["means"]["rows"], gmm["means"]["cols"]), (2, 2))
+        self.assertEqual((gmm["covariances"]["rows"], gmm["covariances"]["cols"]), (4, 2))
+        # Live progress: iteration lines, then the report.
+        self.assertIn("accepted as fit-", r.stderr)
+        self.assertIn("iter    1", r.stderr)
+        self.assertIn("component 1: weight", r.stdout)
+        self.assertIn("waiting", r.stdout)  # column names from the CSV header
+        history = summary["history"]
+        self.assertTrue(all(b >= a - 1e-9 * abs(a) for a, b in zip(history, history[1:])))
+
+    def test_cli_reports_server_errors_with_the_field(self):
+        r = self.run_cli("fit", "--server=" + self.server.address,
+                         "--data=" + os.path.join(ARGS.repo, "data/faithful.csv"), "--k=500")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT", r.stderr)
+        self.assertIn("spec.gmm.k", r.stderr)
+
+    def test_cli_reports_a_missing_file(self):
+        r = self.run_cli("fit", "--server=" + self.server.address, "--data=/nonexistent.csv")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot open", r.stderr)
+
+    def test_python_client_fits_and_health_is_serving(self):
+        from emfit.v1 import emfit_pb2, emfit_pb2_grpc
+        from health_check import health_pb2, health_pb2_grpc
+        channel = wait_ready(self.server.address)
+        health = health_pb2_grpc.HealthStub(channel)
+        self.assertEqual(health.Check(health_pb2.HealthCheckRequest()).status,
+                         health_pb2.HealthCheckResponse.SERVING)
+
+        x = np.loadtxt(os.path.join(ARGS.repo, "data/faithful.csv"), delimiter=",", skiprows=1)
+
+        def requests():
+            header = emfit_pb2.FitHeader()
+            header.spec.gmm.k = 2
+            header.spec.gmm.covariance_type = emfit_pb2.COVARIANCE_TYPE_DIAG
+            header.shape.rows, header.shape.cols = x.shape
+            header.options.seed = 3
+            yield emfit_pb2.FitRequest(header=header)
+            flat = x.ravel()
+            for start in range(0, flat.size, 100):
+                yield emfit_pb2.FitRequest(
+                    chunk=emfit_pb2.DataChunk(values=flat[start:start + 100]))
+
+        stub = emfit_pb2_grpc.EmFitServiceStub(channel)
+        kinds = [e.WhichOneof("kind") for e in stub.Fit(requests())]
+        self.assertEqual(kinds[0], "accepted")
+        self.assertEqual(kinds[-1], "result")
+        self.assertGreater(kinds.count("iteration"), 1)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--emfitd", required=True)
+    parser.add_argument("--emfit", required=True)
+    parser.add_argument("--repo", required=True)
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0], "-v", *rest])

@@ -1,0 +1,67 @@
+"""Shared helpers of the end-to-end tests: a real emfitd process and generated Python stubs.
+
+Run under Debian's /usr/bin/python3 (python3-grpcio, python3-grpc-tools, python3-numpy).
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+
+
+class Emfitd:
+    """Starts `emfitd --port=0` and reads the port it bound from --port_file."""
+
+    def __init__(self, binary, *flags):
+        self.dir = tempfile.mkdtemp(prefix="emfit-e2e-")
+        port_file = os.path.join(self.dir, "port")
+        self.log = open(os.path.join(self.dir, "emfitd.log"), "w+")
+        self.proc = subprocess.Popen(
+            [binary, "--host=127.0.0.1", "--port=0", "--port_file=" + port_file, *flags],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while not os.path.exists(port_file):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("emfitd did not start:\n" + self.read_log())
+            time.sleep(0.05)
+        with open(port_file) as f:
+            self.port = int(f.read())
+        self.address = "127.0.0.1:%d" % self.port
+
+    def read_log(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self, timeout=20):
+        """SIGTERM, then waits; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+def generate_stubs(repo_root, health_proto_root):
+    """Compiles emfit.v1 and grpc.health.v1 for Python with Debian's protoc and
+    grpc_python_plugin (protobuf-compiler-grpc); returns the module dir, now on sys.path."""
+    out = tempfile.mkdtemp(prefix="emfit-stubs-")
+    proto_root = os.path.join(repo_root, "proto")
+    for root, name in ((proto_root, "emfit/v1/emfit.proto"),
+                       (health_proto_root, "health_check/health.proto")):
+        subprocess.run(["protoc", "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
+                        "-I" + root, "--python_out=" + out, "--grpc_python_out=" + out,
+                        os.path.join(root, name)], check=True)
+    sys.path.insert(0, out)
+    return out
+
+
+def wait_ready(address, timeout=10):
+    channel = grpc.insecure_channel(address)
+    grpc.channel_ready_future(channel).result(timeout=timeout)
+    return channel

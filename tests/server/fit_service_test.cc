@@ -1,0 +1,316 @@
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "convert/convert.h"
+#include "emfit/gmm/gmm.h"
+#include "fit_client.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server.h"
+#include "testing/data.h"
+#include "testing/status_matchers.h"
+
+namespace emfit::server {
+namespace {
+
+using ::emfit::client::CallOptions;
+using ::emfit::client::FitClient;
+using ::emfit::testing::IsOk;
+using ::emfit::testing::StatusIs;
+
+RowMatrix Faithful() { return testing::ReadCsvOrDie(testing::DataPath("faithful.csv")); }
+
+std::vector<double> Values(const RowMatrix& x) {
+  return std::vector<double>(x.data(), x.data() + x.size());
+}
+
+v1::FitHeader GmmHeader(const RowMatrix& x, int k) {
+  v1::FitHeader h;
+  h.mutable_spec()->mutable_gmm()->set_k(k);
+  h.mutable_spec()->mutable_gmm()->set_covariance_type(v1::COVARIANCE_TYPE_FULL);
+  h.mutable_shape()->set_rows(x.rows());
+  h.mutable_shape()->set_cols(x.cols());
+  return h;
+}
+
+// A fit that runs until cancelled: many rows, tol = 0, a huge max_iter.
+struct LongFit {
+  LongFit() {
+    Eigen::MatrixXd means(3, 4);
+    means.setRandom();
+    x = testing::SampleMixture(means * 3, 1.0, 50000, 5);
+    header = GmmHeader(x, 3);
+    header.mutable_options()->set_tol(0);
+    header.mutable_options()->set_max_iter(100000);
+  }
+  RowMatrix x;
+  v1::FitHeader header;
+};
+
+class FitServiceTest : public ::testing::Test {
+ protected:
+  void StartServer(int workers = 2, int queue = 4, ServiceLimits limits = {}) {
+    ServerOptions options;
+    options.host = "127.0.0.1";
+    options.port = 0;
+    options.workers = workers;
+    options.queue = queue;
+    options.compute_threads = 1;
+    options.limits = limits;
+    options.shutdown_grace = absl::Seconds(1);
+    server_ = std::make_unique<Server>();
+    ASSERT_THAT(server_->Start(options), IsOk());
+    client_ = std::make_unique<FitClient>(
+        FitClient::Connect(absl::StrFormat("127.0.0.1:%d", server_->port())));
+  }
+  void SetUp() override { StartServer(); }
+  void TearDown() override { server_->Shutdown(); }
+
+  // Waits until no job runs (a cancelled job must stop within one iteration).
+  bool WaitIdle(absl::Duration timeout = absl::Seconds(10)) {
+    const absl::Time end = absl::Now() + timeout;
+    while (absl::Now() < end) {
+      if (server_->queue().running() == 0 && server_->queue().queued() == 0) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  }
+
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<FitClient> client_;
+};
+
+TEST_F(FitServiceTest, FitEqualsTheDirectCoreFit) {
+  const RowMatrix x = Faithful();
+  v1::FitHeader header = GmmHeader(x, 2);
+  header.mutable_options()->set_seed(9);
+  header.mutable_options()->set_n_init(3);
+  header.mutable_options()->set_tol(1e-6);
+  std::vector<v1::FitEvent> events;
+  CallOptions call;
+  call.chunk_values = 101;  // chunks that do not end on row boundaries
+  absl::StatusOr<v1::FitResult> remote = client_->Fit(
+      header, Values(x), [&](const v1::FitEvent& e) { events.push_back(e); }, call);
+  ASSERT_THAT(remote, IsOk());
+
+  gmm::GmmSpec spec;
+  spec.k = 2;
+  FitOptions options;
+  options.seed = 9;
+  options.n_init = 3;
+  options.tol = 1e-6;
+  absl::StatusOr<gmm::GmmFitResult> local = gmm::Fit(Dataset{x, {}}, spec, options);
+  ASSERT_THAT(local, IsOk());
+
+  v1::FitResult want;
+  ToProto(local->params, want.mutable_model()->mutable_gmm());
+  EXPECT_EQ(remote->model().SerializeAsString(), want.model().SerializeAsString());
+  EXPECT_EQ(remote->summary().log_likelihood(), local->summary.log_likelihood);
+  EXPECT_EQ(remote->summary().iterations(), static_cast<uint32_t>(local->summary.iterations));
+  EXPECT_EQ(remote->summary().restarts_size(), 3);
+  EXPECT_TRUE(remote->summary().converged());
+  EXPECT_EQ(remote->summary().reason(), v1::TERMINATION_REASON_CONVERGED);
+
+  // Accepted first, then iterations, then the result.
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_TRUE(events.front().has_accepted());
+  EXPECT_TRUE(events.back().has_result());
+  int iterations = 0;
+  for (const auto& e : events) iterations += e.has_iteration();
+  int want_iterations = 0;
+  for (const auto& r : local->summary.restarts) want_iterations += r.history.size();
+  EXPECT_EQ(iterations, want_iterations);
+}
+
+TEST_F(FitServiceTest, EveryCovarianceTypeRoundTrips) {
+  const RowMatrix x = Faithful();
+  for (auto type : {v1::COVARIANCE_TYPE_FULL, v1::COVARIANCE_TYPE_DIAG, v1::COVARIANCE_TYPE_TIED,
+                    v1::COVARIANCE_TYPE_SPHERICAL}) {
+    v1::FitHeader header = GmmHeader(x, 3);
+    header.mutable_spec()->mutable_gmm()->set_covariance_type(type);
+    absl::StatusOr<v1::FitResult> r = client_->Fit(header, Values(x));
+    ASSERT_THAT(r, IsOk()) << v1::CovarianceType_Name(type);
+    absl::StatusOr<gmm::GmmParams> params = FromProto(r->model().gmm(), "model.gmm");
+    ASSERT_THAT(params, IsOk());
+    absl::StatusOr<gmm::ScoreResult> score = gmm::Score(*params, Dataset{x, {}});
+    ASSERT_THAT(score, IsOk());
+    EXPECT_NEAR(score->log_likelihood, r->summary().log_likelihood(), 1e-8);
+  }
+}
+
+TEST_F(FitServiceTest, BadInputIsInvalidArgumentNamingTheField) {
+  const RowMatrix x = Faithful();
+  const std::vector<double> values = Values(x);
+  v1::FitHeader header = GmmHeader(x, 0);
+  EXPECT_THAT(client_->Fit(header, values),
+              StatusIs(absl::StatusCode::kInvalidArgument, "spec.gmm.k"));
+
+  header = GmmHeader(x, 300);
+  EXPECT_THAT(client_->Fit(header, values),
+              StatusIs(absl::StatusCode::kInvalidArgument, "number of rows (272), got 300"));
+
+  header = GmmHeader(x, 2);
+  header.clear_spec();
+  EXPECT_THAT(client_->Fit(header, values),
+              StatusIs(absl::StatusCode::kInvalidArgument, "spec.family"));
+
+  header = GmmHeader(x, 2);
+  EXPECT_THAT(client_->Fit(header, absl::MakeSpan(values).subspan(0, 100)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "received 100"));
+
+  std::vector<double> too_many = values;
+  too_many.push_back(1.0);
+  EXPECT_THAT(client_->Fit(header, too_many),
+              StatusIs(absl::StatusCode::kInvalidArgument, "more values than header.shape"));
+
+  std::vector<double> with_nan = values;
+  with_nan[7] = std::numeric_limits<double>::infinity();
+  EXPECT_THAT(client_->Fit(header, with_nan),
+              StatusIs(absl::StatusCode::kInvalidArgument, "row 3, column 1"));
+
+  header.mutable_options()->set_tol(-1);
+  EXPECT_THAT(client_->Fit(header, values),
+              StatusIs(absl::StatusCode::kInvalidArgument, "options.tol"));
+
+  header = GmmHeader(x, 2);
+  header.mutable_spec()->mutable_gmm()->set_reg_covar(-0.5);
+  EXPECT_THAT(client_->Fit(header, values),
+              StatusIs(absl::StatusCode::kInvalidArgument, "spec.gmm.reg_covar"));
+
+  header = GmmHeader(x, 2);
+  header.mutable_shape()->set_cols(0);
+  EXPECT_THAT(client_->Fit(header, values),
+              StatusIs(absl::StatusCode::kInvalidArgument, "header.shape"));
+  EXPECT_TRUE(WaitIdle());
+}
+
+TEST_F(FitServiceTest, ChunkBeforeHeaderIsInvalidArgument) {
+  auto stub = v1::EmFitService::NewStub(
+      FitClient::Connect(absl::StrFormat("127.0.0.1:%d", server_->port())));
+  grpc::ClientContext context;
+  auto stream = stub->Fit(&context);
+  v1::FitRequest request;
+  request.mutable_chunk()->add_values(1.0);
+  stream->Write(request);
+  stream->WritesDone();
+  v1::FitEvent event;
+  while (stream->Read(&event)) {
+  }
+  grpc::Status status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), ::testing::HasSubstr("first message must be a header"));
+}
+
+TEST_F(FitServiceTest, LimitsAreResourceExhaustedNamingTheLimit) {
+  ServiceLimits limits;
+  limits.max_rows = 100;
+  limits.max_k = 5;
+  server_->Shutdown();
+  StartServer(1, 1, limits);
+  const RowMatrix x = Faithful();
+  EXPECT_THAT(client_->Fit(GmmHeader(x, 2), Values(x)),
+              StatusIs(absl::StatusCode::kResourceExhausted, "--max_rows"));
+  const RowMatrix small = x.topRows(50);
+  EXPECT_THAT(client_->Fit(GmmHeader(small, 6), Values(small)),
+              StatusIs(absl::StatusCode::kResourceExhausted, "--max_k"));
+  EXPECT_THAT(client_->Fit(GmmHeader(small, 2), Values(small)), IsOk());
+}
+
+TEST_F(FitServiceTest, ClientCancellationStopsTheFitWithinAnIteration) {
+  LongFit fit;
+  grpc::ClientContext context;
+  CallOptions call;
+  call.context = &context;
+  std::atomic<int> seen{0};
+  absl::StatusOr<v1::FitResult> r = client_->Fit(
+      fit.header, Values(fit.x),
+      [&](const v1::FitEvent& e) {
+        if (e.has_iteration() && ++seen == 3) context.TryCancel();
+      },
+      call);
+  EXPECT_THAT(r, StatusIs(absl::StatusCode::kCancelled, ""));
+  EXPECT_TRUE(WaitIdle(absl::Seconds(5)));
+}
+
+TEST_F(FitServiceTest, DeadlineIsHonoured) {
+  LongFit fit;
+  CallOptions call;
+  call.timeout = absl::Milliseconds(300);
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(client_->Fit(fit.header, Values(fit.x), nullptr, call),
+              StatusIs(absl::StatusCode::kDeadlineExceeded, ""));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_TRUE(WaitIdle(absl::Seconds(5)));
+}
+
+TEST_F(FitServiceTest, FullQueueIsResourceExhausted) {
+  server_->Shutdown();
+  StartServer(/*workers=*/1, /*queue=*/1);
+  LongFit fit;
+  const std::vector<double> values = Values(fit.x);
+  // Two long fits: one runs, one waits.
+  grpc::ClientContext running_ctx, waiting_ctx;
+  absl::Notification running, waiting;
+  std::thread t1([&] {
+    CallOptions call;
+    call.context = &running_ctx;
+    (void)client_->Fit(
+        fit.header, values,
+        [&](const v1::FitEvent& e) {
+          if (e.has_iteration() && !running.HasBeenNotified()) running.Notify();
+        },
+        call);
+  });
+  ASSERT_TRUE(running.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  std::thread t2([&] {
+    CallOptions call;
+    call.context = &waiting_ctx;
+    (void)client_->Fit(
+        fit.header, values,
+        [&](const v1::FitEvent& e) {
+          if (e.has_accepted()) {
+            EXPECT_EQ(e.accepted().queue_position(), 0u);
+            waiting.Notify();
+          }
+        },
+        call);
+  });
+  ASSERT_TRUE(waiting.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  const RowMatrix x = Faithful();
+  EXPECT_THAT(client_->Fit(GmmHeader(x, 2), Values(x)),
+              StatusIs(absl::StatusCode::kResourceExhausted, "queue is full"));
+  running_ctx.TryCancel();
+  waiting_ctx.TryCancel();
+  t1.join();
+  t2.join();
+  EXPECT_TRUE(WaitIdle());
+  // The server is unharmed.
+  EXPECT_THAT(client_->Fit(GmmHeader(x, 2), Values(x)), IsOk());
+}
+
+TEST_F(FitServiceTest, ShutdownCancelsRunningFitsAfterTheGracePeriod) {
+  LongFit fit;
+  absl::Notification running;
+  absl::Status status;
+  std::thread t([&] {
+    status = client_
+                 ->Fit(fit.header, Values(fit.x),
+                       [&](const v1::FitEvent& e) {
+                         if (e.has_iteration() && !running.HasBeenNotified()) running.Notify();
+                       })
+                 .status();
+  });
+  ASSERT_TRUE(running.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  const absl::Time start = absl::Now();
+  server_->Shutdown();  // grace 1 s
+  t.join();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(6));
+  EXPECT_FALSE(status.ok());
+}
+
+}  // namespace
+}  // namespace emfit::server

@@ -10,6 +10,7 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "server.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -43,6 +44,7 @@ ABSL_FLAG(std::string, log_level, "info", "spdlog level: trace, debug, info, war
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("emfitd: fit statistical models by EM over gRPC.");
   absl::ParseCommandLine(argc, argv);
+  spdlog::set_default_logger(spdlog::stderr_color_mt("emfitd"));
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
 
   // Block the stop signals in every thread; the main thread waits for them below.

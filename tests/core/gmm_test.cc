@@ -249,7 +249,7 @@ TEST(GmmFit, RejectsBadInputWithMessagesNamingTheField) {
               StatusIs(absl::StatusCode::kInvalidArgument, "spec.gmm.reg_covar"));
   spec.reg_covar = 1e-6;
   Dataset bad = Faithful();
-  bad.x(5, 1) = std::numeric_limits<double>::quiet_NaN();
+  bad.x(5, 1) = std::numeric_limits<double>::infinity();  // NaN would mean "missing"
   EXPECT_THAT(Fit(bad, spec, FitOptions{}),
               StatusIs(absl::StatusCode::kInvalidArgument, "row 5, column 1"));
   FitOptions options;

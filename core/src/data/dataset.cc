@@ -10,15 +10,26 @@ double Dataset::TotalWeight() const {
   return weights.size() == 0 ? static_cast<double>(x.rows()) : weights.sum();
 }
 
+bool Dataset::HasMissing() const { return x.hasNaN(); }
+
+absl::Status Dataset::ValidateAllowingMissing(const char* what) const {
+  return Validate(what, /*allow_nan=*/true);
+}
+
 absl::Status Dataset::ValidateComplete(const char* what) const {
+  return Validate(what, /*allow_nan=*/false);
+}
+
+absl::Status Dataset::Validate(const char* what, bool allow_nan) const {
   for (Eigen::Index i = 0; i < x.rows(); ++i) {
     for (Eigen::Index j = 0; j < x.cols(); ++j) {
       const double v = x(i, j);
+      if (allow_nan && std::isnan(v)) continue;
       if (!std::isfinite(v)) {
         return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: value at row %d, column %d is %g; values must be finite (missing values are "
-            "not supported by this model)",
-            what, i, j, v));
+            "%s: value at row %d, column %d is %g; values must be finite%s", what, i, j, v,
+            allow_nan ? " (NaN marks a missing value)"
+                      : " (missing values are not supported here)"));
       }
     }
   }

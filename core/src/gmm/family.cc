@@ -1,5 +1,6 @@
 #include "gmm/family.h"
 
+#include <Eigen/Eigenvalues>
 #include <atomic>
 #include <cmath>
 
@@ -10,6 +11,7 @@
 #include "emfit/exec/thread_pool.h"
 #include "exec/stripes.h"
 #include "gmm/components.h"
+#include "gmm/missing.h"
 
 namespace emfit::gmm::internal {
 
@@ -38,17 +40,20 @@ absl::Status CheckControls(const FitControls& controls) {
 
 // Runs `block_fn(begin, rows, stats, scratch)` over every block of every stripe on the pool,
 // each stripe into its own partial, then reduces the partials in stripe order into `total`.
+// `block_fn(stripe, begin, rows, stats, scratch)` returns a status; the first error stops
+// every stripe and is returned.
 template <class BlockFn>
-absl::Status ForEachBlock(const Dataset& data, CovarianceType type, int k,
+absl::Status ForEachBlock(const Dataset& data, CovarianceType type, int k, bool per_component,
                           const FitControls& controls, std::vector<GmmStats>* partials,
                           GmmStats* total, BlockFn&& block_fn) {
   const RowStripes stripes(data.rows());
   partials->resize(stripes.count);
   std::atomic<bool> stop{false};
+  std::vector<absl::Status> errors(stripes.count);
   const int d = static_cast<int>(data.cols());
   ParallelFor(controls.pool, stripes.count, [&](int s) {
     GmmStats& part = (*partials)[s];
-    part.Reset(type, k, d);
+    part.Reset(type, k, d, per_component);
     RowMatrix scratch;
     for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += kBlockRows) {
       if (stop.load(std::memory_order_relaxed)) return;
@@ -57,13 +62,18 @@ absl::Status ForEachBlock(const Dataset& data, CovarianceType type, int k,
         return;
       }
       const int64_t rows = std::min<int64_t>(kBlockRows, stripes.End(s) - b);
-      block_fn(b, rows, &part, &scratch);
+      errors[s] = block_fn(s, b, rows, &part, &scratch);
+      if (!errors[s].ok()) {
+        stop.store(true, std::memory_order_relaxed);
+        return;
+      }
     }
   });
   if (stop.load()) {
+    for (const absl::Status& e : errors) EMFIT_RETURN_IF_ERROR(e);
     EMFIT_RETURN_IF_ERROR(CheckControls(controls));
   }
-  total->Reset(type, k, d);
+  total->Reset(type, k, d, per_component);
   for (const GmmStats& part : *partials) total->Add(part);
   return absl::OkStatus();
 }
@@ -77,30 +87,37 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
   const Components& c = *comps;
   stats->shift = params.means;
   const bool weighted = data_.weights.size() != 0;
+  const bool per_component = missing_ && spec_.covariance_type == CovarianceType::kTied;
+  std::vector<PatternCache> caches;
+  if (missing_) caches.assign(RowStripes(data_.rows()).count, PatternCache(params));
   absl::Status st = ForEachBlock(
-      data_, spec_.covariance_type, c.k, controls, &stats->stripes, &stats->total,
-      [&](int64_t begin, int64_t rows, GmmStats* part, RowMatrix* scratch) {
+      data_, spec_.covariance_type, c.k, per_component, controls, &stats->stripes, &stats->total,
+      [&](int s, int64_t begin, int64_t rows, GmmStats* part, RowMatrix* scratch) {
         const auto block = data_.x.middleRows(begin, rows);
+        const Eigen::VectorXd w =
+            weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows)) : Eigen::VectorXd();
         Eigen::MatrixXd resp;
         Eigen::VectorXd row_ll;
-        LogJoint(c, block, &resp, scratch);
-        NormalizeRows(&resp, &row_ll);
-        if (weighted) {
-          const auto w = data_.weights.segment(begin, rows);
-          part->log_likelihood += w.dot(row_ll);
-          AccumulateBlock(spec_.covariance_type, block, w, resp, stats->shift, part, scratch);
+        if (missing_ && block.hasNaN()) {
+          EMFIT_RETURN_IF_ERROR(
+              MissingBlock(params, c, block, w, stats->shift, &caches[s], &resp, &row_ll, part));
         } else {
-          part->log_likelihood += row_ll.sum();
-          AccumulateBlock(spec_.covariance_type, block, Eigen::VectorXd(), resp, stats->shift, part,
-                          scratch);
+          LogJoint(c, block, &resp, scratch);
+          NormalizeRows(&resp, &row_ll);
+          AccumulateBlock(spec_.covariance_type, block, w, resp, stats->shift, part, scratch);
         }
+        part->log_likelihood += weighted ? w.dot(row_ll) : row_ll.sum();
+        return absl::OkStatus();
       });
   if (!st.ok()) return st;
   return stats->total.log_likelihood;
 }
 
 absl::Status GmmFamily::MStep(const Stats& stats, Params* params) const {
-  internal::MStep(spec_.covariance_type, spec_.reg_covar, stats.total, stats.shift, params);
+  const GmmParams previous = *params;
+  internal::MStep(spec_.covariance_type, spec_.reg_covar,
+                  {spec_.fix_weights, spec_.fix_means, spec_.fix_covariances}, stats.total,
+                  stats.shift, previous, params);
   // Factorising here reports a lost positive definiteness as a failed M-step, naming the
   // component, instead of letting the next E-step fail.
   absl::StatusOr<Components> c = Factorize(*params, "M-step");
@@ -114,20 +131,67 @@ absl::StatusOr<GmmParams> GmmFamily::ParamsFromResponsibilities(const Eigen::Mat
   stats.shift = shift;
   const int k = static_cast<int>(shift.rows());
   const bool weighted = data_.weights.size() != 0;
-  EMFIT_RETURN_IF_ERROR(
-      ForEachBlock(data_, spec_.covariance_type, k, controls, &stats.stripes, &stats.total,
-                   [&](int64_t begin, int64_t rows, GmmStats* part, RowMatrix* scratch) {
-                     Eigen::MatrixXd resp(rows, k);
-                     resp_fn(begin, rows, &resp);
-                     const auto block = data_.x.middleRows(begin, rows);
-                     AccumulateBlock(spec_.covariance_type, block,
-                                     weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows))
-                                              : Eigen::VectorXd(),
-                                     resp, stats.shift, part, scratch);
-                   }));
+  EMFIT_RETURN_IF_ERROR(ForEachBlock(
+      data_, spec_.covariance_type, k, /*per_component=*/false, controls, &stats.stripes,
+      &stats.total, [&](int, int64_t begin, int64_t rows, GmmStats* part, RowMatrix* scratch) {
+        Eigen::MatrixXd resp(rows, k);
+        resp_fn(begin, rows, &resp);
+        const auto block = data_.x.middleRows(begin, rows);
+        AccumulateBlock(
+            spec_.covariance_type, block,
+            weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows)) : Eigen::VectorXd(),
+            resp, stats.shift, part, scratch);
+        return absl::OkStatus();
+      }));
+  // Nothing is fixed at initialisation: the starting point comes from the responsibilities.
   GmmParams params;
-  EMFIT_RETURN_IF_ERROR(MStep(stats, &params));
+  internal::MStep(spec_.covariance_type, spec_.reg_covar, FixedParams{}, stats.total, stats.shift,
+                  params, &params);
+  absl::StatusOr<Components> c = Factorize(params, "initialisation");
+  if (!c.ok()) return c.status();
   return params;
+}
+
+std::vector<FitWarning> GmmFamily::Inspect(const Stats& stats, const Params& params) const {
+  std::vector<FitWarning> out;
+  const double total = stats.total.nk.sum();
+  for (int j = 0; j < params.k(); ++j) {
+    if (stats.total.nk[j] <= 1e-10 * total) {
+      FitWarning w;
+      w.code = "empty_component";
+      w.component = j;
+      w.message = absl::StrFormat(
+          "component %d lost its mass (weight %.3g); it is kept with its previous mean and a "
+          "covariance of reg_covar; consider a smaller k",
+          j, params.weights[j]);
+      out.push_back(std::move(w));
+    }
+  }
+  if (spec_.reg_covar > 0 && !spec_.fix_covariances) {
+    for (int j = 0; j < params.k(); ++j) {
+      // The smallest variance direction of the update before reg_covar was added.
+      const Eigen::MatrixXd cov = params.ComponentCovariance(j);
+      const double min_eig =
+          params.covariance_type == CovarianceType::kFull ||
+                  params.covariance_type == CovarianceType::kTied
+              ? Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(cov, Eigen::EigenvaluesOnly)
+                    .eigenvalues()
+                    .minCoeff()
+              : cov.diagonal().minCoeff();
+      if (min_eig - spec_.reg_covar <= 1e-3 * spec_.reg_covar) {
+        FitWarning w;
+        w.code = "collapsed_covariance";
+        w.component = params.covariance_type == CovarianceType::kTied ? -1 : j;
+        w.message = absl::StrFormat(
+            "the covariance of component %d collapsed (smallest variance %.3g is reg_covar); "
+            "the fit is held finite by reg_covar=%g and the likelihood depends on it",
+            j, min_eig, spec_.reg_covar);
+        out.push_back(std::move(w));
+      }
+      if (params.covariance_type == CovarianceType::kTied) break;
+    }
+  }
+  return out;
 }
 
 }  // namespace emfit::gmm::internal

@@ -7,6 +7,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "emfit/data/dataset.h"
+#include "emfit/em/observer.h"
 #include "emfit/em/options.h"
 #include "emfit/gmm/gmm.h"
 #include "gmm/stats.h"
@@ -22,8 +23,10 @@ class GmmFamily {
     Eigen::MatrixXd shift;          // the means the moments are taken about
   };
 
-  // `data` must outlive the family; its values are finite (validated by the caller).
-  GmmFamily(const Dataset& data, const GmmSpec& spec) : data_(data), spec_(spec) {}
+  // `data` must outlive the family; its values are finite or, if `missing`, NaN (validated by
+  // the caller, with fully missing rows removed and rows sorted by missingness pattern).
+  GmmFamily(const Dataset& data, const GmmSpec& spec, bool missing = false)
+      : data_(data), spec_(spec), missing_(missing) {}
 
   Stats NewStats() const;
   double total_weight() const { return data_.TotalWeight(); }
@@ -31,6 +34,9 @@ class GmmFamily {
   absl::StatusOr<double> EStep(const Params& params, const FitControls& controls,
                                Stats* stats) const;
   absl::Status MStep(const Stats& stats, Params* params) const;
+  // Things the user should know about parameters just produced by an M-step from `stats`:
+  // components that lost their mass, covariances held up only by reg_covar.
+  std::vector<FitWarning> Inspect(const Stats& stats, const Params& params) const;
 
   // Statistics of fixed responsibilities produced block by block by `resp_fn(begin, rows, R)`
   // (used by the initialisations), then one M-step.
@@ -44,6 +50,7 @@ class GmmFamily {
  private:
   const Dataset& data_;
   GmmSpec spec_;
+  bool missing_;
 };
 
 }  // namespace emfit::gmm::internal

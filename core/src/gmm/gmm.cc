@@ -15,6 +15,7 @@
 #include "gmm/components.h"
 #include "gmm/family.h"
 #include "gmm/init.h"
+#include "gmm/missing.h"
 #include "math/rng.h"
 
 namespace emfit::gmm {
@@ -181,30 +182,118 @@ void SetCriteria(double ll, double total_weight, int64_t p, double* bic, double*
 
 }  // namespace
 
+namespace {
+
+// Removes rows with no observed value and sorts the rest by missingness pattern (stable), so
+// that rows of a pattern are contiguous (algorithms.md §2, Implementation). Returns the number
+// of rows removed.
+int64_t PrepareMissing(Dataset* data) {
+  const Eigen::Index n = data->rows();
+  const Eigen::Index d = data->cols();
+  std::vector<std::vector<uint8_t>> patterns(n, std::vector<uint8_t>(d));
+  std::vector<Eigen::Index> keep;
+  keep.reserve(n);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    bool any = false;
+    for (Eigen::Index j = 0; j < d; ++j) {
+      patterns[i][j] = std::isnan(data->x(i, j)) ? 0 : 1;
+      any = any || patterns[i][j];
+    }
+    if (any) keep.push_back(i);
+  }
+  // Complete rows (all ones) sort last; the order among patterns does not matter.
+  std::stable_sort(keep.begin(), keep.end(),
+                   [&](Eigen::Index a, Eigen::Index b) { return patterns[a] < patterns[b]; });
+  RowMatrix x(static_cast<Eigen::Index>(keep.size()), d);
+  Eigen::VectorXd w(data->weights.size() == 0 ? 0 : static_cast<Eigen::Index>(keep.size()));
+  for (size_t r = 0; r < keep.size(); ++r) {
+    x.row(static_cast<Eigen::Index>(r)) = data->x.row(keep[r]);
+    if (w.size() != 0) w[static_cast<Eigen::Index>(r)] = data->weights[keep[r]];
+  }
+  data->x.swap(x);
+  data->weights.swap(w);
+  return n - static_cast<int64_t>(keep.size());
+}
+
+}  // namespace
+
 absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOptions& options,
                                  const FitControls& controls) {
   const absl::Time start = absl::Now();
   EMFIT_RETURN_IF_ERROR(options.Validate());
+  EMFIT_RETURN_IF_ERROR(data.ValidateAllowingMissing());
+  const bool missing = data.HasMissing();
+  int64_t skipped = 0;
+  if (missing) {
+    for (Eigen::Index j = 0; j < data.cols(); ++j) {
+      if (data.x.col(j).array().isNaN().all()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "data: column %d has no observed value; its parameters are not identifiable", j));
+      }
+    }
+    skipped = PrepareMissing(&data);
+  }
   if (data.rows() < 2) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("data: at least 2 rows are needed, got %d", data.rows()));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "data: at least 2 rows with an observed value are needed, got %d", data.rows()));
   }
   EMFIT_RETURN_IF_ERROR(spec.Validate(data.rows(), data.cols()));
-  EMFIT_RETURN_IF_ERROR(data.ValidateComplete());
+  if (!(data.TotalWeight() > 0)) {
+    return absl::InvalidArgumentError("data.weights: the used rows have total weight 0");
+  }
+  if (spec.init_params.has_value()) {
+    EMFIT_RETURN_IF_ERROR(spec.init_params->Validate("init"));
+    if (spec.init_params->k() != spec.k || spec.init_params->dim() != data.cols() ||
+        spec.init_params->covariance_type != spec.covariance_type) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "init: the starting model has k=%d, d=%d, covariance %s; the spec asks for k=%d, "
+          "covariance %s on %d columns",
+          spec.init_params->k(), spec.init_params->dim(),
+          CovarianceTypeName(spec.init_params->covariance_type), spec.k,
+          CovarianceTypeName(spec.covariance_type), data.cols()));
+    }
+  } else if (spec.fix_weights || spec.fix_means || spec.fix_covariances) {
+    return absl::InvalidArgumentError(
+        "spec.gmm.fix_*: holding parameters fixed needs starting parameters (init)");
+  }
 
-  // Centre once (algorithms.md §1.1, mitigation 1); the log-likelihood is translation
-  // invariant and the means are shifted back on output.
-  const Eigen::RowVectorXd center = data.x.colwise().mean();
+  // Centre once by the observed column means (algorithms.md §1.1, mitigation 1); the
+  // log-likelihood is translation invariant and the means are shifted back on output.
+  Eigen::RowVectorXd center(data.cols());
+  for (Eigen::Index j = 0; j < data.cols(); ++j) {
+    double sum = 0;
+    Eigen::Index count = 0;
+    for (Eigen::Index i = 0; i < data.rows(); ++i) {
+      if (!std::isnan(data.x(i, j))) sum += data.x(i, j), ++count;
+    }
+    center[j] = sum / static_cast<double>(count);
+  }
   data.x.rowwise() -= center;
 
-  const internal::GmmFamily family(data, spec);
+  const internal::GmmFamily family(data, spec, missing);
+  // Initialisation never sees NaN: with missing values it runs on a copy where each missing
+  // entry is its column's observed mean (0 after centring). EM itself is exact.
+  std::optional<Dataset> imputed;
+  if (missing && !spec.init_params.has_value()) {
+    imputed = Dataset{data.x.array().isNaN().select(0.0, data.x), data.weights};
+  }
+  const Dataset& init_data = imputed.has_value() ? *imputed : data;
+  const internal::GmmFamily init_family(init_data, spec, false);
+  const int n_init = spec.init_params.has_value() ? 1 : options.n_init;
+
   std::vector<RestartSummary> restarts;
   std::optional<GmmParams> best_params;
   int best = -1;
-  for (int r = 0; r < options.n_init; ++r) {
+  for (int r = 0; r < n_init; ++r) {
     const uint64_t seed = ::emfit::internal::DeriveSeed(options.seed, static_cast<uint64_t>(r),
                                                         ::emfit::internal::StreamPurpose::kRestart);
-    absl::StatusOr<GmmParams> init = internal::InitialParams(family, data, spec, seed, controls);
+    absl::StatusOr<GmmParams> init;
+    if (spec.init_params.has_value()) {
+      init = *spec.init_params;
+      init->means.rowwise() -= center;
+    } else {
+      init = internal::InitialParams(init_family, init_data, spec, seed, controls);
+    }
     RestartResult<GmmParams> run;
     if (init.ok()) {
       run = RunEm(family, *std::move(init), options, controls, r, seed);
@@ -219,7 +308,7 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
     const RestartSummary& s = run.summary;
     if (s.reason == TerminationReason::kNumericalFailure && controls.observer != nullptr) {
       controls.observer->OnWarning(
-          {"restart_failed", absl::StrFormat("restart %d: %s", r, s.message), r});
+          {"restart_failed", absl::StrFormat("restart %d: %s", r, s.message), r, -1});
     }
     const bool usable = !s.history.empty() && s.reason != TerminationReason::kNumericalFailure;
     if (usable && (best < 0 || s.log_likelihood > restarts[best].log_likelihood)) {
@@ -265,7 +354,7 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
       NumFreeParameters(spec.covariance_type, spec.k, static_cast<int>(data.cols()));
   SetCriteria(sum.log_likelihood, w, sum.num_free_parameters, &sum.bic, &sum.aic);
   sum.rows_used = data.rows();
-  sum.rows_skipped = 0;
+  sum.rows_skipped = skipped;
   sum.best_restart = best;
   sum.restarts = std::move(restarts);
   sum.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -281,9 +370,16 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
   }
   EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
   Posteriors out;
-  RowMatrix scratch;
-  internal::LogJoint(c, block, &out.responsibilities, &scratch);
-  internal::NormalizeRows(&out.responsibilities, &out.log_likelihood);
+  if (block.hasNaN()) {
+    internal::PatternCache cache(params);
+    EMFIT_RETURN_IF_ERROR(internal::MissingBlock(params, c, block, Eigen::VectorXd(), params.means,
+                                                 &cache, &out.responsibilities, &out.log_likelihood,
+                                                 nullptr));
+  } else {
+    RowMatrix scratch;
+    internal::LogJoint(c, block, &out.responsibilities, &scratch);
+    internal::NormalizeRows(&out.responsibilities, &out.log_likelihood);
+  }
   out.labels.resize(block.rows());
   for (Eigen::Index i = 0; i < block.rows(); ++i) {
     out.responsibilities.row(i).maxCoeff(&out.labels[i]);
@@ -293,7 +389,7 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
 
 absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data, ThreadPool* pool) {
   EMFIT_RETURN_IF_ERROR(params.Validate());
-  EMFIT_RETURN_IF_ERROR(data.ValidateComplete());
+  EMFIT_RETURN_IF_ERROR(data.ValidateAllowingMissing());
   if (data.cols() != params.dim()) {
     return absl::InvalidArgumentError(
         absl::StrFormat("data: the model has d=%d dimensions, the data have %d columns",
@@ -302,18 +398,28 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data, 
   EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
   const ::emfit::internal::RowStripes stripes(data.rows());
   std::vector<double> partial(stripes.count, 0.0);
+  std::vector<absl::Status> errors(stripes.count);
   ParallelFor(pool, stripes.count, [&](int s) {
     Eigen::MatrixXd a;
     Eigen::VectorXd row_ll;
     RowMatrix scratch;
+    internal::PatternCache cache(params);
     for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += ::emfit::internal::kBlockRows) {
       const int64_t rows = std::min<int64_t>(::emfit::internal::kBlockRows, stripes.End(s) - b);
-      internal::LogJoint(c, data.x.middleRows(b, rows), &a, &scratch);
-      internal::NormalizeRows(&a, &row_ll);
+      const auto block = data.x.middleRows(b, rows);
+      if (block.hasNaN()) {
+        errors[s] = internal::MissingBlock(params, c, block, Eigen::VectorXd(), params.means,
+                                           &cache, &a, &row_ll, nullptr);
+        if (!errors[s].ok()) return;
+      } else {
+        internal::LogJoint(c, block, &a, &scratch);
+        internal::NormalizeRows(&a, &row_ll);
+      }
       partial[s] +=
           data.weights.size() == 0 ? row_ll.sum() : data.weights.segment(b, rows).dot(row_ll);
     }
   });
+  for (const absl::Status& e : errors) EMFIT_RETURN_IF_ERROR(e);
   ScoreResult out;
   for (double v : partial) out.log_likelihood += v;
   const double w = data.TotalWeight();

@@ -4,18 +4,24 @@
 
 namespace emfit::gmm::internal {
 
-void GmmStats::Reset(CovarianceType type, int k, int d) {
+void GmmStats::Reset(CovarianceType type, int k, int d, bool per_component_scatter) {
   nk.setZero(k);
   delta.setZero(k, d);
   log_likelihood = 0.0;
   total_weight = 0.0;
+  sdd.clear();
+  sxx.resize(0, 0);
+  sdd_diag.resize(0, 0);
   switch (type) {
+    case CovarianceType::kTied:
+      if (!per_component_scatter) {
+        sxx.setZero(d, d);
+        break;
+      }
+      [[fallthrough]];
     case CovarianceType::kFull:
       sdd.resize(k);
       for (auto& s : sdd) s.setZero(d, d);
-      break;
-    case CovarianceType::kTied:
-      sxx.setZero(d, d);
       break;
     case CovarianceType::kDiag:
     case CovarianceType::kSpherical:
@@ -34,68 +40,87 @@ void GmmStats::Add(const GmmStats& o) {
   total_weight += o.total_weight;
 }
 
+void AccumulateComponent(CovarianceType type, int j, const Eigen::Ref<const RowMatrix>& x,
+                         const Eigen::VectorXd& wr, const Eigen::MatrixXd& shift, GmmStats* s,
+                         RowMatrix* scratch) {
+  RowMatrix& diff = *scratch;
+  s->nk[j] += wr.sum();
+  diff = x.rowwise() - shift.row(j);
+  s->delta.row(j) += wr.transpose() * diff;
+  if (!s->sdd.empty()) {
+    diff.array().colwise() *= wr.array().sqrt();
+    s->sdd[j].selfadjointView<Eigen::Lower>().rankUpdate(diff.transpose());
+  } else if (type == CovarianceType::kDiag || type == CovarianceType::kSpherical) {
+    s->sdd_diag.row(j) += wr.transpose() * diff.array().square().matrix();
+  }
+}
+
 void AccumulateBlock(CovarianceType type, const Eigen::Ref<const RowMatrix>& block,
                      const Eigen::Ref<const Eigen::VectorXd>& w, const Eigen::MatrixXd& resp,
                      const Eigen::MatrixXd& shift, GmmStats* s, RowMatrix* scratch) {
   const int k = static_cast<int>(resp.cols());
   const bool weighted = w.size() != 0;
   s->total_weight += weighted ? w.sum() : static_cast<double>(block.rows());
-  Eigen::VectorXd wr;
-  RowMatrix& diff = *scratch;
-  if (type == CovarianceType::kTied) {
+  if (s->sxx.size() != 0) {
     if (weighted) {
-      diff = block.array().colwise() * w.array().sqrt();
-      s->sxx.selfadjointView<Eigen::Lower>().rankUpdate(diff.transpose());
+      *scratch = block.array().colwise() * w.array().sqrt();
+      s->sxx.selfadjointView<Eigen::Lower>().rankUpdate(scratch->transpose());
     } else {
       s->sxx.selfadjointView<Eigen::Lower>().rankUpdate(block.transpose());
     }
   }
+  Eigen::VectorXd wr;
   for (int j = 0; j < k; ++j) {
     wr = weighted ? Eigen::VectorXd(resp.col(j).cwiseProduct(w)) : Eigen::VectorXd(resp.col(j));
-    s->nk[j] += wr.sum();
-    diff = block.rowwise() - shift.row(j);
-    s->delta.row(j) += wr.transpose() * diff;
-    switch (type) {
-      case CovarianceType::kFull:
-        diff.array().colwise() *= wr.array().sqrt();
-        s->sdd[j].selfadjointView<Eigen::Lower>().rankUpdate(diff.transpose());
-        break;
-      case CovarianceType::kDiag:
-      case CovarianceType::kSpherical:
-        s->sdd_diag.row(j) += wr.transpose() * diff.array().square().matrix();
-        break;
-      case CovarianceType::kTied:
-        break;
-    }
+    AccumulateComponent(type, j, block, wr, shift, s, scratch);
   }
 }
 
-void MStep(CovarianceType type, double reg_covar, const GmmStats& s, const Eigen::MatrixXd& shift,
-           GmmParams* p) {
+void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, const GmmStats& s,
+           const Eigen::MatrixXd& shift, const GmmParams& previous, GmmParams* p) {
   const int k = static_cast<int>(s.nk.size());
   const int d = static_cast<int>(shift.cols());
   // The floor keeps empty components finite, as scikit-learn does (algorithms.md §1.2).
   const Eigen::VectorXd nk = s.nk.array() + 10 * std::numeric_limits<double>::epsilon();
-  const Eigen::MatrixXd dbar = s.delta.array().colwise() / nk.array();  // mu_k - m_k
   p->covariance_type = type;
-  p->weights = nk / nk.sum();
-  p->means = shift + dbar;
+  p->weights = fixed.weights ? previous.weights : Eigen::VectorXd(nk / nk.sum());
+  // e_k = mu_k - m_k; the scatter about mu_k is sdd - e delta^T - delta e^T + N e e^T, which
+  // for the free mean (e = delta / N) is sdd - delta delta^T / N.
+  const Eigen::MatrixXd e = fixed.means ? Eigen::MatrixXd(previous.means - shift)
+                                        : Eigen::MatrixXd(s.delta.array().colwise() / nk.array());
+  p->means = shift + e;
+  if (fixed.covariances) {
+    p->covariances = previous.covariances;
+    return;
+  }
+  auto scatter = [&](int j) {
+    Eigen::MatrixXd c = s.sdd[j].selfadjointView<Eigen::Lower>();
+    const Eigen::RowVectorXd ej = e.row(j), dj = s.delta.row(j);
+    c.noalias() -= ej.transpose() * dj + dj.transpose() * ej;
+    c.noalias() += nk[j] * ej.transpose() * ej;
+    return c;
+  };
   switch (type) {
     case CovarianceType::kFull:
       p->covariances.resize(static_cast<Eigen::Index>(k) * d, d);
       for (int j = 0; j < k; ++j) {
-        Eigen::MatrixXd cov = s.sdd[j].selfadjointView<Eigen::Lower>();
-        cov /= nk[j];
-        cov.noalias() -= dbar.row(j).transpose() * dbar.row(j);
+        Eigen::MatrixXd cov = scatter(j) / nk[j];
         cov.diagonal().array() += reg_covar;
         p->covariances.middleRows(static_cast<Eigen::Index>(j) * d, d) = cov;
       }
       break;
     case CovarianceType::kTied: {
-      // Data are centred by the caller, so sum_i w x x^T - sum_k N_k mu_k mu_k^T is well
-      // conditioned (algorithms.md §1.2, tied).
-      Eigen::MatrixXd cov = s.sxx.selfadjointView<Eigen::Lower>();
-      cov.noalias() -= p->means.transpose() * nk.asDiagonal() * p->means;
+      Eigen::MatrixXd cov = Eigen::MatrixXd::Zero(d, d);
+      if (!s.sdd.empty()) {
+        for (int j = 0; j < k; ++j) cov += scatter(j);
+      } else {
+        // Complete data, centred by the caller: sum_i w x x^T - sum_k (mu s^T + s mu^T - N mu
+        // mu^T) with s_k = sum_i w r x = delta_k + N_k m_k (algorithms.md §1.2, tied).
+        cov = s.sxx.selfadjointView<Eigen::Lower>();
+        const Eigen::MatrixXd sums = s.delta + (shift.array().colwise() * nk.array()).matrix();
+        cov.noalias() -= p->means.transpose() * sums + sums.transpose() * p->means;
+        cov.noalias() += p->means.transpose() * nk.asDiagonal() * p->means;
+      }
       cov /= nk.sum();
       cov.diagonal().array() += reg_covar;
       p->covariances = cov;
@@ -103,8 +128,9 @@ void MStep(CovarianceType type, double reg_covar, const GmmStats& s, const Eigen
     }
     case CovarianceType::kDiag:
     case CovarianceType::kSpherical: {
-      Eigen::MatrixXd var = (s.sdd_diag.array().colwise() / nk.array()) - dbar.array().square();
-      var = var.array().max(0.0) + reg_covar;
+      Eigen::MatrixXd var = s.sdd_diag - 2.0 * e.cwiseProduct(s.delta) +
+                            (e.array().square().colwise() * nk.array()).matrix();
+      var = (var.array().colwise() / nk.array()).max(0.0) + reg_covar;
       if (type == CovarianceType::kDiag) {
         p->covariances = var;
       } else {

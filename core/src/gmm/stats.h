@@ -1,11 +1,10 @@
-// Expected sufficient statistics of a Gaussian mixture and the M-step (algorithms.md §1.2).
+// Expected sufficient statistics of a Gaussian mixture and the M-step (algorithms.md §1.2, §2).
 #ifndef EMFIT_CORE_GMM_STATS_H_
 #define EMFIT_CORE_GMM_STATS_H_
 
 #include <Eigen/Core>
 #include <vector>
 
-#include "absl/status/status.h"
 #include "emfit/data/dataset.h"
 #include "emfit/gmm/gmm.h"
 
@@ -13,30 +12,45 @@ namespace emfit::gmm::internal {
 
 // Weighted responsibility sums, accumulated block by block, never holding an N x k matrix.
 // Moments are taken about per-component shifts m_k (the means of the E-step's parameters), so
-// that S_k = sdd_k / N_k - delta_k delta_k^T / N_k^2 does not cancel catastrophically.
+// that the scatter about the new mean does not cancel catastrophically.
 struct GmmStats {
   Eigen::VectorXd nk;                // k: sum_i w_i r_ik
   Eigen::MatrixXd delta;             // k x d: sum_i w_i r_ik (x_i - m_k)
-  std::vector<Eigen::MatrixXd> sdd;  // full: k lower-triangular d x d, sum w r (x-m)(x-m)^T
-  Eigen::MatrixXd sxx;               // tied: d x d lower, sum_i w_i x_i x_i^T
-  Eigen::MatrixXd sdd_diag;          // diag, spherical: k x d, sum w r (x-m)^2
+  std::vector<Eigen::MatrixXd> sdd;  // full (and tied with missing values): k lower d x d,
+                                     // sum_i w r (x-m)(x-m)^T (+ conditional covariances)
+  Eigen::MatrixXd sxx;               // tied, complete data: d x d lower, sum_i w_i x_i x_i^T
+  Eigen::MatrixXd sdd_diag;          // diag, spherical: k x d, sum w r (x-m)^2 (+ cond. var.)
   double log_likelihood = 0.0;       // sum_i w_i ln p(x_i)
   double total_weight = 0.0;         // sum_i w_i
 
-  void Reset(CovarianceType type, int k, int d);
+  // `per_component_scatter` keeps one scatter matrix per component for tied covariance too
+  // (needed when the completed rows differ by component, i.e. with missing values).
+  void Reset(CovarianceType type, int k, int d, bool per_component_scatter);
   void Add(const GmmStats& other);
 };
 
-// Adds a block's contribution. `resp` is rows x k (responsibilities), `w` the row weights
-// (empty: 1), `shift` the k x d matrix m. `scratch` is reused between calls.
+// Adds rows `x` (completed rows for component j) with weights `wr` (w_i r_ij) to component j.
+void AccumulateComponent(CovarianceType type, int j, const Eigen::Ref<const RowMatrix>& x,
+                         const Eigen::VectorXd& wr, const Eigen::MatrixXd& shift, GmmStats* s,
+                         RowMatrix* scratch);
+
+// Adds a block of complete rows. `resp` is rows x k, `w` the row weights (empty: 1).
 void AccumulateBlock(CovarianceType type, const Eigen::Ref<const RowMatrix>& block,
                      const Eigen::Ref<const Eigen::VectorXd>& w, const Eigen::MatrixXd& resp,
                      const Eigen::MatrixXd& shift, GmmStats* stats, RowMatrix* scratch);
 
-// The M-step: new parameters from statistics about `shift`. FAILED_PRECONDITION if a
-// covariance is not positive definite after reg_covar (checked by the caller's factorisation).
-void MStep(CovarianceType type, double reg_covar, const GmmStats& stats,
-           const Eigen::MatrixXd& shift, GmmParams* params);
+// Which parameters the M-step keeps at their previous values (`previous`).
+struct FixedParams {
+  bool weights = false;
+  bool means = false;
+  bool covariances = false;
+};
+
+// The M-step: new parameters from statistics about `shift`. Fixed blocks are copied from
+// `previous`; the free blocks are then the exact conditional maximisers (ECM, Meng & Rubin).
+// Returns the component masses N_k (floored) in `nk`.
+void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, const GmmStats& stats,
+           const Eigen::MatrixXd& shift, const GmmParams& previous, GmmParams* params);
 
 }  // namespace emfit::gmm::internal
 

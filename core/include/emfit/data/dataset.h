@@ -23,6 +23,13 @@ struct Dataset {
   // Checks that every value is finite and the weights (if any) are valid; names the first
   // offending row and column. `what` prefixes messages (e.g. "data").
   absl::Status ValidateComplete(const char* what = "data") const;
+  // Like ValidateComplete, but NaN (missing) is allowed; infinities are not.
+  absl::Status ValidateAllowingMissing(const char* what = "data") const;
+  // Whether any value is NaN.
+  bool HasMissing() const;
+
+ private:
+  absl::Status Validate(const char* what, bool allow_nan) const;
 };
 
 }  // namespace emfit

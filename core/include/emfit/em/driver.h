@@ -1,6 +1,8 @@
 #ifndef EMFIT_CORE_EM_DRIVER_H_
 #define EMFIT_CORE_EM_DRIVER_H_
 
+#include <set>
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -26,7 +28,9 @@ struct RestartResult {
 //       // expected sufficient statistics and l(theta); CANCELLED / DEADLINE_EXCEEDED when the
 //       // controls fired between row blocks; other errors are numerical failures
 //   absl::Status MStep(const Stats&, Params*) const;          // errors are numerical failures
+//   std::vector<FitWarning> Inspect(const Stats&, const Params&) const;  // after each M-step
 //
+// Each distinct warning (code, component) is passed to the observer once per restart.
 // The returned parameters are those whose log-likelihood was recorded last, so a cancelled or
 // failed restart still returns a valid model with a matching history.
 template <class Family>
@@ -37,6 +41,7 @@ RestartResult<typename Family::Params> RunEm(const Family& family, typename Fami
   typename Family::Stats stats = family.NewStats();
   typename Family::Params previous = params;  // parameters of the last recorded iteration
   bool current_recorded = false;
+  std::set<std::pair<std::string, int>> warned;
   while (controller.ShouldStart()) {
     current_recorded = false;
     absl::StatusOr<double> ll = family.EStep(params, controls, &stats);
@@ -54,6 +59,13 @@ RestartResult<typename Family::Params> RunEm(const Family& family, typename Fami
     if (!m.ok()) {
       controller.StopOn(m);
       break;
+    }
+    if (controls.observer != nullptr) {
+      for (FitWarning& w : family.Inspect(stats, params)) {
+        if (!warned.insert({w.code, w.component}).second) continue;
+        w.restart = restart;
+        controls.observer->OnWarning(w);
+      }
     }
   }
   // Before any iteration was recorded, `previous` is the starting point.

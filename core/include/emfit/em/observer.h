@@ -20,9 +20,10 @@ struct IterationEvent {
 
 // Something the user should know that does not stop the fit.
 struct FitWarning {
-  std::string code;
-  std::string message;
+  std::string code;     // stable machine-readable code, e.g. "empty_component"
+  std::string message;  // human-readable text
   int restart = 0;
+  int component = -1;  // the component (or state) concerned, -1 if none
 };
 
 // Receives progress of a fit. Calls come from the fitting thread, in order; implementations

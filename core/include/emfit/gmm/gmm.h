@@ -4,6 +4,7 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -38,21 +39,6 @@ enum class InitMethod {
 const char* InitMethodName(InitMethod init);
 absl::StatusOr<InitMethod> ParseInitMethod(absl::string_view name);
 
-// What to fit.
-struct GmmSpec {
-  // Number of components; 1 <= k <= rows.
-  int k = 1;
-  CovarianceType covariance_type = CovarianceType::kFull;
-  // Added to the diagonal of every covariance after each M-step; >= 0. Default 1e-6 as in
-  // scikit-learn. Keeps covariances positive definite; note that with reg_covar > 0 the
-  // update maximises no fixed objective and the log-likelihood may dip (algorithms.md §1.2).
-  double reg_covar = 1e-6;
-  InitMethod init = InitMethod::kKMeans;
-
-  // Checks the spec against data of `rows` x `cols`; messages name spec.gmm.<field>.
-  absl::Status Validate(int64_t rows, int64_t cols) const;
-};
-
 // Parameters of a Gaussian mixture with k components in d dimensions.
 struct GmmParams {
   CovarianceType covariance_type = CovarianceType::kFull;
@@ -71,6 +57,30 @@ struct GmmParams {
   absl::Status Validate(absl::string_view what = "model.gmm") const;
 };
 
+// What to fit.
+struct GmmSpec {
+  // Number of components; 1 <= k <= rows.
+  int k = 1;
+  CovarianceType covariance_type = CovarianceType::kFull;
+  // Added to the diagonal of every covariance after each M-step; >= 0. Default 1e-6 as in
+  // scikit-learn. Keeps covariances positive definite; note that with reg_covar > 0 the
+  // update maximises no fixed objective and the log-likelihood may dip (algorithms.md §1.2).
+  double reg_covar = 1e-6;
+  InitMethod init = InitMethod::kKMeans;
+  // Starting parameters (warm start). When set, `init` is not used and every restart would be
+  // the same, so a single restart runs whatever n_init says.
+  std::optional<GmmParams> init_params;
+  // Parameters held at their starting values while the rest is learned (e.g. known means).
+  // Each free block is then updated by its exact conditional maximiser, so the log-likelihood
+  // still never decreases (with reg_covar = 0).
+  bool fix_weights = false;
+  bool fix_means = false;
+  bool fix_covariances = false;
+
+  // Checks the spec against data of `rows` x `cols`; messages name spec.gmm.<field>.
+  absl::Status Validate(int64_t rows, int64_t cols) const;
+};
+
 // Free parameters: (k-1) + k d + {full: k d(d+1)/2, tied: d(d+1)/2, diag: k d, spherical: k}.
 int64_t NumFreeParameters(CovarianceType type, int k, int d);
 
@@ -79,8 +89,11 @@ struct GmmFitResult {
   FitSummary summary;
 };
 
-// Fits a Gaussian mixture to `data` (complete, finite) with n_init restarts and returns the
-// restart with the largest final log-likelihood.
+// Fits a Gaussian mixture to `data` with n_init restarts and returns the restart with the
+// largest final log-likelihood. Missing values are NaN: the fit is exact EM under
+// missing-at-random (marginal E-step over each row's observed coordinates, conditional
+// expectations and covariances in the M-step; algorithms.md §2); rows with every value missing
+// are not used and are counted in summary.rows_skipped. Infinite values are invalid.
 //
 // Errors: INVALID_ARGUMENT for bad data, spec or options (messages name the field);
 // FAILED_PRECONDITION when every restart failed numerically (e.g. a covariance that is not
@@ -90,7 +103,9 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
                                  const FitControls& controls = {});
 
 // The E-step for a block of rows: responsibilities (rows x k, each row sums to 1), each row's
-// log-likelihood ln p(x_i) and its most likely component. Computed in log space.
+// log-likelihood ln p(x_i) and its most likely component. Computed in log space. NaN entries
+// are missing: a row's density is the marginal over its observed coordinates; a row with no
+// observed value gets the weights as responsibilities and log-likelihood 0.
 struct Posteriors {
   Eigen::MatrixXd responsibilities;
   Eigen::VectorXd log_likelihood;

@@ -7,6 +7,52 @@
 #include "absl/time/clock.h"
 
 namespace emfit::client {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+// Prepares `context` (the caller's or `own`) with the options' deadline.
+grpc::ClientContext* Context(const CallOptions& options, grpc::ClientContext* own) {
+  grpc::ClientContext* context = options.context != nullptr ? options.context : own;
+  if (options.timeout != absl::InfiniteDuration()) {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+  }
+  return context;
+}
+
+// Writes the header request, then the values in chunks, then half-closes. A failed write
+// means the server already ended the call; its status comes with Finish().
+template <class Request, class Stream>
+void Upload(Stream* stream, const Request& header, absl::Span<const double> values,
+            size_t chunk_values) {
+  bool open = stream->Write(header);
+  const size_t chunk = std::max<size_t>(1, chunk_values);
+  Request request;
+  for (size_t begin = 0; open && begin < values.size(); begin += chunk) {
+    const size_t n = std::min(chunk, values.size() - begin);
+    request.mutable_chunk()->mutable_values()->Assign(values.begin() + begin,
+                                                      values.begin() + begin + n);
+    open = stream->Write(request);
+  }
+  if (open) stream->WritesDone();
+}
+
+// A bidirectional call: upload, then read every event until the server ends the call.
+template <class Request, class Event, class StartFn, class OnEvent>
+absl::Status Exchange(StartFn&& start, const Request& header, absl::Span<const double> values,
+                      const CallOptions& options, OnEvent&& on_event) {
+  grpc::ClientContext own;
+  auto stream = start(Context(options, &own));
+  Upload(stream.get(), header, values, options.chunk_values);
+  Event event;
+  while (stream->Read(&event)) on_event(event);
+  return FromGrpc(stream->Finish());
+}
+
+}  // namespace
 
 FitClient::FitClient(std::shared_ptr<grpc::Channel> channel)
     : stub_(v1::EmFitService::NewStub(std::move(channel))) {}
@@ -21,37 +67,59 @@ absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header,
                                              absl::Span<const double> values,
                                              const EventCallback& on_event,
                                              const CallOptions& options) {
-  grpc::ClientContext own_context;
-  grpc::ClientContext* context = options.context != nullptr ? options.context : &own_context;
-  if (options.timeout != absl::InfiniteDuration()) {
-    context->set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
-  }
-  auto stream = stub_->Fit(context);
   v1::FitRequest request;
   *request.mutable_header() = header;
-  bool open = stream->Write(request);
-  const size_t chunk = std::max<size_t>(1, options.chunk_values);
-  for (size_t begin = 0; open && begin < values.size(); begin += chunk) {
-    const size_t n = std::min(chunk, values.size() - begin);
-    request.Clear();
-    request.mutable_chunk()->mutable_values()->Assign(values.begin() + begin,
-                                                      values.begin() + begin + n);
-    open = stream->Write(request);
-  }
-  if (open) stream->WritesDone();  // a failed write means the server already ended the call
-  v1::FitEvent event;
   std::optional<v1::FitResult> result;
-  while (stream->Read(&event)) {
-    if (on_event) on_event(event);
-    if (event.has_result()) result = event.result();
-  }
-  const grpc::Status status = stream->Finish();
-  if (!status.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
-  }
-  if (!result.has_value()) {
-    return absl::InternalError("the server ended the call without a result");
-  }
+  absl::Status status = Exchange<v1::FitRequest, v1::FitEvent>(
+      [&](grpc::ClientContext* c) { return stub_->Fit(c); }, request, values, options,
+      [&](const v1::FitEvent& e) {
+        if (on_event) on_event(e);
+        if (e.has_result()) result = e.result();
+      });
+  if (!status.ok()) return status;
+  if (!result.has_value()) return absl::InternalError("the server ended the call without a result");
+  return *std::move(result);
+}
+
+absl::Status FitClient::Posterior(const v1::PosteriorHeader& header,
+                                  absl::Span<const double> values,
+                                  const std::function<void(const v1::PosteriorResponse&)>& on_block,
+                                  const CallOptions& options) {
+  v1::PosteriorRequest request;
+  *request.mutable_header() = header;
+  return Exchange<v1::PosteriorRequest, v1::PosteriorResponse>(
+      [&](grpc::ClientContext* c) { return stub_->Posterior(c); }, request, values, options,
+      [&](const v1::PosteriorResponse& r) { on_block(r); });
+}
+
+absl::StatusOr<v1::ScoreResponse> FitClient::Score(const v1::PosteriorHeader& header,
+                                                   absl::Span<const double> values,
+                                                   const CallOptions& options) {
+  grpc::ClientContext own;
+  v1::ScoreResponse response;
+  auto stream = stub_->Score(Context(options, &own), &response);
+  v1::ScoreRequest request;
+  *request.mutable_header() = header;
+  Upload(stream.get(), request, values, options.chunk_values);
+  absl::Status status = FromGrpc(stream->Finish());
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::SelectionResult> FitClient::SelectModel(
+    const v1::SelectModelHeader& header, absl::Span<const double> values,
+    const std::function<void(const v1::SelectModelEvent&)>& on_event, const CallOptions& options) {
+  v1::SelectModelRequest request;
+  *request.mutable_header() = header;
+  std::optional<v1::SelectionResult> result;
+  absl::Status status = Exchange<v1::SelectModelRequest, v1::SelectModelEvent>(
+      [&](grpc::ClientContext* c) { return stub_->SelectModel(c); }, request, values, options,
+      [&](const v1::SelectModelEvent& e) {
+        if (on_event) on_event(e);
+        if (e.has_result()) result = e.result();
+      });
+  if (!status.ok()) return status;
+  if (!result.has_value()) return absl::InternalError("the server ended the call without a result");
   return *std::move(result);
 }
 

@@ -41,6 +41,22 @@ class FitClient {
                                     const EventCallback& on_event = nullptr,
                                     const CallOptions& options = {});
 
+  // Posteriors of every row under `header.model`, delivered block by block in row order.
+  absl::Status Posterior(const v1::PosteriorHeader& header, absl::Span<const double> values,
+                         const std::function<void(const v1::PosteriorResponse&)>& on_block,
+                         const CallOptions& options = {});
+
+  // Total log-likelihood, BIC and AIC of the data under `header.model`.
+  absl::StatusOr<v1::ScoreResponse> Score(const v1::PosteriorHeader& header,
+                                          absl::Span<const double> values,
+                                          const CallOptions& options = {});
+
+  // Fits the grid the header describes; `on_event` sees every event.
+  absl::StatusOr<v1::SelectionResult> SelectModel(
+      const v1::SelectModelHeader& header, absl::Span<const double> values,
+      const std::function<void(const v1::SelectModelEvent&)>& on_event = nullptr,
+      const CallOptions& options = {});
+
  private:
   std::unique_ptr<v1::EmFitService::Stub> stub_;
 };

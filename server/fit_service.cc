@@ -1,13 +1,30 @@
 #include "fit_service.h"
 
 #include "absl/strings/str_format.h"
-#include "fit_reactor.h"
+#include "handlers.h"
+#include "job_reactor.h"
+#include "score_reactor.h"
 
 namespace emfit::server {
 
 grpc::ServerBidiReactor<v1::FitRequest, v1::FitEvent>* FitService::Fit(
     grpc::CallbackServerContext* context) {
-  return new FitReactor(context, this);
+  return new JobReactor<FitHandler>(context, this);
+}
+
+grpc::ServerBidiReactor<v1::PosteriorRequest, v1::PosteriorResponse>* FitService::Posterior(
+    grpc::CallbackServerContext* context) {
+  return new JobReactor<PosteriorHandler>(context, this);
+}
+
+grpc::ServerReadReactor<v1::ScoreRequest>* FitService::Score(grpc::CallbackServerContext* context,
+                                                             v1::ScoreResponse* response) {
+  return new ScoreReactor(context, response, this);
+}
+
+grpc::ServerBidiReactor<v1::SelectModelRequest, v1::SelectModelEvent>* FitService::SelectModel(
+    grpc::CallbackServerContext* context) {
+  return new JobReactor<SelectHandler>(context, this);
 }
 
 bool FitService::ReserveBytes(uint64_t bytes) {

@@ -7,8 +7,8 @@
 
 #include "emfit/exec/thread_pool.h"
 #include "emfit/v1/emfit.grpc.pb.h"
-#include "fit_job.h"
 #include "job_queue.h"
+#include "service_limits.h"
 
 namespace emfit::server {
 
@@ -20,6 +20,12 @@ class FitService final : public v1::EmFitService::CallbackService {
       : limits_(limits), queue_(queue), pool_(pool) {}
 
   grpc::ServerBidiReactor<v1::FitRequest, v1::FitEvent>* Fit(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerBidiReactor<v1::PosteriorRequest, v1::PosteriorResponse>* Posterior(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerReadReactor<v1::ScoreRequest>* Score(grpc::CallbackServerContext* context,
+                                                   v1::ScoreResponse* response) override;
+  grpc::ServerBidiReactor<v1::SelectModelRequest, v1::SelectModelEvent>* SelectModel(
       grpc::CallbackServerContext* context) override;
 
   const ServiceLimits& limits() const { return limits_; }

@@ -53,6 +53,20 @@ class StreamSession {
     start->StartWrite(&current_);
   }
 
+  // Like Post, but for events that must not be dropped: blocks the calling (job) thread while
+  // the outbox is full, so a slow reader slows the producer down. Never call it from a
+  // reactor callback.
+  void PostWait(Response event) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return outbox_.size() < max_outbox_ || finish_requested_ || reactor_ == nullptr;
+      };
+      mu_.Await(absl::Condition(&room));
+    }
+    Post(std::move(event));
+  }
+
   // Ends the call with `status` once the queued events are written. The first call wins.
   void Finish(grpc::Status status) {
     Reactor* finish = nullptr;

@@ -9,9 +9,9 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "emfit/exec/thread_pool.h"
-#include "fit_job.h"
 #include "fit_service.h"
 #include "job_queue.h"
+#include "service_limits.h"
 
 namespace emfit::server {
 

@@ -70,6 +70,9 @@ absl::StatusOr<gmm::GmmSpec> FromProto(const v1::GaussianMixtureSpec& spec) {
   EMFIT_ASSIGN_OR_RETURN(out.covariance_type,
                          FromProto(spec.covariance_type(), "spec.gmm.covariance_type"));
   if (spec.has_reg_covar()) out.reg_covar = spec.reg_covar();
+  out.fix_weights = spec.fix_weights();
+  out.fix_means = spec.fix_means();
+  out.fix_covariances = spec.fix_covariances();
   switch (spec.init()) {
     case v1::INIT_METHOD_UNSPECIFIED:
     case v1::INIT_METHOD_KMEANS:
@@ -103,8 +106,20 @@ absl::StatusOr<ModelSpecVariant> FromProto(const v1::ModelSpec& spec) {
   return absl::InvalidArgumentError("spec.family: no model family set; expected one of: gmm");
 }
 
-FitOptions FromProto(const v1::FitOptions& options) {
+absl::StatusOr<FitOptions> FromProto(const v1::FitOptions& options) {
   FitOptions out;
+  switch (options.acceleration()) {
+    case v1::ACCELERATION_UNSPECIFIED:
+    case v1::ACCELERATION_NONE:
+      out.acceleration = Acceleration::kNone;
+      break;
+    case v1::ACCELERATION_SQUAREM:
+      out.acceleration = Acceleration::kSquarem;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrFormat("options.acceleration: unknown value %d",
+                                                        static_cast<int>(options.acceleration())));
+  }
   if (options.has_max_iter()) {
     out.max_iter = static_cast<int>(std::min<uint32_t>(options.max_iter(), 1u << 30));
   }

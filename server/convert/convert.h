@@ -23,7 +23,7 @@ absl::StatusOr<Eigen::MatrixXd> FromProto(const v1::Matrix& m, absl::string_view
 
 absl::StatusOr<ModelSpecVariant> FromProto(const v1::ModelSpec& spec);
 absl::StatusOr<gmm::GmmSpec> FromProto(const v1::GaussianMixtureSpec& spec);
-FitOptions FromProto(const v1::FitOptions& options);
+absl::StatusOr<FitOptions> FromProto(const v1::FitOptions& options);
 
 v1::CovarianceType ToProto(gmm::CovarianceType type);
 absl::StatusOr<gmm::CovarianceType> FromProto(v1::CovarianceType type, absl::string_view field);

@@ -1,5 +1,8 @@
 #include <atomic>
+#include <cmath>
+#include <limits>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_format.h"
@@ -165,7 +168,7 @@ TEST_F(FitServiceTest, BadInputIsInvalidArgumentNamingTheField) {
   std::vector<double> too_many = values;
   too_many.push_back(1.0);
   EXPECT_THAT(client_->Fit(header, too_many),
-              StatusIs(absl::StatusCode::kInvalidArgument, "more values than header.shape"));
+              StatusIs(absl::StatusCode::kInvalidArgument, "more values than the header's shape"));
 
   std::vector<double> with_nan = values;
   with_nan[7] = std::numeric_limits<double>::infinity();
@@ -310,6 +313,207 @@ TEST_F(FitServiceTest, ShutdownCancelsRunningFitsAfterTheGracePeriod) {
   t.join();
   EXPECT_LT(absl::Now() - start, absl::Seconds(6));
   EXPECT_FALSE(status.ok());
+}
+
+v1::PosteriorHeader PosteriorHeaderFor(const v1::FitResult& fit, const RowMatrix& x) {
+  v1::PosteriorHeader h;
+  *h.mutable_model() = fit.model();
+  h.mutable_shape()->set_rows(x.rows());
+  h.mutable_shape()->set_cols(x.cols());
+  return h;
+}
+
+TEST_F(FitServiceTest, PosteriorMatchesTheCoreEStepInRowOrder) {
+  const RowMatrix x = Faithful();
+  absl::StatusOr<v1::FitResult> fit = client_->Fit(GmmHeader(x, 2), Values(x));
+  ASSERT_THAT(fit, IsOk());
+  absl::StatusOr<gmm::GmmParams> params = FromProto(fit->model().gmm(), "model");
+  ASSERT_THAT(params, IsOk());
+  absl::StatusOr<gmm::Posteriors> want = gmm::ComputePosteriors(*params, x);
+  ASSERT_THAT(want, IsOk());
+  uint64_t next_row = 0;
+  CallOptions call;
+  call.chunk_values = 37;
+  ASSERT_THAT(client_->Posterior(
+                  PosteriorHeaderFor(*fit, x), Values(x),
+                  [&](const v1::PosteriorResponse& r) {
+                    EXPECT_EQ(r.first_row(), next_row);
+                    const uint32_t rows = r.responsibilities().rows();
+                    ASSERT_EQ(r.log_likelihood_size(), static_cast<int>(rows));
+                    for (uint32_t i = 0; i < rows; ++i) {
+                      const Eigen::Index row = static_cast<Eigen::Index>(next_row + i);
+                      double sum = 0;
+                      for (uint32_t c = 0; c < 2; ++c) {
+                        const double v = r.responsibilities().values(i * 2 + c);
+                        EXPECT_DOUBLE_EQ(v, want->responsibilities(row, c));
+                        sum += v;
+                      }
+                      EXPECT_NEAR(sum, 1.0, 1e-12);
+                      EXPECT_DOUBLE_EQ(r.log_likelihood(i), want->log_likelihood[row]);
+                      EXPECT_EQ(r.labels(i), static_cast<uint32_t>(want->labels[row]));
+                    }
+                    next_row += rows;
+                  },
+                  call),
+              IsOk());
+  EXPECT_EQ(next_row, static_cast<uint64_t>(x.rows()));
+}
+
+TEST_F(FitServiceTest, ScoreEqualsTheFitLogLikelihoodAndHandlesMissingValues) {
+  const RowMatrix x = Faithful();
+  absl::StatusOr<v1::FitResult> fit = client_->Fit(GmmHeader(x, 2), Values(x));
+  ASSERT_THAT(fit, IsOk());
+  absl::StatusOr<v1::ScoreResponse> score = client_->Score(PosteriorHeaderFor(*fit, x), Values(x));
+  ASSERT_THAT(score, IsOk());
+  EXPECT_NEAR(score->log_likelihood(), fit->summary().log_likelihood(), 1e-8);
+  EXPECT_NEAR(score->bic(), fit->summary().bic(), 1e-8);
+  EXPECT_EQ(score->rows(), 272u);
+  std::vector<double> with_nan = Values(x);
+  with_nan[1] = std::numeric_limits<double>::quiet_NaN();  // row 0, waiting
+  absl::StatusOr<v1::ScoreResponse> partial = client_->Score(PosteriorHeaderFor(*fit, x), with_nan);
+  ASSERT_THAT(partial, IsOk());
+  EXPECT_TRUE(std::isfinite(partial->log_likelihood()));
+  EXPECT_GT(partial->log_likelihood(), score->log_likelihood());  // one density is marginal
+}
+
+TEST_F(FitServiceTest, PosteriorRejectsAModelOfAnotherDimension) {
+  const RowMatrix x = Faithful();
+  absl::StatusOr<v1::FitResult> fit = client_->Fit(GmmHeader(x, 2), Values(x));
+  ASSERT_THAT(fit, IsOk());
+  v1::PosteriorHeader header = PosteriorHeaderFor(*fit, x);
+  header.mutable_shape()->set_cols(3);
+  EXPECT_THAT(client_->Posterior(header, Values(x), [](const v1::PosteriorResponse&) {}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "header.shape.cols"));
+  header.clear_model();
+  EXPECT_THAT(client_->Score(header, Values(x)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "header.model"));
+}
+
+TEST_F(FitServiceTest, SelectModelFitsTheGridAndPicksTheLowestBic) {
+  const RowMatrix x = Faithful();
+  v1::SelectModelHeader header;
+  for (uint32_t k = 1; k <= 4; ++k) header.add_k(k);
+  header.add_covariance_types(v1::COVARIANCE_TYPE_FULL);
+  header.add_covariance_types(v1::COVARIANCE_TYPE_DIAG);
+  header.mutable_shape()->set_rows(x.rows());
+  header.mutable_shape()->set_cols(x.cols());
+  header.mutable_options()->set_seed(5);
+  header.mutable_options()->set_n_init(2);
+  int done = 0;
+  std::set<uint32_t> tagged;
+  absl::StatusOr<v1::SelectionResult> result =
+      client_->SelectModel(header, Values(x), [&](const v1::SelectModelEvent& e) {
+        if (e.has_candidate_done()) ++done;
+        if (e.has_iteration()) tagged.insert(e.iteration().candidate());
+      });
+  ASSERT_THAT(result, IsOk());
+  ASSERT_EQ(result->candidates_size(), 8);
+  EXPECT_EQ(done, 8);
+  EXPECT_GT(tagged.size(), 1u);
+  // The same fits in core give the same table and the same winner.
+  double best_bic = std::numeric_limits<double>::infinity();
+  int best = -1;
+  for (int i = 0; i < 8; ++i) {
+    const v1::Candidate& c = result->candidates(i);
+    EXPECT_EQ(c.index(), static_cast<uint32_t>(i));
+    EXPECT_EQ(c.k(), static_cast<uint32_t>(i / 2 + 1));
+    gmm::GmmSpec spec;
+    spec.k = static_cast<int>(c.k());
+    spec.covariance_type = i % 2 == 0 ? gmm::CovarianceType::kFull : gmm::CovarianceType::kDiag;
+    FitOptions options;
+    options.seed = 5;
+    options.n_init = 2;
+    absl::StatusOr<gmm::GmmFitResult> local = gmm::Fit(Dataset{x, {}}, spec, options);
+    ASSERT_THAT(local, IsOk());
+    EXPECT_DOUBLE_EQ(c.summary().bic(), local->summary.bic) << "candidate " << i;
+    if (local->summary.bic < best_bic) best_bic = local->summary.bic, best = i;
+  }
+  EXPECT_EQ(result->best(), static_cast<uint32_t>(best));
+  EXPECT_EQ(result->best_fit().model().gmm().means().rows(), result->candidates(best).k());
+  EXPECT_DOUBLE_EQ(result->best_fit().summary().bic(), best_bic);
+}
+
+TEST_F(FitServiceTest, WeightColumnEqualsRowRepetition) {
+  const RowMatrix x = Faithful();
+  std::vector<double> weighted;
+  std::vector<double> repeated;
+  for (Eigen::Index i = 0; i < x.rows(); ++i) {
+    const int w = 1 + static_cast<int>(i % 3);
+    weighted.insert(weighted.end(), {x(i, 0), x(i, 1), static_cast<double>(w)});
+    for (int r = 0; r < w; ++r) repeated.insert(repeated.end(), {x(i, 0), x(i, 1)});
+  }
+  v1::FitHeader header = GmmHeader(x, 2);
+  header.mutable_shape()->set_weight_column(true);
+  header.mutable_options()->set_tol(1e-10);
+  header.mutable_options()->set_max_iter(2000);
+  absl::StatusOr<v1::FitResult> a = client_->Fit(header, weighted);
+  header.mutable_shape()->set_weight_column(false);
+  header.mutable_shape()->set_rows(repeated.size() / 2);
+  absl::StatusOr<v1::FitResult> b = client_->Fit(header, repeated);
+  ASSERT_THAT(a, IsOk());
+  ASSERT_THAT(b, IsOk());
+  EXPECT_NEAR(a->summary().log_likelihood(), b->summary().log_likelihood(), 1e-6);
+  EXPECT_NEAR(a->summary().bic(), b->summary().bic(), 1e-6);
+  EXPECT_EQ(a->summary().rows_used(), 272u);
+  // A negative weight is refused, naming the row.
+  weighted[5] = -1;  // row 1's weight
+  header.mutable_shape()->set_weight_column(true);
+  header.mutable_shape()->set_rows(272);
+  EXPECT_THAT(client_->Fit(header, weighted),
+              StatusIs(absl::StatusCode::kInvalidArgument, "weight of row 1"));
+}
+
+TEST_F(FitServiceTest, WarmStartFromAResultAndFixedMeans) {
+  const RowMatrix x = Faithful();
+  v1::FitHeader header = GmmHeader(x, 2);
+  header.mutable_options()->set_tol(1e-8);
+  header.mutable_options()->set_max_iter(1000);
+  absl::StatusOr<v1::FitResult> first = client_->Fit(header, Values(x));
+  ASSERT_THAT(first, IsOk());
+  *header.mutable_init() = first->model();
+  header.mutable_options()->set_n_init(5);
+  absl::StatusOr<v1::FitResult> again = client_->Fit(header, Values(x));
+  ASSERT_THAT(again, IsOk());
+  EXPECT_EQ(again->summary().restarts_size(), 1);  // a warm start runs once
+  EXPECT_LE(again->summary().iterations(), 2u);
+  EXPECT_GE(again->summary().log_likelihood(), first->summary().log_likelihood() - 1e-9);
+
+  // Known means: start at (2, 55) and (4.3, 80) and keep them.
+  v1::Model start = first->model();
+  const std::vector<double> means = {2.0, 55.0, 4.3, 80.0};
+  start.mutable_gmm()->mutable_means()->mutable_values()->Assign(means.begin(), means.end());
+  *header.mutable_init() = start;
+  header.mutable_spec()->mutable_gmm()->set_fix_means(true);
+  absl::StatusOr<v1::FitResult> fixed = client_->Fit(header, Values(x));
+  ASSERT_THAT(fixed, IsOk());
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(fixed->model().gmm().means().values(i), means[i]);
+  }
+  const auto& h = fixed->summary().history();
+  for (int t = 1; t < h.size(); ++t) EXPECT_GE(h[t], h[t - 1] - 1e-9);
+  EXPECT_LT(fixed->summary().log_likelihood(), first->summary().log_likelihood());
+
+  // Fixed parameters without a start, or a start of another shape, are refused.
+  header.clear_init();
+  EXPECT_THAT(client_->Fit(header, Values(x)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "header.init"));
+  *header.mutable_init() = first->model();
+  header.mutable_spec()->mutable_gmm()->set_k(3);
+  EXPECT_THAT(client_->Fit(header, Values(x)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "header.init.gmm"));
+}
+
+TEST_F(FitServiceTest, MissingValuesAreFittedAndReported) {
+  const RowMatrix x = Faithful();
+  std::vector<double> values = Values(x);
+  for (size_t i = 0; i < values.size(); i += 7)
+    values[i] = std::numeric_limits<double>::quiet_NaN();
+  values[10] = values[11] = std::numeric_limits<double>::quiet_NaN();  // row 5: all missing
+  absl::StatusOr<v1::FitResult> fit = client_->Fit(GmmHeader(x, 2), values);
+  ASSERT_THAT(fit, IsOk());
+  EXPECT_EQ(fit->summary().rows_skipped(), 1u);
+  EXPECT_EQ(fit->summary().rows_used(), 271u);
+  EXPECT_TRUE(std::isfinite(fit->summary().log_likelihood()));
 }
 
 }  // namespace

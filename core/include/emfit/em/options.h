@@ -12,6 +12,15 @@ class CancellationToken;
 class FitObserver;
 class ThreadPool;
 
+// Convergence acceleration of the EM loop.
+enum class Acceleration {
+  kNone,
+  // SQUAREM, scheme S3 (Varadhan & Roland 2008; algorithms.md §5.1) in unconstrained
+  // coordinates, with the monotone safeguard (objfn_inc = 0): a cycle whose extrapolated point
+  // has a lower log-likelihood falls back to two plain EM steps.
+  kSquarem,
+};
+
 // Options of the EM loop shared by every model family. Plain value type; Validate() checks it.
 struct FitOptions {
   // Maximum number of M-steps per restart. Must be >= 0 (0 evaluates the starting parameters).
@@ -25,6 +34,7 @@ struct FitOptions {
   int n_init = 1;
   // Seed of every random stream; restart r uses a stream derived from (seed, r, purpose).
   uint64_t seed = 0;
+  Acceleration acceleration = Acceleration::kNone;
 
   absl::Status Validate() const;
 };

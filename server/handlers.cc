@@ -1,0 +1,144 @@
+#include "handlers.h"
+
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "emfit/em/observer.h"
+#include "grpc_status.h"
+#include "spdlog/spdlog.h"
+
+namespace emfit::server {
+namespace {
+
+// Forwards a fit's progress as FitEvents.
+class FitEventObserver final : public FitObserver {
+ public:
+  explicit FitEventObserver(StreamSession<v1::FitRequest, v1::FitEvent>* session)
+      : session_(session) {}
+  void OnIteration(const IterationEvent& event) override {
+    v1::FitEvent e;
+    ToProto(event, e.mutable_iteration());
+    session_->Post(std::move(e));
+  }
+  void OnWarning(const FitWarning& warning) override {
+    v1::FitEvent e;
+    ToProto(warning, e.mutable_warning());
+    session_->Post(std::move(e));
+  }
+
+ private:
+  StreamSession<v1::FitRequest, v1::FitEvent>* session_;
+};
+
+// Forwards one candidate's progress as SelectModelEvents tagged with its index.
+class CandidateObserver final : public FitObserver {
+ public:
+  CandidateObserver(StreamSession<v1::SelectModelRequest, v1::SelectModelEvent>* session,
+                    int candidate)
+      : session_(session), candidate_(candidate) {}
+  void OnIteration(const IterationEvent& event) override {
+    v1::SelectModelEvent e;
+    e.mutable_iteration()->set_candidate(static_cast<uint32_t>(candidate_));
+    ToProto(event, e.mutable_iteration()->mutable_iteration());
+    session_->Post(std::move(e));
+  }
+  void OnWarning(const FitWarning& warning) override {
+    v1::SelectModelEvent e;
+    ToProto(warning, e.mutable_warning());
+    e.mutable_warning()->set_message(
+        absl::StrFormat("candidate %d: %s", candidate_, warning.message));
+    session_->Post(std::move(e));
+  }
+
+ private:
+  StreamSession<v1::SelectModelRequest, v1::SelectModelEvent>* session_;
+  int candidate_;
+};
+
+template <class Event>
+std::optional<Event> MakeAccepted(const std::string& job_id, int position) {
+  Event e;
+  e.mutable_accepted()->set_job_id(job_id);
+  e.mutable_accepted()->set_queue_position(static_cast<uint32_t>(position));
+  return e;
+}
+
+}  // namespace
+
+std::optional<v1::FitEvent> FitHandler::Accepted(const std::string& job_id, int position) {
+  return MakeAccepted<v1::FitEvent>(job_id, position);
+}
+
+absl::StatusOr<v1::DataShape> FitHandler::OnHeader(const Request& request,
+                                                   const ServiceLimits& limits) {
+  absl::StatusOr<FitPlan> plan = PlanFit(request.header(), limits);
+  if (!plan.ok()) return plan.status();
+  plan_ = *std::move(plan);
+  return request.header().shape();
+}
+
+grpc::Status FitHandler::Run(Dataset data, StreamSession<Request, Response>& session,
+                             const FitControls& controls, const std::string& job_id) {
+  FitEventObserver observer(&session);
+  FitControls mine = controls;
+  mine.observer = &observer;
+  absl::StatusOr<v1::FitResult> result = RunFit(*plan_, std::move(data), mine);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  spdlog::info("job {}: {} iterations, log-likelihood {:.6f}, {}", job_id,
+               result->summary().iterations(), result->summary().log_likelihood(),
+               v1::TerminationReason_Name(result->summary().reason()));
+  v1::FitEvent event;
+  *event.mutable_result() = *std::move(result);
+  session.Post(std::move(event));
+  return grpc::Status::OK;
+}
+
+absl::StatusOr<v1::DataShape> PosteriorHandler::OnHeader(const Request& request,
+                                                         const ServiceLimits& limits) {
+  absl::StatusOr<ModelVariant> model = PlanModel(request.header(), limits);
+  if (!model.ok()) return model.status();
+  model_ = *std::move(model);
+  return request.header().shape();
+}
+
+grpc::Status PosteriorHandler::Run(Dataset data, StreamSession<Request, Response>& session,
+                                   const FitControls& controls, const std::string&) {
+  return ToGrpcStatus(RunPosterior(
+      *model_, data, controls, [&](v1::PosteriorResponse r) { session.PostWait(std::move(r)); }));
+}
+
+std::optional<v1::SelectModelEvent> SelectHandler::Accepted(const std::string& job_id,
+                                                            int position) {
+  return MakeAccepted<v1::SelectModelEvent>(job_id, position);
+}
+
+absl::StatusOr<v1::DataShape> SelectHandler::OnHeader(const Request& request,
+                                                      const ServiceLimits& limits) {
+  absl::StatusOr<SelectPlan> plan = PlanSelect(request.header(), limits);
+  if (!plan.ok()) return plan.status();
+  plan_ = *std::move(plan);
+  return request.header().shape();
+}
+
+grpc::Status SelectHandler::Run(Dataset data, StreamSession<Request, Response>& session,
+                                const FitControls& controls, const std::string&) {
+  std::vector<std::unique_ptr<CandidateObserver>> observers;
+  for (size_t i = 0; i < plan_->candidates.size(); ++i) {
+    observers.push_back(std::make_unique<CandidateObserver>(&session, static_cast<int>(i)));
+  }
+  absl::StatusOr<v1::SelectionResult> result = RunSelect(
+      *plan_, data, controls, [&](int i) { return observers[i].get(); },
+      [&](const v1::Candidate& c) {
+        v1::SelectModelEvent e;
+        *e.mutable_candidate_done() = c;
+        session.PostWait(std::move(e));
+      });
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  v1::SelectModelEvent event;
+  *event.mutable_result() = *std::move(result);
+  session.Post(std::move(event));
+  return grpc::Status::OK;
+}
+
+}  // namespace emfit::server

@@ -1,0 +1,123 @@
+#ifndef EMFIT_SERVER_JOB_REACTOR_H_
+#define EMFIT_SERVER_JOB_REACTOR_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "absl/time/time.h"
+#include "data_receiver.h"
+#include "fit_service.h"
+#include "fit_session.h"
+#include "grpc_status.h"
+#include "spdlog/spdlog.h"
+#include "upload.h"
+
+namespace emfit::server {
+
+inline absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
+  const auto deadline = context->deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
+  return absl::FromChrono(deadline);
+}
+
+// One streaming call of the form "header, chunks, half-close -> events": reads and checks the
+// upload, submits a job on half-close, relays the job's events through a StreamSession.
+// Callbacks never block; the job runs on a worker of the JobQueue. Deletes itself in OnDone.
+//
+// Handler (one per RPC; shared with the job, which may outlive the reactor):
+//   using Request, Response;
+//   static bool Droppable(const Response&);       // may be dropped for a slow reader
+//   static std::optional<Response> Accepted(const std::string& job_id, int queue_position);
+//   absl::StatusOr<v1::DataShape> OnHeader(const Request&, const ServiceLimits&);
+//   grpc::Status Run(Dataset, StreamSession<Request, Response>&, const FitControls&,
+//                    const std::string& job_id);   // on a worker; posts events
+template <class Handler>
+class JobReactor final
+    : public grpc::ServerBidiReactor<typename Handler::Request, typename Handler::Response> {
+ public:
+  using Request = typename Handler::Request;
+  using Response = typename Handler::Response;
+  using Session = StreamSession<Request, Response>;
+
+  JobReactor(grpc::CallbackServerContext* context, FitService* service)
+      : context_(context),
+        service_(service),
+        session_(
+            std::make_shared<Session>(this, service->limits().max_outbox, &Handler::Droppable)),
+        handler_(std::make_shared<Handler>()),
+        receiver_(service),
+        job_id_(service->NextJobId()) {
+    this->StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (session_->finish_requested()) return;  // cancelled meanwhile
+    absl::Status status = ok ? ConsumeUpload(request_, &receiver_,
+                                             [this](const Request& r) {
+                                               return handler_->OnHeader(r, service_->limits());
+                                             })
+                             : Submit();
+    if (!status.ok()) {
+      spdlog::info("job {}: rejected: {}", job_id_, status.ToString());
+      session_->Finish(ToGrpcStatus(status));
+      return;
+    }
+    if (ok) this->StartRead(&request_);
+  }
+  void OnWriteDone(bool ok) override { session_->OnWriteDone(ok); }
+  void OnCancel() override { session_->OnCancel(); }
+  void OnDone() override {
+    session_->OnDone();
+    delete this;
+  }
+
+ private:
+  absl::Status Submit() {
+    absl::StatusOr<Dataset> data = FinishUpload(&receiver_);
+    if (!data.ok()) return data.status();
+    const int64_t rows = data->rows();
+    auto job = [session = session_, handler = handler_, data = *std::move(data),
+                pool = service_->pool(), deadline = DeadlineOf(context_),
+                job_id = job_id_]() mutable {
+      if (session->token().IsCancelled()) return;
+      FitControls controls;
+      controls.cancel = &session->token();
+      controls.pool = pool;
+      controls.deadline = deadline;
+      const absl::Time start = absl::Now();
+      grpc::Status status;
+      try {
+        status = handler->Run(std::move(data), *session, controls, job_id);
+      } catch (const std::bad_alloc&) {
+        status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                              "the server ran out of memory during the job");
+      }
+      spdlog::info("job {}: finished in {:.3f} s: {} {}", job_id,
+                   absl::ToDoubleSeconds(absl::Now() - start),
+                   static_cast<int>(status.error_code()), status.error_message());
+      session->Finish(status);
+    };
+    absl::StatusOr<int> position = service_->queue()->TrySubmit(std::move(job), [&](int ahead) {
+      if (auto accepted = Handler::Accepted(job_id_, ahead)) session_->Post(*accepted);
+    });
+    if (!position.ok()) return position.status();
+    spdlog::info("job {}: queued at position {} ({} rows)", job_id_, *position, rows);
+    return absl::OkStatus();
+  }
+
+  grpc::CallbackServerContext* const context_;
+  FitService* const service_;
+  std::shared_ptr<Session> session_;
+  std::shared_ptr<Handler> handler_;
+  DataReceiver receiver_;
+  Request request_;
+  const std::string job_id_;
+};
+
+}  // namespace emfit::server
+
+#endif  // EMFIT_SERVER_JOB_REACTOR_H_

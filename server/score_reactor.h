@@ -1,0 +1,54 @@
+#ifndef EMFIT_SERVER_SCORE_REACTOR_H_
+#define EMFIT_SERVER_SCORE_REACTOR_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "data_receiver.h"
+#include "emfit/exec/cancellation.h"
+#include "emfit/v1/emfit.pb.h"
+#include "jobs.h"
+
+namespace emfit::server {
+
+class FitService;
+
+// Score: a client stream (header, chunks) answered by one ScoreResponse, computed on a worker.
+// Deletes itself in OnDone.
+class ScoreReactor final : public grpc::ServerReadReactor<v1::ScoreRequest> {
+ public:
+  ScoreReactor(grpc::CallbackServerContext* context, v1::ScoreResponse* response,
+               FitService* service);
+  void OnReadDone(bool ok) override;
+  void OnCancel() override;
+  void OnDone() override;
+
+ private:
+  // Shared with the job: the job may finish after the reactor is gone.
+  struct State {
+    absl::Mutex mu;
+    ScoreReactor* reactor ABSL_GUARDED_BY(mu);
+    v1::ScoreResponse* response ABSL_GUARDED_BY(mu);
+    bool finished ABSL_GUARDED_BY(mu) = false;
+    CancellationToken token;
+    // Finishes the call once; `result` is written to the response if OK.
+    void Finish(const absl::StatusOr<v1::ScoreResponse>& result);
+  };
+  absl::Status Submit();
+
+  grpc::CallbackServerContext* const context_;
+  FitService* const service_;
+  std::shared_ptr<State> state_;
+  DataReceiver receiver_;
+  std::optional<ModelVariant> model_;
+  v1::ScoreRequest request_;
+  const std::string job_id_;
+};
+
+}  // namespace emfit::server
+
+#endif  // EMFIT_SERVER_SCORE_REACTOR_H_

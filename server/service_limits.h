@@ -1,0 +1,36 @@
+#ifndef EMFIT_SERVER_SERVICE_LIMITS_H_
+#define EMFIT_SERVER_SERVICE_LIMITS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "emfit/v1/emfit.pb.h"
+
+namespace emfit::server {
+
+// Limits the server applies to every request before allocating anything.
+struct ServiceLimits {
+  uint64_t max_rows = 10'000'000;                   // DataShape.rows
+  uint32_t max_cols = 1'000;                        // DataShape.cols
+  uint64_t max_values = 200'000'000;                // rows * cols (8 bytes each)
+  int max_k = 1'000;                                // components / states
+  int max_iter = 100'000;                           // FitOptions.max_iter
+  int max_n_init = 1'000;                           // FitOptions.n_init
+  int max_candidates = 256;                         // SelectModel grid size
+  uint64_t max_inflight_bytes = uint64_t{8} << 30;  // data held by all calls together
+  size_t max_outbox = 256;  // queued events per call before dropping iteration events
+};
+
+// INVALID_ARGUMENT for a malformed shape, RESOURCE_EXHAUSTED above a limit; messages name
+// `field` (e.g. "header.shape") and the flag.
+absl::Status CheckShape(const v1::DataShape& shape, const ServiceLimits& limits,
+                        absl::string_view field);
+absl::Status CheckOptions(const v1::FitOptions& options, const ServiceLimits& limits,
+                          absl::string_view field);
+absl::Status CheckK(uint32_t k, const ServiceLimits& limits, absl::string_view field);
+
+}  // namespace emfit::server
+
+#endif  // EMFIT_SERVER_SERVICE_LIMITS_H_

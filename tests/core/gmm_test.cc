@@ -322,7 +322,11 @@ TEST(GmmFit, CancellationMidFitReturnsTheLastCompleteIteration) {
   ASSERT_THAT(fit, IsOk());
   EXPECT_EQ(fit->summary.reason, TerminationReason::kCancelled);
   EXPECT_EQ(fit->summary.iterations, 3);
-  EXPECT_EQ(fit->summary.restarts.size(), 1u);  // later restarts never start
+  ASSERT_EQ(fit->summary.restarts.size(), 4u);
+  for (int r = 1; r < 4; ++r) {  // later restarts stop before their first iteration
+    EXPECT_TRUE(fit->summary.restarts[r].history.empty());
+    EXPECT_EQ(fit->summary.restarts[r].reason, TerminationReason::kCancelled);
+  }
   absl::StatusOr<ScoreResult> score = Score(fit->params, Faithful());
   ASSERT_THAT(score, IsOk());
   EXPECT_NEAR(score->log_likelihood, fit->summary.log_likelihood, 1e-8);

@@ -17,6 +17,9 @@ absl::Status FitOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrFormat("options.tol: must be finite and >= 0, got %g", tol));
   }
+  if (acceleration != Acceleration::kNone && acceleration != Acceleration::kSquarem) {
+    return absl::InvalidArgumentError("options.acceleration: unknown value");
+  }
   if (n_init < 1) {
     return absl::InvalidArgumentError(
         absl::StrFormat("options.n_init: must be >= 1, got %d", n_init));
@@ -94,7 +97,7 @@ bool IterationController::ShouldStart() {
   return !(Cancelled() || DeadlinePassed());
 }
 
-bool IterationController::Record(double log_likelihood) {
+bool IterationController::Record(double log_likelihood, bool accelerated) {
   if (!std::isfinite(log_likelihood)) {
     Fail(TerminationReason::kNumericalFailure,
          absl::StrFormat("the log-likelihood is not finite (%g) after iteration %d; increase "
@@ -113,6 +116,7 @@ bool IterationController::Record(double log_likelihood) {
                        ? std::numeric_limits<double>::quiet_NaN()
                        : (history_.back() - history_[history_.size() - 2]) / total_weight_;
     event.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - start_);
+    event.accelerated = accelerated;
     controls_.observer->OnIteration(event);
   }
   return !(ToleranceReached() || MaxIterReached());

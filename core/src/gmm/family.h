@@ -37,6 +37,11 @@ class GmmFamily {
   // Things the user should know about parameters just produced by an M-step from `stats`:
   // components that lost their mass, covariances held up only by reg_covar.
   std::vector<FitWarning> Inspect(const Stats& stats, const Params& params) const;
+  // Unconstrained coordinates for SQUAREM (algorithms.md §5.1): weight logits against the
+  // last component, means, log-Cholesky factors of the covariances (strictly lower entries
+  // and log diagonal; log variances for diag and spherical).
+  Eigen::VectorXd Pack(const Params& params) const;
+  absl::StatusOr<Params> Unpack(const Eigen::VectorXd& x, const Params& like) const;
 
   // Statistics of fixed responsibilities produced block by block by `resp_fn(begin, rows, R)`
   // (used by the initialisations), then one M-step.

@@ -4,12 +4,14 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "emfit/base/status_macros.h"
 #include "emfit/em/driver.h"
+#include "emfit/exec/cancellation.h"
 #include "emfit/exec/thread_pool.h"
 #include "exec/stripes.h"
 #include "gmm/components.h"
@@ -190,18 +192,19 @@ namespace {
 int64_t PrepareMissing(Dataset* data) {
   const Eigen::Index n = data->rows();
   const Eigen::Index d = data->cols();
-  std::vector<std::vector<uint8_t>> patterns(n, std::vector<uint8_t>(d));
+  std::vector<std::string> patterns(n, std::string(d, '\0'));
   std::vector<Eigen::Index> keep;
   keep.reserve(n);
   for (Eigen::Index i = 0; i < n; ++i) {
     bool any = false;
     for (Eigen::Index j = 0; j < d; ++j) {
-      patterns[i][j] = std::isnan(data->x(i, j)) ? 0 : 1;
-      any = any || patterns[i][j];
+      const bool observed = !std::isnan(data->x(i, j));
+      patterns[i][j] = observed ? '1' : '0';
+      any = any || observed;
     }
     if (any) keep.push_back(i);
   }
-  // Complete rows (all ones) sort last; the order among patterns does not matter.
+  // Complete rows ('1' everywhere) sort last; the order among patterns does not matter.
   std::stable_sort(keep.begin(), keep.end(),
                    [&](Eigen::Index a, Eigen::Index b) { return patterns[a] < patterns[b]; });
   RowMatrix x(static_cast<Eigen::Index>(keep.size()), d);
@@ -281,31 +284,38 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
   const internal::GmmFamily init_family(init_data, spec, false);
   const int n_init = spec.init_params.has_value() ? 1 : options.n_init;
 
-  std::vector<RestartSummary> restarts;
-  std::optional<GmmParams> best_params;
-  int best = -1;
-  for (int r = 0; r < n_init; ++r) {
+  // Restarts run in parallel on the pool (each also splits its row blocks over it); each
+  // uses its own seeded stream, so the results do not depend on scheduling.
+  std::vector<RestartResult<GmmParams>> runs(n_init);
+  std::vector<absl::Status> init_errors(n_init);
+  ParallelFor(controls.pool, n_init, [&](int r) {
     const uint64_t seed = ::emfit::internal::DeriveSeed(options.seed, static_cast<uint64_t>(r),
                                                         ::emfit::internal::StreamPurpose::kRestart);
     absl::StatusOr<GmmParams> init;
-    if (spec.init_params.has_value()) {
+    if (controls.cancel != nullptr && controls.cancel->IsCancelled()) {
+      init = absl::CancelledError("the fit was cancelled");  // skip the initialisation too
+    } else if (spec.init_params.has_value()) {
       init = *spec.init_params;
       init->means.rowwise() -= center;
     } else {
       init = internal::InitialParams(init_family, init_data, spec, seed, controls);
     }
-    RestartResult<GmmParams> run;
     if (init.ok()) {
-      run = RunEm(family, *std::move(init), options, controls, r, seed);
-    } else if (init.status().code() == absl::StatusCode::kInvalidArgument) {
-      return init.status();  // a property of the data, not of this restart
-    } else {
-      IterationController failed(options, controls, r, family.total_weight());
-      failed.StopOn(init.status());
-      run.summary = failed.Finish(seed);
-      if (controls.observer != nullptr) controls.observer->OnRestartDone(run.summary);
+      runs[r] = RunEm(family, *std::move(init), options, controls, r, seed);
+      return;
     }
-    const RestartSummary& s = run.summary;
+    init_errors[r] = init.status();
+    IterationController failed(options, controls, r, family.total_weight());
+    failed.StopOn(init.status());
+    runs[r].summary = failed.Finish(seed);
+  });
+  std::vector<RestartSummary> restarts;
+  std::optional<GmmParams> best_params;
+  int best = -1;
+  for (int r = 0; r < n_init; ++r) {
+    // A property of the data (e.g. fewer distinct rows than k), not of one restart.
+    if (init_errors[r].code() == absl::StatusCode::kInvalidArgument) return init_errors[r];
+    const RestartSummary& s = runs[r].summary;
     if (s.reason == TerminationReason::kNumericalFailure && controls.observer != nullptr) {
       controls.observer->OnWarning(
           {"restart_failed", absl::StrFormat("restart %d: %s", r, s.message), r, -1});
@@ -313,15 +323,16 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
     const bool usable = !s.history.empty() && s.reason != TerminationReason::kNumericalFailure;
     if (usable && (best < 0 || s.log_likelihood > restarts[best].log_likelihood)) {
       best = r;
-      best_params = std::move(run.params);
+      best_params = std::move(runs[r].params);
     }
     restarts.push_back(s);
-    if (s.reason == TerminationReason::kCancelled || s.reason == TerminationReason::kDeadline) {
-      break;
-    }
   }
+  // A cancel or deadline ends the whole fit; report the first restart it stopped.
+  auto interrupted = std::find_if(restarts.begin(), restarts.end(), [](const RestartSummary& s) {
+    return s.reason == TerminationReason::kCancelled || s.reason == TerminationReason::kDeadline;
+  });
   if (best < 0) {
-    const RestartSummary& last = restarts.back();
+    const RestartSummary& last = interrupted != restarts.end() ? *interrupted : restarts.back();
     if (last.reason == TerminationReason::kCancelled) {
       return absl::CancelledError("the fit was cancelled before any iteration completed");
     }
@@ -339,11 +350,9 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
   const RestartSummary& b = restarts[best];
   sum.reason = b.reason;
   sum.message = b.message;
-  // A cancel or deadline that cut a later restart short is the fit's outcome.
-  if (restarts.back().reason == TerminationReason::kCancelled ||
-      restarts.back().reason == TerminationReason::kDeadline) {
-    sum.reason = restarts.back().reason;
-    sum.message = restarts.back().message;
+  if (interrupted != restarts.end()) {
+    sum.reason = interrupted->reason;
+    sum.message = interrupted->message;
   }
   sum.iterations = b.iterations;
   sum.log_likelihood = b.log_likelihood;

@@ -1,12 +1,18 @@
 #ifndef EMFIT_CORE_EM_DRIVER_H_
 #define EMFIT_CORE_EM_DRIVER_H_
 
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "emfit/em/iteration_controller.h"
+#include "emfit/em/observer.h"
 #include "emfit/em/options.h"
 #include "emfit/em/summary.h"
 
@@ -19,29 +25,45 @@ struct RestartResult {
   RestartSummary summary;
 };
 
-// Runs EM for one restart from `params`. The family contract (shared by every model family):
-//
-//   typename Family::Params, typename Family::Stats
-//   Stats NewStats() const;
-//   double total_weight() const;                              // for the mean log-likelihood
-//   absl::StatusOr<double> EStep(const Params&, const FitControls&, Stats*) const;
-//       // expected sufficient statistics and l(theta); CANCELLED / DEADLINE_EXCEEDED when the
-//       // controls fired between row blocks; other errors are numerical failures
-//   absl::Status MStep(const Stats&, Params*) const;          // errors are numerical failures
-//   std::vector<FitWarning> Inspect(const Stats&, const Params&) const;  // after each M-step
-//
-// Each distinct warning (code, component) is passed to the observer once per restart.
-// The returned parameters are those whose log-likelihood was recorded last, so a cancelled or
-// failed restart still returns a valid model with a matching history.
+namespace internal {
+
+// Passes each distinct warning (code, component) of a restart to the observer once.
+class WarningFilter {
+ public:
+  WarningFilter(const FitControls& controls, int restart)
+      : observer_(controls.observer), restart_(restart) {}
+  void Emit(std::vector<FitWarning> warnings) {
+    if (observer_ == nullptr) return;
+    for (FitWarning& w : warnings) {
+      if (!seen_.insert({w.code, w.component}).second) continue;
+      w.restart = restart_;
+      observer_->OnWarning(w);
+    }
+  }
+
+ private:
+  FitObserver* observer_;
+  int restart_;
+  std::set<std::pair<std::string, int>> seen_;
+};
+
+inline bool IsInterruption(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kCancelled ||
+         s.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+// Plain EM (see RunEm).
 template <class Family>
-RestartResult<typename Family::Params> RunEm(const Family& family, typename Family::Params params,
-                                             const FitOptions& options, const FitControls& controls,
-                                             int restart, uint64_t seed) {
+RestartResult<typename Family::Params> RunPlainEm(const Family& family,
+                                                  typename Family::Params params,
+                                                  const FitOptions& options,
+                                                  const FitControls& controls, int restart,
+                                                  uint64_t seed) {
   IterationController controller(options, controls, restart, family.total_weight());
+  WarningFilter warnings(controls, restart);
   typename Family::Stats stats = family.NewStats();
   typename Family::Params previous = params;  // parameters of the last recorded iteration
   bool current_recorded = false;
-  std::set<std::pair<std::string, int>> warned;
   while (controller.ShouldStart()) {
     current_recorded = false;
     absl::StatusOr<double> ll = family.EStep(params, controls, &stats);
@@ -60,17 +82,141 @@ RestartResult<typename Family::Params> RunEm(const Family& family, typename Fami
       controller.StopOn(m);
       break;
     }
-    if (controls.observer != nullptr) {
-      for (FitWarning& w : family.Inspect(stats, params)) {
-        if (!warned.insert({w.code, w.component}).second) continue;
-        w.restart = restart;
-        controls.observer->OnWarning(w);
-      }
-    }
+    warnings.Emit(family.Inspect(stats, params));
   }
   // Before any iteration was recorded, `previous` is the starting point.
-  RestartResult<typename Family::Params> result{
-      current_recorded ? std::move(params) : std::move(previous), controller.Finish(seed)};
+  return {current_recorded ? std::move(params) : std::move(previous), controller.Finish(seed)};
+}
+
+// SQUAREM, scheme S3, with the monotone safeguard (algorithms.md §5.1). One recorded iteration
+// per cycle; the E-step that evaluates a cycle's new point is the first half of the next.
+template <class Family>
+RestartResult<typename Family::Params> RunSquarem(const Family& family,
+                                                  typename Family::Params params,
+                                                  const FitOptions& options,
+                                                  const FitControls& controls, int restart,
+                                                  uint64_t seed) {
+  using Params = typename Family::Params;
+  constexpr double kStepMin = 1.0, kStepMax0 = 1.0, kMStep = 4.0;
+  IterationController controller(options, controls, restart, family.total_weight());
+  WarningFilter warnings(controls, restart);
+  typename Family::Stats stats = family.NewStats();
+  Params p0 = std::move(params);  // the last recorded point; `stats` hold its E-step
+  if (!controller.ShouldStart()) return {std::move(p0), controller.Finish(seed)};
+  absl::StatusOr<double> l0 = family.EStep(p0, controls, &stats);
+  if (!l0.ok()) {
+    controller.StopOn(l0.status());
+    return {std::move(p0), controller.Finish(seed)};
+  }
+  if (!controller.Record(*l0)) return {std::move(p0), controller.Finish(seed)};
+  double step_max = kStepMax0;
+  // Runs the E-step at `p`; a cancellation or deadline stops the restart.
+  auto evaluate = [&](const Params& p, bool* stop) -> absl::StatusOr<double> {
+    absl::StatusOr<double> ll = family.EStep(p, controls, &stats);
+    if (!ll.ok() && IsInterruption(ll.status())) {
+      controller.StopOn(ll.status());
+      *stop = true;
+    }
+    return ll;
+  };
+  while (controller.ShouldStart()) {
+    bool stop = false;
+    Params p1 = p0;
+    if (absl::Status m = family.MStep(stats, &p1); !m.ok()) {
+      controller.StopOn(m);
+      break;
+    }
+    warnings.Emit(family.Inspect(stats, p1));
+    absl::StatusOr<double> l1 = evaluate(p1, &stop);
+    if (stop) break;
+    if (!l1.ok() || !std::isfinite(*l1)) {
+      controller.StopOn(l1.ok() ? absl::InternalError("the log-likelihood is not finite")
+                                : l1.status());
+      break;
+    }
+    Params p2 = p1;
+    if (absl::Status m = family.MStep(stats, &p2); !m.ok()) {
+      controller.StopOn(m);
+      break;
+    }
+    const Eigen::VectorXd x0 = family.Pack(p0), x1 = family.Pack(p1), x2 = family.Pack(p2);
+    const Eigen::VectorXd r = x1 - x0;
+    const Eigen::VectorXd v = (x2 - x1) - r;
+    double alpha = v.squaredNorm() > 0 ? std::sqrt(r.squaredNorm() / v.squaredNorm()) : 1.0;
+    alpha = std::clamp(alpha, kStepMin, step_max);
+    Params candidate = p2;
+    bool accelerated = false;
+    if (alpha != 1.0) {
+      absl::StatusOr<Params> extrapolated =
+          family.Unpack(x0 + 2 * alpha * r + alpha * alpha * v, p0);
+      if (extrapolated.ok()) {
+        candidate = *std::move(extrapolated);
+        accelerated = true;
+        if (std::abs(alpha - 1.0) > 0.01) {  // stabilisation step
+          absl::StatusOr<double> ls = evaluate(candidate, &stop);
+          if (stop) break;
+          Params stabilised = candidate;
+          accelerated = ls.ok() && std::isfinite(*ls) && family.MStep(stats, &stabilised).ok();
+          if (accelerated) candidate = std::move(stabilised);
+        }
+      }
+    }
+    if (!accelerated) candidate = p2;
+    absl::StatusOr<double> lc = evaluate(candidate, &stop);
+    if (stop) break;
+    if (accelerated && (!lc.ok() || !std::isfinite(*lc) || *lc < *l0)) {
+      // Safeguard: two plain EM steps cannot lower the log-likelihood.
+      candidate = std::move(p2);
+      accelerated = false;
+      if (alpha == step_max) step_max = std::max(kStepMax0, step_max / kMStep);
+      alpha = 1.0;
+      lc = evaluate(candidate, &stop);
+      if (stop) break;
+    }
+    if (alpha == step_max) step_max *= kMStep;
+    if (!lc.ok()) {
+      controller.StopOn(lc.status());
+      break;
+    }
+    const size_t recorded_before = controller.history().size();
+    const bool go_on = controller.Record(*lc, accelerated);
+    if (controller.history().size() > recorded_before) {
+      p0 = std::move(candidate);
+      l0 = lc;
+    }
+    if (!go_on) break;
+  }
+  return {std::move(p0), controller.Finish(seed)};
+}
+
+}  // namespace internal
+
+// Runs EM for one restart from `params`, plain or accelerated (options.acceleration). The
+// family contract (shared by every model family):
+//
+//   typename Family::Params, typename Family::Stats
+//   Stats NewStats() const;
+//   double total_weight() const;                              // for the mean log-likelihood
+//   absl::StatusOr<double> EStep(const Params&, const FitControls&, Stats*) const;
+//       // expected sufficient statistics and l(theta); CANCELLED / DEADLINE_EXCEEDED when the
+//       // controls fired between row blocks; other errors are numerical failures
+//   absl::Status MStep(const Stats&, Params*) const;          // errors are numerical failures
+//   std::vector<FitWarning> Inspect(const Stats&, const Params&) const;  // after each M-step
+//   Eigen::VectorXd Pack(const Params&) const;                // unconstrained coordinates
+//   absl::StatusOr<Params> Unpack(const Eigen::VectorXd&, const Params& like) const;
+//       // inverse of Pack; an error if the point is not a usable model
+//
+// The returned parameters are those whose log-likelihood was recorded last, so a cancelled or
+// failed restart still returns a valid model with a matching history. Each distinct warning
+// (code, component) reaches the observer once per restart.
+template <class Family>
+RestartResult<typename Family::Params> RunEm(const Family& family, typename Family::Params params,
+                                             const FitOptions& options, const FitControls& controls,
+                                             int restart, uint64_t seed) {
+  RestartResult<typename Family::Params> result =
+      options.acceleration == Acceleration::kSquarem
+          ? internal::RunSquarem(family, std::move(params), options, controls, restart, seed)
+          : internal::RunPlainEm(family, std::move(params), options, controls, restart, seed);
   if (controls.observer != nullptr) controls.observer->OnRestartDone(result.summary);
   return result;
 }

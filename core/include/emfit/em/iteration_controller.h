@@ -37,8 +37,8 @@ class IterationController {
 
   // Records l(theta_t) for the current iteration t, notifies the observer and applies the stop
   // rules. Returns true if an M-step should follow. A non-finite value is not recorded: it ends
-  // the restart with kNumericalFailure.
-  bool Record(double log_likelihood);
+  // the restart with kNumericalFailure. `accelerated`: theta_t came from an extrapolation.
+  bool Record(double log_likelihood, bool accelerated = false);
 
   // Ends the restart because a step returned `status`: CANCELLED and DEADLINE_EXCEEDED map to
   // their reasons, anything else to kNumericalFailure with the status message.

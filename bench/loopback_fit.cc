@@ -130,7 +130,7 @@ int Main(int argc, char** argv) {
   }
 
   std::string uploads = "[";
-  for (size_t c = 0; c < throughput_chunks.size(); ++c) {
+  for (size_t c = 0; throughput_repeats > 0 && c < throughput_chunks.size(); ++c) {
     std::vector<Call> calls;
     for (int r = 0; r < throughput_repeats; ++r) {
       calls.push_back(

@@ -46,11 +46,16 @@ absl::StatusOr<Components> Factorize(const GmmParams& params, absl::string_view 
   switch (c.type) {
     case CovarianceType::kFull:
       c.prec_chol.resize(c.k);
+      c.prec_chol_all.resize(d, static_cast<Eigen::Index>(c.k) * d);
+      c.centers_all.resize(static_cast<Eigen::Index>(c.k) * d);
       for (int j = 0; j < c.k; ++j) {
         if (!PrecisionCholesky(params.covariances.middleRows(j * d, d), &c.prec_chol[j],
                                &c.log_det_half[j])) {
           return NotPositiveDefinite(what, j);
         }
+        c.prec_chol_all.middleCols(static_cast<Eigen::Index>(j) * d, d) = c.prec_chol[j];
+        c.centers_all.segment(static_cast<Eigen::Index>(j) * d, d) =
+            c.means.row(j) * c.prec_chol[j];
       }
       break;
     case CovarianceType::kTied: {
@@ -73,6 +78,15 @@ absl::StatusOr<Components> Factorize(const GmmParams& params, absl::string_view 
       c.inv_sd = var.array().rsqrt();
       const double scale = c.type == CovarianceType::kSpherical ? d : 1.0;
       c.log_det_half = -0.5 * scale * var.array().log().rowwise().sum();
+      c.prec = var.cwiseInverse();
+      const Eigen::MatrixXd p_full =
+          c.type == CovarianceType::kSpherical ? Eigen::MatrixXd(c.prec.replicate(1, d)) : c.prec;
+      c.mean_prec = c.means.cwiseProduct(p_full);
+      c.mean_sq_prec = c.means.cwiseProduct(c.mean_prec).rowwise().sum();
+      // The expanded square loses ~eps * (x^2 / sigma^2); use it only when no variance is
+      // tiny against the mixture's spread (algorithms.md §1.1, mitigation 3).
+      const double spread = (var.maxCoeff() + c.means.cwiseAbs2().maxCoeff());
+      c.expanded = var.minCoeff() >= 1e-8 * spread;
       break;
     }
   }
@@ -82,19 +96,22 @@ absl::StatusOr<Components> Factorize(const GmmParams& params, absl::string_view 
 void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eigen::MatrixXd* out,
               RowMatrix* scratch) {
   const Eigen::Index n = block.rows();
+  const Eigen::Index d = c.d;
   out->resize(n, c.k);
-  RowMatrix& diff = *scratch;
+  RowMatrix& y = *scratch;
   switch (c.type) {
     case CovarianceType::kFull:
+      // (x - mu_j) U_j = x U_j - mu_j U_j for every j at once; data are centred by the fit.
+      y.resize(n, static_cast<Eigen::Index>(c.k) * d);
+      y.noalias() = block * c.prec_chol_all;
+      y.rowwise() -= c.centers_all;
       for (int j = 0; j < c.k; ++j) {
-        diff = block.rowwise() - c.means.row(j);
-        diff = diff * c.prec_chol[j].triangularView<Eigen::Upper>();
-        out->col(j) = diff.rowwise().squaredNorm();
+        out->col(j) = y.middleCols(static_cast<Eigen::Index>(j) * d, d).rowwise().squaredNorm();
       }
       break;
     case CovarianceType::kTied: {
-      // (x - mu_k) U = x U - mu_k U: one product for all components.
-      const RowMatrix y = block * c.prec_chol[0].triangularView<Eigen::Upper>();
+      y.resize(n, d);
+      y.noalias() = block * c.prec_chol[0].triangularView<Eigen::Upper>();
       const Eigen::MatrixXd centers = c.means * c.prec_chol[0].triangularView<Eigen::Upper>();
       for (int j = 0; j < c.k; ++j) {
         out->col(j) = (y.rowwise() - centers.row(j)).rowwise().squaredNorm();
@@ -102,18 +119,28 @@ void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eig
       break;
     }
     case CovarianceType::kDiag:
-      for (int j = 0; j < c.k; ++j) {
-        out->col(j) =
-            ((block.rowwise() - c.means.row(j)).array().rowwise() * c.inv_sd.row(j).array())
-                .matrix()
-                .rowwise()
-                .squaredNorm();
-      }
-      break;
     case CovarianceType::kSpherical:
-      for (int j = 0; j < c.k; ++j) {
-        out->col(j) = (block.rowwise() - c.means.row(j)).rowwise().squaredNorm() *
-                      (c.inv_sd(j, 0) * c.inv_sd(j, 0));
+      if (c.expanded) {
+        // m_ij = x^2 . P_j - 2 x . (mu_j o P_j) + mu_j^2 . P_j, as two products.
+        y = block.array().square();
+        if (c.type == CovarianceType::kDiag) {
+          out->noalias() = y * c.prec.transpose();
+        } else {
+          out->noalias() = y.rowwise().sum() * c.prec.transpose();
+        }
+        out->noalias() -= 2.0 * block * c.mean_prec.transpose();
+        out->rowwise() += c.mean_sq_prec.transpose();
+        *out = out->cwiseMax(0.0);
+      } else {
+        for (int j = 0; j < c.k; ++j) {
+          const Eigen::RowVectorXd inv_sd = c.type == CovarianceType::kDiag
+                                                ? Eigen::RowVectorXd(c.inv_sd.row(j))
+                                                : Eigen::RowVectorXd::Constant(d, c.inv_sd(j, 0));
+          out->col(j) = ((block.rowwise() - c.means.row(j)).array().rowwise() * inv_sd.array())
+                            .matrix()
+                            .rowwise()
+                            .squaredNorm();
+        }
       }
       break;
   }
@@ -123,20 +150,29 @@ void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eig
 }
 
 void NormalizeRows(Eigen::MatrixXd* a, Eigen::VectorXd* row_ll) {
-  const Eigen::Index n = a->rows();
-  row_ll->resize(n);
   const Eigen::VectorXd row_max = a->rowwise().maxCoeff();
-  for (Eigen::Index i = 0; i < n; ++i) {
-    const double m = row_max[i];
-    if (m == -std::numeric_limits<double>::infinity() || !std::isfinite(m)) {
-      (*row_ll)[i] = m;  // impossible or invalid row; propagates to the total
-      continue;
+  if (!row_max.allFinite()) {
+    // Rare: a row impossible under every component (or invalid); handle row by row.
+    row_ll->resize(a->rows());
+    for (Eigen::Index i = 0; i < a->rows(); ++i) {
+      const double m = row_max[i];
+      if (!std::isfinite(m)) {
+        (*row_ll)[i] = m;
+        continue;
+      }
+      a->row(i).array() = (a->row(i).array() - m).exp();
+      const double s = a->row(i).sum();
+      a->row(i) /= s;
+      (*row_ll)[i] = m + std::log(s);
     }
-    a->row(i).array() = (a->row(i).array() - m).exp();
-    const double s = a->row(i).sum();
-    a->row(i) /= s;
-    (*row_ll)[i] = m + std::log(s);
+    return;
   }
+  // Column-wise over the whole block, so that exp and the divisions vectorise.
+  a->colwise() -= row_max;
+  a->array() = a->array().exp();
+  const Eigen::VectorXd sums = a->rowwise().sum();
+  a->array().colwise() /= sums.array();
+  *row_ll = row_max.array() + sums.array().log();
 }
 
 }  // namespace emfit::gmm::internal

@@ -4,6 +4,9 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
@@ -50,6 +53,7 @@ TEST(GmmParity, IteratesMatchScikitLearnFromTheSameStart) {
   const Dataset data{testing::ReadCsvOrDie(testing::DataPath("faithful.csv")), {}};
   const ListValue& cases = fixtures.fields().at("cases").list_value();
   ASSERT_EQ(cases.values_size(), 12);
+  double worst_ll = 0, worst_param = 0;
   for (const Value& c : cases.values()) {
     const auto& f = c.struct_value().fields();
     const std::string type_name = f.at("covariance_type").string_value();
@@ -72,17 +76,26 @@ TEST(GmmParity, IteratesMatchScikitLearnFromTheSameStart) {
     options.max_iter = iterations;
     absl::StatusOr<GmmFitResult> fit = Fit(data, spec, options);
     ASSERT_THAT(fit, IsOk());
-    // scikit-learn's diag and tied paths lose ~1e-7 to expanded-square cancellation
-    // (algorithms.md §1.1); full and spherical agree to rounding.
-    const bool expanded = *type == CovarianceType::kDiag || *type == CovarianceType::kTied;
-    const double tol = expanded ? 1e-7 : 1e-9;
-    EXPECT_NEAR(fit->summary.log_likelihood, f.at("log_likelihood").number_value(), 1e-6);
+    // The issue asks for 1e-6 in log-likelihood; measured agreement is ~1e-12 (README).
+    const double tol = 1e-10;
+    EXPECT_NEAR(fit->summary.log_likelihood, f.at("log_likelihood").number_value(), 1e-8);
     EXPECT_TRUE(fit->params.weights.isApprox(ToMatrix(f.at("weights")).col(0), tol))
         << fit->params.weights.transpose();
     EXPECT_TRUE(fit->params.means.isApprox(ToMatrix(f.at("means")), tol)) << fit->params.means;
     EXPECT_TRUE(fit->params.covariances.isApprox(ToMatrix(f.at("covariances")), tol))
         << fit->params.covariances;
+    worst_ll = std::max(
+        worst_ll, std::abs(fit->summary.log_likelihood - f.at("log_likelihood").number_value()));
+    worst_param =
+        std::max({worst_param,
+                  (fit->params.means - ToMatrix(f.at("means"))).norm() / fit->params.means.norm(),
+                  (fit->params.covariances - ToMatrix(f.at("covariances"))).norm() /
+                      fit->params.covariances.norm()});
   }
+  std::printf(
+      "largest difference from scikit-learn: log-likelihood %.3g, parameters %.3g "
+      "(relative)\n",
+      worst_ll, worst_param);
 }
 
 }  // namespace

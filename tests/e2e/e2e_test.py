@@ -56,6 +56,58 @@ class EndToEnd(unittest.TestCase):
         history = summary["history"]
         self.assertTrue(all(b >= a - 1e-9 * abs(a) for a, b in zip(history, history[1:])))
 
+    def test_cli_posterior_score_and_select_on_the_bundled_data(self):
+        data = os.path.join(ARGS.repo, "data/faithful.csv")
+        model = os.path.join(self.server.dir, "fit.json")
+        r = self.run_cli("fit", "--server=" + self.server.address, "--data=" + data, "--k=2",
+                         "--tol=1e-8", "--progress=none", "--out=" + model)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        posteriors = os.path.join(self.server.dir, "post.csv")
+        r = self.run_cli("posterior", "--server=" + self.server.address, "--model=" + model,
+                         "--data=" + data, "--out=" + posteriors)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        post = np.loadtxt(posteriors, delimiter=",", skiprows=1)
+        self.assertEqual(post.shape, (272, 4))
+        np.testing.assert_allclose(post[:, :2].sum(axis=1), 1.0, atol=1e-12)
+        with open(model) as f:
+            fit = json.load(f)
+        self.assertAlmostEqual(post[:, 2].sum(), fit["summary"]["log_likelihood"], places=6)
+        r = self.run_cli("score", "--server=" + self.server.address, "--model=" + model,
+                         "--data=" + data)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("BIC 2322.19", r.stdout)
+        selection = os.path.join(self.server.dir, "select.json")
+        r = self.run_cli("select", "--server=" + self.server.address, "--data=" + data,
+                         "--k=1..3", "--covariance=full,diag", "--progress=none",
+                         "--out=" + selection)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(selection) as f:
+            sel = json.load(f)
+        self.assertEqual(len(sel["candidates"]), 6)
+        best = sel["candidates"][sel["best"]]
+        self.assertEqual((best["k"], best["covariance_type"]), (2, "COVARIANCE_TYPE_FULL"))
+        self.assertIn("<- best", r.stdout)
+
+    def test_cli_fits_data_with_missing_cells_and_weights(self):
+        x = np.loadtxt(os.path.join(ARGS.repo, "data/faithful.csv"), delimiter=",", skiprows=1)
+        path = os.path.join(self.server.dir, "holes.csv")
+        with open(path, "w") as f:
+            f.write("eruptions,waiting,w\n")
+            for i, (a, b) in enumerate(x):
+                cells = ["NA" if i % 5 == 0 else repr(a), "" if i % 7 == 0 else repr(b),
+                         str(1 + i % 2)]
+                f.write(",".join(cells) + "\n")
+        out = os.path.join(self.server.dir, "holes.json")
+        r = self.run_cli("fit", "--server=" + self.server.address, "--data=" + path, "--k=2",
+                         "--weights=w", "--progress=none", "--out=" + out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out) as f:
+            summary = json.load(f)["summary"]
+        # 64-bit counts are JSON strings (protobuf's JSON mapping). Rows 0, 35, 70, ... have
+        # both cells missing.
+        self.assertEqual(int(summary["rows_skipped"]), 8)
+        self.assertEqual(int(summary["rows_used"]), 264)
+
     def test_cli_reports_server_errors_with_the_field(self):
         r = self.run_cli("fit", "--server=" + self.server.address,
                          "--data=" + os.path.join(ARGS.repo, "data/faithful.csv"), "--k=500")

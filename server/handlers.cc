@@ -70,6 +70,12 @@ std::optional<v1::FitEvent> FitHandler::Accepted(const std::string& job_id, int 
   return MakeAccepted<v1::FitEvent>(job_id, position);
 }
 
+std::optional<v1::FitEvent> FitHandler::Heartbeat(int position) {
+  v1::FitEvent e;
+  e.mutable_heartbeat()->set_queue_position(static_cast<uint32_t>(position));
+  return e;
+}
+
 absl::StatusOr<v1::DataShape> FitHandler::OnHeader(const Request& request,
                                                    const ServiceLimits& limits) {
   absl::StatusOr<FitPlan> plan = PlanFit(request.header(), limits);

@@ -23,6 +23,7 @@ class FitHandler {
   using Response = v1::FitEvent;
   static bool Droppable(const Response& e) { return e.has_iteration() || e.has_heartbeat(); }
   static std::optional<Response> Accepted(const std::string& job_id, int position);
+  static std::optional<Response> Heartbeat(int position);
   absl::StatusOr<v1::DataShape> OnHeader(const Request& request, const ServiceLimits& limits);
   grpc::Status Run(Dataset data, StreamSession<Request, Response>& session,
                    const FitControls& controls, const std::string& job_id);
@@ -37,6 +38,7 @@ class PosteriorHandler {
   using Response = v1::PosteriorResponse;
   static bool Droppable(const Response&) { return false; }
   static std::optional<Response> Accepted(const std::string&, int) { return std::nullopt; }
+  static std::optional<Response> Heartbeat(int) { return std::nullopt; }
   absl::StatusOr<v1::DataShape> OnHeader(const Request& request, const ServiceLimits& limits);
   grpc::Status Run(Dataset data, StreamSession<Request, Response>& session,
                    const FitControls& controls, const std::string& job_id);
@@ -51,6 +53,7 @@ class SelectHandler {
   using Response = v1::SelectModelEvent;
   static bool Droppable(const Response& e) { return e.has_iteration(); }
   static std::optional<Response> Accepted(const std::string& job_id, int position);
+  static std::optional<Response> Heartbeat(int) { return std::nullopt; }
   absl::StatusOr<v1::DataShape> OnHeader(const Request& request, const ServiceLimits& limits);
   grpc::Status Run(Dataset data, StreamSession<Request, Response>& session,
                    const FitControls& controls, const std::string& job_id);

@@ -6,14 +6,19 @@
 
 namespace emfit::server {
 
-JobQueue::JobQueue(int workers, int capacity) : capacity_(std::max(0, capacity)) {
+JobQueue::JobQueue(int workers, int capacity, absl::Duration heartbeat)
+    : capacity_(std::max(0, capacity)) {
   for (int i = 0; i < std::max(1, workers); ++i) threads_.emplace_back([this] { WorkerLoop(); });
+  if (heartbeat != absl::InfiniteDuration()) {
+    heartbeat_ = std::thread([this, heartbeat] { HeartbeatLoop(heartbeat); });
+  }
 }
 
 JobQueue::~JobQueue() { Shutdown(); }
 
 absl::StatusOr<int> JobQueue::TrySubmit(std::function<void()> job,
-                                        absl::FunctionRef<void(int)> on_queued) {
+                                        absl::FunctionRef<void(int)> on_queued,
+                                        std::function<void(int)> on_wait) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the server is shutting down");
   // Jobs in jobs_ that an idle worker is about to take do not count as waiting.
@@ -27,7 +32,7 @@ absl::StatusOr<int> JobQueue::TrySubmit(std::function<void()> job,
   }
   const int ahead = worker_free ? 0 : waiting;
   on_queued(ahead);
-  jobs_.push_back(std::move(job));
+  jobs_.push_back({std::move(job), std::move(on_wait)});
   return ahead;
 }
 
@@ -41,13 +46,30 @@ void JobQueue::WorkerLoop() {
                ABSL_SHARED_LOCKS_REQUIRED(q->mu_) { return q->stopping_ || !q->jobs_.empty(); },
           this));
       if (jobs_.empty()) return;
-      job = std::move(jobs_.front());
+      job = std::move(jobs_.front().run);
       jobs_.pop_front();
       ++running_;
     }
     job();
     absl::MutexLock lock(&mu_);
     --running_;
+  }
+}
+
+void JobQueue::HeartbeatLoop(absl::Duration interval) {
+  for (;;) {
+    std::vector<std::pair<int, std::function<void(int)>>> waiting;
+    {
+      absl::MutexLock lock(&mu_);
+      const auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping), interval)) return;
+      // Jobs an idle worker is about to take are not waiting.
+      const int idle = static_cast<int>(threads_.size()) - running_;
+      for (int i = std::max(0, idle); i < static_cast<int>(jobs_.size()); ++i) {
+        if (jobs_[i].on_wait) waiting.emplace_back(i - std::max(0, idle), jobs_[i].on_wait);
+      }
+    }
+    for (auto& [position, on_wait] : waiting) on_wait(position);
   }
 }
 
@@ -60,6 +82,7 @@ void JobQueue::Shutdown() {
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
+  if (heartbeat_.joinable()) heartbeat_.join();
 }
 
 int JobQueue::queued() const {

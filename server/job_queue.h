@@ -9,6 +9,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace emfit::server {
 
@@ -16,8 +17,9 @@ namespace emfit::server {
 // threads. Thread-safe.
 class JobQueue {
  public:
-  // `workers` >= 1 threads; at most `capacity` jobs wait while every worker is busy.
-  JobQueue(int workers, int capacity);
+  // `workers` >= 1 threads; at most `capacity` jobs wait while every worker is busy. Every
+  // `heartbeat` (infinite: never), each waiting job's `on_wait` is called with its position.
+  JobQueue(int workers, int capacity, absl::Duration heartbeat = absl::InfiniteDuration());
   ~JobQueue();  // Shutdown()
   JobQueue(const JobQueue&) = delete;
   JobQueue& operator=(const JobQueue&) = delete;
@@ -26,8 +28,11 @@ class JobQueue {
   // idle), RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE after Shutdown().
   // `on_queued(position)` runs before any worker can start the job (so that, e.g., an
   // "accepted" event precedes everything the job sends); it must not block.
+  // `on_wait(position)` is called from the heartbeat thread while the job waits; it must not
+  // block.
   absl::StatusOr<int> TrySubmit(
-      std::function<void()> job, absl::FunctionRef<void(int)> on_queued = [](int) {});
+      std::function<void()> job, absl::FunctionRef<void(int)> on_queued = [](int) {},
+      std::function<void(int)> on_wait = nullptr);
 
   // Stops accepting jobs, runs the jobs already queued, and joins the workers. Idempotent.
   void Shutdown();
@@ -39,14 +44,20 @@ class JobQueue {
   int running() const;
 
  private:
+  struct Job {
+    std::function<void()> run;
+    std::function<void(int)> on_wait;
+  };
   void WorkerLoop();
+  void HeartbeatLoop(absl::Duration interval);
 
   const int capacity_;
   mutable absl::Mutex mu_;
-  std::deque<std::function<void()>> jobs_ ABSL_GUARDED_BY(mu_);
+  std::deque<Job> jobs_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
+  std::thread heartbeat_;
 };
 
 }  // namespace emfit::server

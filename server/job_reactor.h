@@ -32,6 +32,7 @@ inline absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
 //   using Request, Response;
 //   static bool Droppable(const Response&);       // may be dropped for a slow reader
 //   static std::optional<Response> Accepted(const std::string& job_id, int queue_position);
+//   static std::optional<Response> Heartbeat(int queue_position);  // while the job waits
 //   absl::StatusOr<v1::DataShape> OnHeader(const Request&, const ServiceLimits&);
 //   grpc::Status Run(Dataset, StreamSession<Request, Response>&, const FitControls&,
 //                    const std::string& job_id);   // on a worker; posts events
@@ -101,9 +102,14 @@ class JobReactor final
                    static_cast<int>(status.error_code()), status.error_message());
       session->Finish(status);
     };
-    absl::StatusOr<int> position = service_->queue()->TrySubmit(std::move(job), [&](int ahead) {
-      if (auto accepted = Handler::Accepted(job_id_, ahead)) session_->Post(*accepted);
-    });
+    absl::StatusOr<int> position = service_->queue()->TrySubmit(
+        std::move(job),
+        [&](int ahead) {
+          if (auto accepted = Handler::Accepted(job_id_, ahead)) session_->Post(*accepted);
+        },
+        [session = session_](int ahead) {
+          if (auto beat = Handler::Heartbeat(ahead)) session->Post(*std::move(beat));
+        });
     if (!position.ok()) return position.status();
     spdlog::info("job {}: queued at position {} ({} rows)", job_id_, *position, rows);
     return absl::OkStatus();

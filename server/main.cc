@@ -41,6 +41,8 @@ ABSL_FLAG(uint64_t, max_inflight_bytes, kDefaults.limits.max_inflight_bytes,
           "Data bytes held by all calls together; more are refused with RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, shutdown_grace, kDefaults.shutdown_grace,
           "On SIGINT/SIGTERM, running fits may finish within this; then they are cancelled.");
+ABSL_FLAG(absl::Duration, heartbeat, kDefaults.heartbeat,
+          "Interval of heartbeat events to fits waiting in the queue; 'inf' disables them.");
 ABSL_FLAG(std::string, log_level, "info", "spdlog level: trace, debug, info, warn, error, off.");
 
 int main(int argc, char** argv) {
@@ -72,6 +74,7 @@ int main(int argc, char** argv) {
   options.limits.max_candidates = absl::GetFlag(FLAGS_max_candidates);
   options.limits.max_inflight_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
+  options.heartbeat = absl::GetFlag(FLAGS_heartbeat);
 
   emfit::server::Server server;
   if (absl::Status status = server.Start(options); !status.ok()) {

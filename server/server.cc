@@ -25,7 +25,7 @@ absl::Status Server::Start(const ServerOptions& options) {
   }
   options_ = options;
   pool_ = std::make_unique<ThreadPool>(options.compute_threads);
-  queue_ = std::make_unique<JobQueue>(options.workers, options.queue);
+  queue_ = std::make_unique<JobQueue>(options.workers, options.queue, options.heartbeat);
   service_ = std::make_unique<FitService>(options.limits, queue_.get(), pool_.get());
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -25,6 +25,7 @@ struct ServerOptions {
   int max_message_bytes = 4 << 20;  // largest request message accepted
   ServiceLimits limits;
   absl::Duration shutdown_grace = absl::Seconds(10);  // running fits may finish within this
+  absl::Duration heartbeat = absl::Seconds(10);       // heartbeat events while a fit waits
 };
 
 // emfitd: the EmFitService plus the gRPC health service and server reflection.

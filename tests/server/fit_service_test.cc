@@ -65,6 +65,7 @@ class FitServiceTest : public ::testing::Test {
     options.compute_threads = 1;
     options.limits = limits;
     options.shutdown_grace = absl::Seconds(1);
+    options.heartbeat = absl::Milliseconds(50);
     server_ = std::make_unique<Server>();
     ASSERT_THAT(server_->Start(options), IsOk());
     client_ = std::make_unique<FitClient>(
@@ -257,7 +258,7 @@ TEST_F(FitServiceTest, FullQueueIsResourceExhausted) {
   const std::vector<double> values = Values(fit.x);
   // Two long fits: one runs, one waits.
   grpc::ClientContext running_ctx, waiting_ctx;
-  absl::Notification running, waiting;
+  absl::Notification running, waiting, heartbeat;
   std::thread t1([&] {
     CallOptions call;
     call.context = &running_ctx;
@@ -279,6 +280,10 @@ TEST_F(FitServiceTest, FullQueueIsResourceExhausted) {
             EXPECT_EQ(e.accepted().queue_position(), 0u);
             waiting.Notify();
           }
+          if (e.has_heartbeat() && !heartbeat.HasBeenNotified()) {
+            EXPECT_EQ(e.heartbeat().queue_position(), 0u);
+            heartbeat.Notify();
+          }
         },
         call);
   });
@@ -286,6 +291,8 @@ TEST_F(FitServiceTest, FullQueueIsResourceExhausted) {
   const RowMatrix x = Faithful();
   EXPECT_THAT(client_->Fit(GmmHeader(x, 2), Values(x)),
               StatusIs(absl::StatusCode::kResourceExhausted, "queue is full"));
+  // The waiting fit hears from the server while it waits.
+  EXPECT_TRUE(heartbeat.WaitForNotificationWithTimeout(absl::Seconds(10)));
   running_ctx.TryCancel();
   waiting_ctx.TryCancel();
   t1.join();

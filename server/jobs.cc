@@ -21,14 +21,6 @@ struct Overloaded : Ts... {
 template <class... Ts>
 Overloaded(Ts...) -> Overloaded<Ts...>;
 
-absl::Status CheckControls(const FitControls& controls) {
-  if (controls.cancel != nullptr && controls.cancel->IsCancelled()) {
-    return absl::CancelledError("the call was cancelled");
-  }
-  if (absl::Now() >= controls.deadline) return absl::DeadlineExceededError("deadline passed");
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<FitPlan> PlanFit(const v1::FitHeader& header, const ServiceLimits& limits) {
@@ -113,7 +105,7 @@ absl::Status RunPosterior(const ModelVariant& model, const Dataset& data,
         // About 1 MiB of responsibilities per message, far below the 4 MiB default limit.
         const Eigen::Index block = std::max<Eigen::Index>(1, (1 << 17) / (params.k() + 2));
         for (Eigen::Index begin = 0; begin < data.rows(); begin += block) {
-          EMFIT_RETURN_IF_ERROR(CheckControls(controls));
+          EMFIT_RETURN_IF_ERROR(CheckInterrupted(controls));
           const Eigen::Index rows = std::min(block, data.rows() - begin);
           EMFIT_ASSIGN_OR_RETURN(gmm::Posteriors post,
                                  gmm::ComputePosteriors(params, data.x.middleRows(begin, rows)));
@@ -217,7 +209,7 @@ absl::StatusOr<v1::SelectionResult> RunSelect(
     }
     on_done(c);
   });
-  EMFIT_RETURN_IF_ERROR(CheckControls(controls));
+  EMFIT_RETURN_IF_ERROR(CheckInterrupted(controls));
   int best = -1;
   auto score = [&](int i) {
     return plan.criterion == v1::CRITERION_AIC ? fits[i]->summary.aic : fits[i]->summary.bic;

@@ -27,6 +27,16 @@ absl::Status FitOptions::Validate() const {
   return absl::OkStatus();
 }
 
+absl::Status CheckInterrupted(const FitControls& controls) {
+  if (controls.cancel != nullptr && controls.cancel->IsCancelled()) {
+    return absl::CancelledError("the fit was cancelled");
+  }
+  if (controls.deadline != absl::InfiniteFuture() && absl::Now() >= controls.deadline) {
+    return absl::DeadlineExceededError("the deadline passed");
+  }
+  return absl::OkStatus();
+}
+
 const char* TerminationReasonName(TerminationReason reason) {
   switch (reason) {
     case TerminationReason::kConverged:

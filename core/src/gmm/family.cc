@@ -28,17 +28,6 @@ GmmFamily::Stats GmmFamily::NewStats() const {
 
 namespace {
 
-// Checks cancellation and the deadline between row blocks.
-absl::Status CheckControls(const FitControls& controls) {
-  if (controls.cancel != nullptr && controls.cancel->IsCancelled()) {
-    return absl::CancelledError("the fit was cancelled");
-  }
-  if (controls.deadline != absl::InfiniteFuture() && absl::Now() >= controls.deadline) {
-    return absl::DeadlineExceededError("the deadline passed");
-  }
-  return absl::OkStatus();
-}
-
 // Runs `block_fn(begin, rows, stats, scratch)` over every block of every stripe on the pool,
 // each stripe into its own partial, then reduces the partials in stripe order into `total`.
 // `block_fn(stripe, begin, rows, stats, scratch)` returns a status; the first error stops
@@ -58,7 +47,7 @@ absl::Status ForEachBlock(const Dataset& data, CovarianceType type, int k, bool 
     RowMatrix scratch;
     for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += kBlockRows) {
       if (stop.load(std::memory_order_relaxed)) return;
-      if (!CheckControls(controls).ok()) {
+      if (!CheckInterrupted(controls).ok()) {
         stop.store(true, std::memory_order_relaxed);
         return;
       }
@@ -72,7 +61,7 @@ absl::Status ForEachBlock(const Dataset& data, CovarianceType type, int k, bool 
   });
   if (stop.load()) {
     for (const absl::Status& e : errors) EMFIT_RETURN_IF_ERROR(e);
-    EMFIT_RETURN_IF_ERROR(CheckControls(controls));
+    EMFIT_RETURN_IF_ERROR(CheckInterrupted(controls));
   }
   total->Reset(type, k, d, per_component);
   for (const GmmStats& part : *partials) total->Add(part);

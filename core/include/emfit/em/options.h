@@ -53,6 +53,10 @@ struct FitControls {
   absl::Time deadline = absl::InfiniteFuture();
 };
 
+// CANCELLED if `controls.cancel` fired, DEADLINE_EXCEEDED if `controls.deadline` passed, else
+// OK. Cheap enough to call between row blocks.
+absl::Status CheckInterrupted(const FitControls& controls);
+
 }  // namespace emfit
 
 #endif  // EMFIT_CORE_EM_OPTIONS_H_

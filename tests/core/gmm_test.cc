@@ -1,5 +1,6 @@
 #include "emfit/gmm/gmm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -361,6 +362,69 @@ TEST(GmmFit, IntegerWeightsEqualRowRepetition) {
   ASSERT_THAT(b, IsOk());
   EXPECT_NEAR(a->summary.log_likelihood, b->summary.log_likelihood, 1e-6);
   EXPECT_NEAR(a->summary.bic, b->summary.bic, 1e-6);
+}
+
+class WarningRecorder : public FitObserver {
+ public:
+  void OnWarning(const FitWarning& w) override { warnings.push_back(w); }
+  std::vector<FitWarning> warnings;
+  int Count(const std::string& code) const {
+    return static_cast<int>(std::count_if(warnings.begin(), warnings.end(),
+                                          [&](const FitWarning& w) { return w.code == code; }));
+  }
+};
+
+// Point masses (0,0) x5, (10,0) x3, (0,10) x2 (algorithms.md oracle 5).
+Dataset PointMasses() {
+  RowMatrix x(10, 2);
+  x << 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 10, 0, 10, 0, 0, 10, 0, 10;
+  return Dataset{x, {}};
+}
+
+TEST(GmmFit, PointMassesCollapseToRegCovarVisiblyAndMatchTheClosedForm) {
+  GmmSpec spec;
+  spec.k = 3;
+  FitOptions options;
+  options.max_iter = 200;
+  WarningRecorder recorder;
+  FitControls controls;
+  controls.observer = &recorder;
+  absl::StatusOr<GmmFitResult> fit = Fit(PointMasses(), spec, options, controls);
+  ASSERT_THAT(fit, IsOk());
+  // l = sum n_k ln(n_k / N) - (N d / 2) ln(2 pi lambda) = 109.4798047749.
+  EXPECT_NEAR(fit->summary.log_likelihood, 109.4798047749, 1e-8);
+  std::vector<double> w(fit->params.weights.data(), fit->params.weights.data() + 3);
+  std::sort(w.begin(), w.end());
+  EXPECT_NEAR(w[0], 0.2, 1e-9);
+  EXPECT_NEAR(w[2], 0.5, 1e-9);
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_TRUE(
+        fit->params.ComponentCovariance(j).isApprox(1e-6 * Eigen::MatrixXd::Identity(2, 2), 1e-6));
+  }
+  EXPECT_EQ(recorder.Count("collapsed_covariance"), 3);  // once per component, not per iteration
+}
+
+TEST(GmmFit, AComponentThatLosesItsMassIsReportedAndStaysFinite) {
+  GmmParams start;
+  start.covariance_type = CovarianceType::kFull;
+  start.weights = Eigen::Vector4d(0.3, 0.3, 0.3, 0.1);
+  start.means = Eigen::MatrixXd(4, 2);
+  start.means << 0, 0, 10, 0, 0, 10, 1e3, 1e3;  // the last is far from every point
+  start.covariances = Eigen::MatrixXd::Identity(2, 2).replicate(4, 1);
+  GmmSpec spec;
+  spec.k = 4;
+  spec.init_params = start;
+  WarningRecorder recorder;
+  FitControls controls;
+  controls.observer = &recorder;
+  absl::StatusOr<GmmFitResult> fit = Fit(PointMasses(), spec, FitOptions{}, controls);
+  ASSERT_THAT(fit, IsOk());
+  EXPECT_EQ(recorder.Count("empty_component"), 1);
+  EXPECT_EQ(recorder.warnings.front().component, 3);
+  EXPECT_TRUE(fit->params.means.allFinite());
+  EXPECT_TRUE(fit->params.covariances.allFinite());
+  EXPECT_LT(fit->params.weights[3], 1e-12);
+  EXPECT_TRUE(std::isfinite(fit->summary.log_likelihood));
 }
 
 TEST(GmmParameters, CountsMatchMclustAndScikitLearn) {

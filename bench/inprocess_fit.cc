@@ -11,10 +11,7 @@
 #include <vector>
 
 #include "bench_common.h"
-#include "emfit/data/dataset.h"
-#include "emfit/em/options.h"
-#include "emfit/exec/thread_pool.h"
-#include "emfit/gmm/gmm.h"
+#include "emfit_inputs.h"
 
 namespace emfit::bench {
 namespace {
@@ -33,34 +30,10 @@ int Main(int argc, char** argv) {
   const double reg_covar = flags.Double("reg_covar", "0");
   flags.Check();
 
-  absl::StatusOr<gmm::CovarianceType> type = gmm::ParseCovarianceType(cov);
-  if (!type.ok()) Die(type.status().ToString());
-
-  Dataset data;
-  {
-    const std::vector<double> raw = ReadDoubles(data_path, n * d);
-    data.x = Eigen::Map<const RowMatrix>(raw.data(), n, d);
-  }
-  const InitParams init = ReadInit(init_path, cov, k, d);
-  gmm::GmmParams start;
-  start.covariance_type = *type;
-  start.weights = Eigen::Map<const Eigen::VectorXd>(init.weights.data(), k);
-  start.means = Eigen::Map<const RowMatrix>(init.means.data(), k, d);
-  const int64_t cov_rows = static_cast<int64_t>(init.covariances.size()) /
-                           (*type == gmm::CovarianceType::kSpherical ? 1 : d);
-  start.covariances = Eigen::Map<const RowMatrix>(init.covariances.data(), cov_rows,
-                                                  *type == gmm::CovarianceType::kSpherical ? 1 : d);
-
-  gmm::GmmSpec spec;
-  spec.k = static_cast<int>(k);
-  spec.covariance_type = *type;
-  spec.reg_covar = reg_covar;
-  spec.init_params = start;
-  FitOptions options;
-  options.max_iter = iters;
-  options.tol = 0;
-  std::unique_ptr<ThreadPool> pool =
-      threads > 1 ? std::make_unique<ThreadPool>(threads - 1) : nullptr;
+  const Dataset data = LoadDataset(data_path, n, d);
+  const FixedWorkFit fit(LoadParams(init_path, cov, k, d), iters, reg_covar);
+  if (fit.spec.k != k) Die("--k does not match the init file");
+  const std::unique_ptr<ThreadPool> pool = MakePool(threads);
   FitControls controls;
   controls.pool = pool.get();
 
@@ -72,7 +45,7 @@ int Main(int argc, char** argv) {
     ResetPeakRss();
     const int64_t before = ProcStatusKb("VmRSS");
     const double t0 = NowSeconds();
-    result = gmm::Fit(std::move(copy), spec, options, controls);
+    result = gmm::Fit(std::move(copy), fit.spec, fit.options, controls);
     seconds.push_back(NowSeconds() - t0);
     const int64_t peak = ProcStatusKb("VmHWM");
     if (!result.ok()) Die(result.status().ToString());

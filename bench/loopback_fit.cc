@@ -1,16 +1,17 @@
 // emfit_bench_loopback: the loopback contestant of bench/compare. Streams the data that
 // bench/compare wrote to a running emfitd with the starting parameters in FitHeader.init, tol=0
-// and exactly --iters iterations, --repeats times; then measures upload throughput with
-// max_iter=0 fits (one E-step) for each chunk size of --throughput_chunk_values. Prints one
-// JSON line. A first max_iter=0 fit connects the channel and is not timed. Times are wall seconds
-// on the client, from the start of the call:
+// and exactly --iters iterations, --repeats times, each call right after the same fit
+// in-process with --threads threads (inprocess_seconds), to measure the overhead; then measures
+// upload throughput with max_iter=0 fits (one E-step) for each chunk size of
+// --throughput_chunk_values. Prints one JSON line. A first max_iter=0 fit connects the channel and
+// is not timed. Times are wall seconds on the client, from the start of the call:
 //   seconds           to the end of the call (result received)
 //   accepted_seconds  to the Accepted event, which the server sends once the last chunk has
 //                     arrived and the job is queued, so it bounds the upload
 //   server_seconds    FitSummary.elapsed_seconds, the fit as the server timed it
 //
 //   emfit_bench_loopback --target=127.0.0.1:PORT --data=X.f64 --init=INIT.f64 --n=N --d=D --k=K
-//       --cov=full --iters=T [--repeats=3] [--reg_covar=0] [--chunk_values=32768]
+//       --cov=full --iters=T [--repeats=3] [--threads=1] [--reg_covar=0] [--chunk_values=32768]
 //       [--throughput_chunk_values=8192,32768,131072] [--throughput_repeats=3]
 #include <cstdio>
 #include <string>
@@ -18,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "bench_common.h"
+#include "emfit_inputs.h"
 #include "fit_client.h"
 
 namespace emfit::bench {
@@ -87,6 +89,7 @@ int Main(int argc, char** argv) {
   const std::string cov = flags.Str("cov");
   const int iters = static_cast<int>(flags.Int("iters"));
   const int repeats = static_cast<int>(flags.Int("repeats", 3));
+  const int threads = static_cast<int>(flags.Int("threads", 1));
   const double reg_covar = flags.Double("reg_covar", "0");
   const int64_t chunk_values = flags.Int("chunk_values", 32768);
   const std::vector<int64_t> throughput_chunks =
@@ -94,8 +97,13 @@ int Main(int argc, char** argv) {
   const int throughput_repeats = static_cast<int>(flags.Int("throughput_repeats", 3));
   flags.Check();
 
-  const std::vector<double> values = ReadDoubles(data_path, n * d);
+  const Dataset data = LoadDataset(data_path, n, d);
+  const std::vector<double> values(data.x.data(), data.x.data() + data.x.size());
   const InitParams init = ReadInit(init_path, cov, k, d);
+  const FixedWorkFit fit(LoadParams(init_path, cov, k, d), iters, reg_covar);
+  const std::unique_ptr<ThreadPool> pool = MakePool(threads);
+  FitControls controls;
+  controls.pool = pool.get();
 
   v1::FitHeader header;
   v1::GaussianMixtureSpec* spec = header.mutable_spec()->mutable_gmm();
@@ -120,8 +128,17 @@ int Main(int argc, char** argv) {
   // Untimed: connects the channel and warms up both processes.
   TimedFit(client, upload_header, values, static_cast<size_t>(chunk_values));
 
+  // Each call is paired with an in-process fit of the same work just before it, so that both
+  // see the same machine (the CPU may be shared); the server is idle meanwhile.
   std::vector<Call> fits;
+  std::vector<double> inprocess_seconds;
   for (int r = 0; r < repeats; ++r) {
+    Dataset copy = data;
+    const double t0 = NowSeconds();
+    absl::StatusOr<gmm::GmmFitResult> local =
+        gmm::Fit(std::move(copy), fit.spec, fit.options, controls);
+    inprocess_seconds.push_back(NowSeconds() - t0);
+    if (!local.ok()) Die(local.status().ToString());
     fits.push_back(TimedFit(client, header, values, static_cast<size_t>(chunk_values)));
     if (fits.back().iterations != iters) {
       Die("emfitd ran " + std::to_string(fits.back().iterations) + " iterations, expected " +
@@ -144,10 +161,11 @@ int Main(int argc, char** argv) {
 
   std::printf(
       "{\"contestant\": \"emfit-loopback\", \"cov\": \"%s\", \"iterations\": %d, "
-      "\"log_likelihood\": %s, \"chunk_values\": %lld, %s, \"payload_bytes\": %lld, "
-      "\"uploads\": %s}\n",
+      "\"log_likelihood\": %s, \"chunk_values\": %lld, %s, \"inprocess_seconds\": %s, "
+      "\"payload_bytes\": %lld, \"uploads\": %s}\n",
       cov.c_str(), fits.back().iterations, Exact(fits.back().log_likelihood).c_str(),
       static_cast<long long>(chunk_values), CallsJson(fits).c_str(),
+      JsonList(inprocess_seconds).c_str(),
       static_cast<long long>(n * d * static_cast<int64_t>(sizeof(double))), uploads.c_str());
   return 0;
 }

@@ -36,6 +36,9 @@ absl::StatusOr<FitPlan> PlanFit(const v1::FitHeader& header, const ServiceLimits
       Overloaded{[&](gmm::GmmSpec& s) -> absl::Status {
         EMFIT_RETURN_IF_ERROR(CheckK(static_cast<uint32_t>(s.k), limits, "spec.gmm.k"));
         EMFIT_RETURN_IF_ERROR(s.Validate(rows, cols));
+        EMFIT_RETURN_IF_ERROR(
+            CheckModelSize(gmm::NumFreeParameters(s.covariance_type, s.k, static_cast<int>(cols)),
+                           limits, "spec.gmm"));
         if (header.has_init()) {
           if (!header.init().has_gmm()) {
             return absl::InvalidArgumentError(
@@ -175,6 +178,8 @@ absl::StatusOr<SelectPlan> PlanSelect(const v1::SelectModelHeader& header,
       gmm::GmmSpec spec = base;
       spec.k = static_cast<int>(k);
       spec.covariance_type = type;
+      EMFIT_RETURN_IF_ERROR(CheckModelSize(
+          gmm::NumFreeParameters(type, spec.k, static_cast<int>(cols)), limits, "header.k"));
       if (absl::Status s = spec.Validate(rows, cols); !s.ok()) {
         return absl::InvalidArgumentError(absl::StrCat("header.k: ", s.message()));
       }

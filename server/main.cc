@@ -35,6 +35,8 @@ ABSL_FLAG(uint64_t, max_values, kDefaults.limits.max_values,
 ABSL_FLAG(int, max_k, kDefaults.limits.max_k, "Most components or states per model.");
 ABSL_FLAG(int, max_iter_limit, kDefaults.limits.max_iter, "Largest max_iter accepted.");
 ABSL_FLAG(int, max_n_init, kDefaults.limits.max_n_init, "Largest n_init accepted.");
+ABSL_FLAG(int64_t, max_model_values, kDefaults.limits.max_model_values,
+          "Most free parameters of one model (k, d and covariance type together).");
 ABSL_FLAG(int, max_candidates, kDefaults.limits.max_candidates,
           "Most candidate models in one SelectModel call.");
 ABSL_FLAG(uint64_t, max_inflight_bytes, kDefaults.limits.max_inflight_bytes,
@@ -72,6 +74,7 @@ int main(int argc, char** argv) {
   options.limits.max_iter = absl::GetFlag(FLAGS_max_iter_limit);
   options.limits.max_n_init = absl::GetFlag(FLAGS_max_n_init);
   options.limits.max_candidates = absl::GetFlag(FLAGS_max_candidates);
+  options.limits.max_model_values = absl::GetFlag(FLAGS_max_model_values);
   options.limits.max_inflight_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.heartbeat = absl::GetFlag(FLAGS_heartbeat);

@@ -59,4 +59,15 @@ absl::Status CheckK(uint32_t k, const ServiceLimits& limits, absl::string_view f
   return absl::OkStatus();
 }
 
+absl::Status CheckModelSize(int64_t free_parameters, const ServiceLimits& limits,
+                            absl::string_view field) {
+  if (free_parameters > limits.max_model_values) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s: the model would have %d free parameters, at most %d are allowed "
+                        "(--max_model_values)",
+                        field, free_parameters, limits.max_model_values));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace emfit::server

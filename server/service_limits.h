@@ -19,6 +19,7 @@ struct ServiceLimits {
   int max_iter = 100'000;                           // FitOptions.max_iter
   int max_n_init = 1'000;                           // FitOptions.n_init
   int max_candidates = 256;                         // SelectModel grid size
+  int64_t max_model_values = 10'000'000;            // free parameters of one model
   uint64_t max_inflight_bytes = uint64_t{8} << 30;  // data held by all calls together
   size_t max_outbox = 256;  // queued events per call before dropping iteration events
 };
@@ -30,6 +31,9 @@ absl::Status CheckShape(const v1::DataShape& shape, const ServiceLimits& limits,
 absl::Status CheckOptions(const v1::FitOptions& options, const ServiceLimits& limits,
                           absl::string_view field);
 absl::Status CheckK(uint32_t k, const ServiceLimits& limits, absl::string_view field);
+// A model's size (its free parameters) against --max_model_values.
+absl::Status CheckModelSize(int64_t free_parameters, const ServiceLimits& limits,
+                            absl::string_view field);
 
 }  // namespace emfit::server
 

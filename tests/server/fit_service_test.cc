@@ -222,6 +222,13 @@ TEST_F(FitServiceTest, LimitsAreResourceExhaustedNamingTheLimit) {
   EXPECT_THAT(client_->Fit(GmmHeader(small, 6), Values(small)),
               StatusIs(absl::StatusCode::kResourceExhausted, "--max_k"));
   EXPECT_THAT(client_->Fit(GmmHeader(small, 2), Values(small)), IsOk());
+  // k and d within their limits, but too large a model together.
+  limits.max_rows = 10000;
+  limits.max_model_values = 15;  // k=3, d=2, full: 17 free parameters
+  server_->Shutdown();
+  StartServer(1, 1, limits);
+  EXPECT_THAT(client_->Fit(GmmHeader(small, 3), Values(small)),
+              StatusIs(absl::StatusCode::kResourceExhausted, "--max_model_values"));
 }
 
 TEST_F(FitServiceTest, ClientCancellationStopsTheFitWithinAnIteration) {

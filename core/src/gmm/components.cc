@@ -100,15 +100,24 @@ void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eig
   out->resize(n, c.k);
   RowMatrix& y = *scratch;
   switch (c.type) {
-    case CovarianceType::kFull:
-      // (x - mu_j) U_j = x U_j - mu_j U_j for every j at once; data are centred by the fit.
-      y.resize(n, static_cast<Eigen::Index>(c.k) * d);
-      y.noalias() = block * c.prec_chol_all;
-      y.rowwise() -= c.centers_all;
-      for (int j = 0; j < c.k; ++j) {
-        out->col(j) = y.middleCols(static_cast<Eigen::Index>(j) * d, d).rowwise().squaredNorm();
+    case CovarianceType::kFull: {
+      // (x - mu_j) U_j = x U_j - mu_j U_j for a group of components at once (data are centred
+      // by the fit); groups keep the product at most ~512 columns wide.
+      const int group = std::max<int>(1, static_cast<int>(512 / std::max<Eigen::Index>(1, d)));
+      for (int j0 = 0; j0 < c.k; j0 += group) {
+        const int g = std::min(group, c.k - j0);
+        const Eigen::Index cols = static_cast<Eigen::Index>(g) * d;
+        const Eigen::Index first = static_cast<Eigen::Index>(j0) * d;
+        y.resize(n, cols);
+        y.noalias() = block * c.prec_chol_all.middleCols(first, cols);
+        y.rowwise() -= c.centers_all.segment(first, cols);
+        for (int j = 0; j < g; ++j) {
+          out->col(j0 + j) =
+              y.middleCols(static_cast<Eigen::Index>(j) * d, d).rowwise().squaredNorm();
+        }
       }
       break;
+    }
     case CovarianceType::kTied: {
       y.resize(n, d);
       y.noalias() = block * c.prec_chol[0].triangularView<Eigen::Upper>();

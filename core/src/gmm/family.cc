@@ -19,10 +19,16 @@ namespace emfit::gmm::internal {
 using ::emfit::internal::kBlockRows;
 using ::emfit::internal::RowStripes;
 
+RowStripes GmmFamily::Stripes() const {
+  const int64_t k = spec_.k, d = data_.cols();
+  const bool scatter = spec_.covariance_type == CovarianceType::kFull ||
+                       (missing_ && spec_.covariance_type == CovarianceType::kTied);
+  return RowStripes(data_.rows(), k * (d + 1) + (scatter ? k * d * d : d * d));
+}
+
 GmmFamily::Stats GmmFamily::NewStats() const {
   Stats s;
-  const RowStripes stripes(data_.rows());
-  s.stripes.resize(stripes.count);
+  s.stripes.resize(Stripes().count);
   return s;
 }
 
@@ -33,10 +39,9 @@ namespace {
 // `block_fn(stripe, begin, rows, stats, scratch)` returns a status; the first error stops
 // every stripe and is returned.
 template <class BlockFn>
-absl::Status ForEachBlock(const Dataset& data, CovarianceType type, int k, bool per_component,
-                          const FitControls& controls, std::vector<GmmStats>* partials,
-                          GmmStats* total, BlockFn&& block_fn) {
-  const RowStripes stripes(data.rows());
+absl::Status ForEachBlock(const RowStripes& stripes, const Dataset& data, CovarianceType type,
+                          int k, bool per_component, const FitControls& controls,
+                          std::vector<GmmStats>* partials, GmmStats* total, BlockFn&& block_fn) {
   partials->resize(stripes.count);
   std::atomic<bool> stop{false};
   std::vector<absl::Status> errors(stripes.count);
@@ -79,10 +84,11 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
   const bool weighted = data_.weights.size() != 0;
   const bool per_component = missing_ && spec_.covariance_type == CovarianceType::kTied;
   std::vector<PatternCache> caches;
-  if (missing_) caches.assign(RowStripes(data_.rows()).count, PatternCache(params));
+  const RowStripes stripes = Stripes();
+  if (missing_) caches.assign(stripes.count, PatternCache(params));
   absl::Status st = ForEachBlock(
-      data_, spec_.covariance_type, c.k, per_component, controls, &stats->stripes, &stats->total,
-      [&](int s, int64_t begin, int64_t rows, GmmStats* part, RowMatrix* scratch) {
+      stripes, data_, spec_.covariance_type, c.k, per_component, controls, &stats->stripes,
+      &stats->total, [&](int s, int64_t begin, int64_t rows, GmmStats* part, RowMatrix* scratch) {
         const auto block = data_.x.middleRows(begin, rows);
         const Eigen::VectorXd w =
             weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows)) : Eigen::VectorXd();
@@ -121,8 +127,9 @@ absl::StatusOr<GmmParams> GmmFamily::ParamsFromResponsibilities(const Eigen::Mat
   stats.shift = shift;
   const int k = static_cast<int>(shift.rows());
   const bool weighted = data_.weights.size() != 0;
+  const RowStripes stripes = Stripes();
   EMFIT_RETURN_IF_ERROR(ForEachBlock(
-      data_, spec_.covariance_type, k, /*per_component=*/false, controls, &stats.stripes,
+      stripes, data_, spec_.covariance_type, k, /*per_component=*/false, controls, &stats.stripes,
       &stats.total, [&](int, int64_t begin, int64_t rows, GmmStats* part, RowMatrix* scratch) {
         Eigen::MatrixXd resp(rows, k);
         resp_fn(begin, rows, &resp);

@@ -10,6 +10,7 @@
 #include "emfit/em/observer.h"
 #include "emfit/em/options.h"
 #include "emfit/gmm/gmm.h"
+#include "exec/stripes.h"
 #include "gmm/stats.h"
 
 namespace emfit::gmm::internal {
@@ -29,6 +30,9 @@ class GmmFamily {
       : data_(data), spec_(spec), missing_(missing) {}
 
   Stats NewStats() const;
+  // How the rows are split for parallel accumulation; fewer stripes for large models, so that
+  // the per-stripe partial statistics stay within a fixed memory bound.
+  ::emfit::internal::RowStripes Stripes() const;
   double total_weight() const { return data_.TotalWeight(); }
   // Responsibilities, statistics and the log-likelihood of `params` over all rows.
   absl::StatusOr<double> EStep(const Params& params, const FitControls& controls,

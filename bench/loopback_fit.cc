@@ -96,6 +96,7 @@ int Main(int argc, char** argv) {
       flags.IntList("throughput_chunk_values", "8192,32768,131072");
   const int throughput_repeats = static_cast<int>(flags.Int("throughput_repeats", 3));
   flags.Check();
+  if (repeats < 1) Die("--repeats must be at least 1");
 
   const Dataset data = LoadDataset(data_path, n, d);
   const std::vector<double> values(data.x.data(), data.x.data() + data.x.size());

@@ -17,7 +17,11 @@ class EndToEnd(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server = Emfitd(ARGS.emfitd, "--workers=2", "--queue=4")
-        generate_stubs(ARGS.repo, os.path.join(ARGS.repo, "tests/e2e/proto"))
+        try:
+            generate_stubs(ARGS.repo, os.path.join(ARGS.repo, "tests/e2e/proto"))
+        except Exception:
+            cls.server.stop()  # tearDownClass does not run when setUpClass fails
+            raise
 
     @classmethod
     def tearDownClass(cls):

@@ -262,14 +262,19 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
 
   // Centre once by the observed column means (algorithms.md §1.1, mitigation 1); the
   // log-likelihood is translation invariant and the means are shifted back on output.
-  Eigen::RowVectorXd center(data.cols());
-  for (Eigen::Index j = 0; j < data.cols(); ++j) {
-    double sum = 0;
-    Eigen::Index count = 0;
+  // One row-wise pass (the data are row-major).
+  Eigen::RowVectorXd center;
+  if (missing) {
+    Eigen::RowVectorXd sum = Eigen::RowVectorXd::Zero(data.cols());
+    Eigen::RowVectorXd count = Eigen::RowVectorXd::Zero(data.cols());
     for (Eigen::Index i = 0; i < data.rows(); ++i) {
-      if (!std::isnan(data.x(i, j))) sum += data.x(i, j), ++count;
+      const auto observed = data.x.row(i).array().isNaN() == false;
+      sum.array() += observed.select(data.x.row(i).array(), 0.0);
+      count.array() += observed.cast<double>();
     }
-    center[j] = sum / static_cast<double>(count);
+    center = sum.array() / count.array();
+  } else {
+    center = data.x.colwise().mean();
   }
   data.x.rowwise() -= center;
 

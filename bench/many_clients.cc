@@ -1,0 +1,127 @@
+// emfit_bench_many_clients: many concurrent small fits against one emfitd (issue 4, "many
+// clients"). Starts emfitd (the real binary, given by --emfitd) on a free loopback port, times
+// one small fit alone (--alone repeats, median), then --clients concurrent clients each running
+// the same fit once, and reports the throughput against the pool's capacity:
+//   capacity   = workers / t_alone           (fits per second if the workers never idle)
+//   throughput = clients / t_all
+//   efficiency = throughput / capacity       (issue 4 asks for >= 0.9) and the failures (0).
+//
+//   emfit_bench_many_clients --emfitd=build/server/emfitd [--clients=64] [--workers=2]
+//       [--rows=2000] [--k=3] [--iters=50]
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench_common.h"
+#include "fit_client.h"
+
+namespace emfit::bench {
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+int Main(int argc, char** argv) {
+  Flags flags(argc, argv);
+  const std::string emfitd = flags.Str("emfitd");
+  const int clients = static_cast<int>(flags.Int("clients", 64));
+  const int workers = static_cast<int>(flags.Int("workers", 2));
+  const int64_t rows = flags.Int("rows", 2000);
+  const int k = static_cast<int>(flags.Int("k", 3));
+  const int iters = static_cast<int>(flags.Int("iters", 50));
+  const int alone_repeats = static_cast<int>(flags.Int("alone", 5));
+  flags.Check();
+
+  char dir_template[] = "/tmp/emfit-many-XXXXXX";
+  const std::string dir = mkdtemp(dir_template);
+  const std::string port_file = dir + "/port";
+  const pid_t server = fork();
+  if (server == 0) {
+    const std::string port_flag = "--port_file=" + port_file;
+    const std::string workers_flag = "--workers=" + std::to_string(workers);
+    const std::string queue_flag = "--queue=" + std::to_string(clients);
+    execl(emfitd.c_str(), emfitd.c_str(), "--host=127.0.0.1", "--port=0", port_flag.c_str(),
+          workers_flag.c_str(), queue_flag.c_str(), "--compute_threads=0", "--log_level=warn",
+          static_cast<char*>(nullptr));
+    std::perror("execl");
+    _exit(127);
+  }
+  int port = 0;
+  for (int i = 0; i < 300 && port == 0; ++i) {
+    std::ifstream in(port_file);
+    if (!(in >> port)) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (port == 0) Die("emfitd did not start");
+
+  // Data: k well-separated 2-D clusters, seeded.
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> z;
+  std::vector<double> values;
+  for (int64_t i = 0; i < rows; ++i) {
+    values.push_back(6.0 * (i % k) + z(rng));
+    values.push_back(3.0 * (i % k) + z(rng));
+  }
+  v1::FitHeader header;
+  header.mutable_spec()->mutable_gmm()->set_k(k);
+  header.mutable_shape()->set_rows(rows);
+  header.mutable_shape()->set_cols(2);
+  header.mutable_options()->set_tol(0);
+  header.mutable_options()->set_max_iter(iters);
+
+  const std::string target = "127.0.0.1:" + std::to_string(port);
+  client::FitClient client(client::FitClient::Connect(target));
+  if (!client.Fit(header, values).ok()) Die("warm-up fit failed");
+  std::vector<double> alone;
+  for (int r = 0; r < alone_repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    if (!client.Fit(header, values).ok()) Die("fit failed");
+    alone.push_back(Seconds(start));
+  }
+  std::sort(alone.begin(), alone.end());
+  const double t_alone = alone[alone.size() / 2];
+
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  const auto start = std::chrono::steady_clock::now();
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&] {
+      // One channel per client, as separate processes would have.
+      client::FitClient mine(client::FitClient::Connect(target));
+      absl::StatusOr<v1::FitResult> r = mine.Fit(header, values);
+      if (!r.ok()) {
+        std::fprintf(stderr, "client failed: %s\n", r.status().ToString().c_str());
+        ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double t_all = Seconds(start);
+  kill(server, SIGTERM);
+  waitpid(server, nullptr, 0);
+
+  const double capacity = workers / t_alone;
+  const double throughput = clients / t_all;
+  std::printf(
+      "{\"clients\": %d, \"workers\": %d, \"rows\": %ld, \"k\": %d, \"iters\": %d, "
+      "\"seconds_alone\": %.6f, \"seconds_all\": %.6f, \"capacity_fits_per_s\": %.2f, "
+      "\"throughput_fits_per_s\": %.2f, \"efficiency\": %.3f, \"failures\": %d}\n",
+      clients, workers, static_cast<long>(rows), k, iters, t_alone, t_all, capacity, throughput,
+      throughput / capacity, failures.load());
+  return failures.load() == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace emfit::bench
+
+int main(int argc, char** argv) { return emfit::bench::Main(argc, argv); }

@@ -20,7 +20,7 @@ struct ServerOptions {
   std::string host = "0.0.0.0";     // listen address
   int port = 50051;                 // 0 picks a free port (see Server::port())
   int workers = 2;                  // fits running at once
-  int queue = 16;                   // fits waiting for a worker before RESOURCE_EXHAUSTED
+  int queue = 256;                  // fits waiting for a worker before RESOURCE_EXHAUSTED
   int compute_threads = 1;          // threads shared by all fits for row blocks (callers help)
   int max_message_bytes = 4 << 20;  // largest request message accepted
   ServiceLimits limits;

@@ -141,8 +141,10 @@ void SetLabels(benchmark::State& state) {
 void BM_Score(benchmark::State& state) {
   const gmm::GmmParams& params = StartingParams(TypeArg(state));
   const std::unique_ptr<ThreadPool> pool = MakePool(static_cast<int>(state.range(1)));
+  FitControls controls;
+  controls.pool = pool.get();
   for (auto _ : state) {
-    absl::StatusOr<gmm::ScoreResult> r = gmm::Score(params, SyntheticData(), pool.get());
+    absl::StatusOr<gmm::ScoreResult> r = gmm::Score(params, SyntheticData(), controls);
     Check(r.status());
     benchmark::DoNotOptimize(r->log_likelihood);
   }

@@ -52,7 +52,9 @@ int Main(int argc, char** argv) {
     if (r == 0 || peak - before > peak_kb - rss_before_kb) rss_before_kb = before, peak_kb = peak;
   }
   // Cross-check: the summary's log-likelihood is that of the returned parameters.
-  absl::StatusOr<gmm::ScoreResult> score = gmm::Score(result->params, data, pool.get());
+  FitControls score_controls;
+  score_controls.pool = pool.get();
+  absl::StatusOr<gmm::ScoreResult> score = gmm::Score(result->params, data, score_controls);
   if (!score.ok()) Die(score.status().ToString());
 
   std::printf(

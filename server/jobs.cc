@@ -129,14 +129,14 @@ absl::StatusOr<v1::ScoreResponse> RunScore(const ModelVariant& model, const Data
                                            const FitControls& controls) {
   return std::visit(
       Overloaded{[&](const gmm::GmmParams& params) -> absl::StatusOr<v1::ScoreResponse> {
-        EMFIT_ASSIGN_OR_RETURN(gmm::ScoreResult s, gmm::Score(params, data, controls.pool));
+        EMFIT_ASSIGN_OR_RETURN(gmm::ScoreResult s, gmm::Score(params, data, controls));
         v1::ScoreResponse out;
         out.set_log_likelihood(s.log_likelihood);
         out.set_mean_log_likelihood(s.mean_log_likelihood);
         out.set_bic(s.bic);
         out.set_aic(s.aic);
         out.set_num_free_parameters(static_cast<uint64_t>(s.num_free_parameters));
-        out.set_rows(static_cast<uint64_t>(data.rows()));
+        out.set_rows(static_cast<uint64_t>(s.rows_used));
         return out;
       }},
       model);

@@ -82,6 +82,23 @@ TEST(GmmMissing, FullyMissingRowsAreSkippedAndChangeNothing) {
   EXPECT_EQ(a->params.means, b->params.means);
 }
 
+TEST(GmmMissing, ScoreLeavesOutFullyMissingRowsAsTheFitDoes) {
+  const RowMatrix x = RemoveCompletelyAtRandom(ThreeClusters(600, 1), 0.2, 2);
+  RowMatrix with_empty(x.rows() + 50, x.cols());
+  with_empty << x, RowMatrix::Constant(50, x.cols(), kNaN);
+  GmmSpec spec;
+  spec.k = 3;
+  absl::StatusOr<GmmFitResult> fit = Fit(Dataset{with_empty, {}}, spec, FitOptions{});
+  ASSERT_THAT(fit, IsOk());
+  absl::StatusOr<ScoreResult> score = Score(fit->params, Dataset{with_empty, {}});
+  ASSERT_THAT(score, IsOk());
+  EXPECT_NEAR(score->log_likelihood, fit->summary.log_likelihood, 1e-8);
+  EXPECT_NEAR(score->bic, fit->summary.bic, 1e-8);
+  EXPECT_NEAR(score->mean_log_likelihood, fit->summary.mean_log_likelihood, 1e-12);
+  EXPECT_EQ(score->rows_used, fit->summary.rows_used);
+  EXPECT_EQ(score->rows_skipped, fit->summary.rows_skipped);
+}
+
 TEST(GmmMissing, RowOrderDoesNotChangeTheFit) {
   const RowMatrix x = RemoveCompletelyAtRandom(ThreeClusters(900, 3), 0.25, 5);
   RowMatrix reversed = x.colwise().reverse();

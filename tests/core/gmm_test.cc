@@ -330,6 +330,19 @@ TEST(GmmFit, CancellationMidFitReturnsTheLastCompleteIteration) {
   EXPECT_NEAR(score->log_likelihood, fit->summary.log_likelihood, 1e-8);
 }
 
+TEST(GmmScore, StopsWhenCancelled) {
+  GmmSpec spec;
+  spec.k = 2;
+  absl::StatusOr<GmmFitResult> fit = Fit(Faithful(), spec, FitOptions{});
+  ASSERT_THAT(fit, IsOk());
+  CancellationToken token;
+  token.Cancel();
+  FitControls controls;
+  controls.cancel = &token;
+  EXPECT_THAT(Score(fit->params, Faithful(), controls),
+              StatusIs(absl::StatusCode::kCancelled, "cancelled"));
+}
+
 TEST(GmmFit, PassedDeadlineIsAnOutcome) {
   FitControls controls;
   controls.deadline = absl::Now() - absl::Seconds(1);

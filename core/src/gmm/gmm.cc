@@ -401,7 +401,8 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
   return out;
 }
 
-absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data, ThreadPool* pool) {
+absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
+                                  const FitControls& controls) {
   EMFIT_RETURN_IF_ERROR(params.Validate());
   EMFIT_RETURN_IF_ERROR(data.ValidateAllowingMissing());
   if (data.cols() != params.dim()) {
@@ -411,33 +412,52 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data, 
   }
   EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
   const ::emfit::internal::RowStripes stripes(data.rows());
-  std::vector<double> partial(stripes.count, 0.0);
-  std::vector<absl::Status> errors(stripes.count);
-  ParallelFor(pool, stripes.count, [&](int s) {
+  struct Partial {
+    double log_likelihood = 0, weight = 0;
+    int64_t skipped = 0;
+    absl::Status status;
+  };
+  std::vector<Partial> partial(stripes.count);
+  ParallelFor(controls.pool, stripes.count, [&](int s) {
     Eigen::MatrixXd a;
     Eigen::VectorXd row_ll;
     RowMatrix scratch;
     internal::PatternCache cache(params);
+    Partial& p = partial[s];
     for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += ::emfit::internal::kBlockRows) {
+      p.status = CheckInterrupted(controls);
+      if (!p.status.ok()) return;
       const int64_t rows = std::min<int64_t>(::emfit::internal::kBlockRows, stripes.End(s) - b);
       const auto block = data.x.middleRows(b, rows);
       if (block.hasNaN()) {
-        errors[s] = internal::MissingBlock(params, c, block, Eigen::VectorXd(), params.means,
-                                           &cache, &a, &row_ll, nullptr);
-        if (!errors[s].ok()) return;
+        p.status = internal::MissingBlock(params, c, block, Eigen::VectorXd(), params.means, &cache,
+                                          &a, &row_ll, nullptr);
+        if (!p.status.ok()) return;
       } else {
         internal::LogJoint(c, block, &a, &scratch);
         internal::NormalizeRows(&a, &row_ll);
       }
-      partial[s] +=
-          data.weights.size() == 0 ? row_ll.sum() : data.weights.segment(b, rows).dot(row_ll);
+      for (int64_t i = 0; i < rows; ++i) {
+        if (block.row(i).array().isNaN().all()) {
+          ++p.skipped;  // nothing observed: no information, not counted (as in Fit)
+          continue;
+        }
+        const double w = data.weights.size() == 0 ? 1.0 : data.weights[b + i];
+        p.log_likelihood += w * row_ll[i];
+        p.weight += w;
+      }
     }
   });
-  for (const absl::Status& e : errors) EMFIT_RETURN_IF_ERROR(e);
   ScoreResult out;
-  for (double v : partial) out.log_likelihood += v;
-  const double w = data.TotalWeight();
-  out.mean_log_likelihood = out.log_likelihood / w;
+  double w = 0;
+  for (const Partial& p : partial) {
+    EMFIT_RETURN_IF_ERROR(p.status);
+    out.log_likelihood += p.log_likelihood;
+    w += p.weight;
+    out.rows_skipped += p.skipped;
+  }
+  out.rows_used = data.rows() - out.rows_skipped;
+  out.mean_log_likelihood = w > 0 ? out.log_likelihood / w : 0.0;
   out.num_free_parameters = NumFreeParameters(params.covariance_type, params.k(), params.dim());
   SetCriteria(out.log_likelihood, w, out.num_free_parameters, &out.bic, &out.aic);
   return out;

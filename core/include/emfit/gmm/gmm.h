@@ -115,15 +115,21 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
                                              const Eigen::Ref<const RowMatrix>& block);
 
 // Total log-likelihood of `data` under `params`, with criteria.
+// Rows with no observed value contribute nothing and are not counted, as in Fit (so BIC uses
+// the weight of the used rows).
 struct ScoreResult {
   double log_likelihood = 0.0;
-  double mean_log_likelihood = 0.0;
+  double mean_log_likelihood = 0.0;  // per unit of used row weight
   double bic = 0.0;
   double aic = 0.0;
   int64_t num_free_parameters = 0;
+  int64_t rows_used = 0;
+  int64_t rows_skipped = 0;
 };
+// Runs on `controls.pool`; stops with CANCELLED / DEADLINE_EXCEEDED when the controls fire
+// (checked between row blocks).
 absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
-                                  ThreadPool* pool = nullptr);
+                                  const FitControls& controls = {});
 
 }  // namespace emfit::gmm
 

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 
@@ -17,9 +18,13 @@ bool IsMissing(absl::string_view cell) {
   return cell.empty() || cell == "NA" || cell == "NaN" || cell == "nan" || cell == "na";
 }
 
-// Parses one cell; false if it is not a number or a missing marker.
+// Parses one cell (optionally in double quotes); false if it is not a number or a missing
+// marker.
 bool ParseCell(absl::string_view cell, double* out) {
   cell = absl::StripAsciiWhitespace(cell);
+  if (cell.size() >= 2 && cell.front() == '"' && cell.back() == '"') {
+    cell = absl::StripAsciiWhitespace(cell.substr(1, cell.size() - 2));
+  }
   if (IsMissing(cell)) {
     *out = std::numeric_limits<double>::quiet_NaN();
     return true;
@@ -42,6 +47,7 @@ std::string Unquote(absl::string_view cell) {
 
 absl::StatusOr<Table> ParseCsv(absl::string_view text, const CsvOptions& options) {
   Table table;
+  if (absl::StartsWith(text, "\xEF\xBB\xBF")) text.remove_prefix(3);  // UTF-8 byte-order mark
   size_t line_no = 0;
   bool first = true;
   size_t pos = 0;

@@ -111,10 +111,11 @@ absl::StatusOr<ProgressMode> ParseProgress(const std::string& name) {
 
 // "1..9", "1,2,5" or "3".
 absl::StatusOr<std::vector<uint32_t>> ParseKList(const std::string& text) {
+  constexpr uint64_t kMaxCandidates = 10000;
   std::vector<uint32_t> out;
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
     std::vector<absl::string_view> range = absl::StrSplit(part, "..");
-    uint32_t lo = 0, hi = 0;
+    uint64_t lo = 0, hi = 0;
     if (range.size() == 1 && absl::SimpleAtoi(range[0], &lo)) {
       hi = lo;
     } else if (range.size() != 2 || !absl::SimpleAtoi(range[0], &lo) ||
@@ -122,7 +123,11 @@ absl::StatusOr<std::vector<uint32_t>> ParseKList(const std::string& text) {
       return absl::InvalidArgumentError(
           absl::StrFormat("--k: expected a number, a list or a range like 1..9; got '%s'", text));
     }
-    for (uint32_t k = lo; k <= hi; ++k) out.push_back(k);
+    if (hi > UINT32_MAX || out.size() + (hi - lo + 1) > kMaxCandidates) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--k: at most %d values below 2^32; got '%s'", kMaxCandidates, text));
+    }
+    for (uint64_t k = lo; k <= hi; ++k) out.push_back(static_cast<uint32_t>(k));
   }
   if (out.empty() || out.front() == 0) {
     return absl::InvalidArgumentError(absl::StrFormat("--k: must be >= 1; got '%s'", text));

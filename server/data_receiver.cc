@@ -3,14 +3,42 @@
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <utility>
 
 #include "absl/strings/str_format.h"
 #include "fit_service.h"
 
 namespace emfit::server {
 
-DataReceiver::~DataReceiver() {
-  if (reserved_ != 0) service_->ReleaseBytes(reserved_);
+BudgetReservation& BudgetReservation::operator=(BudgetReservation&& other) noexcept {
+  if (this != &other) {
+    Release();
+    service_ = std::exchange(other.service_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+
+void BudgetReservation::Release() {
+  if (service_ != nullptr && bytes_ != 0) service_->ReleaseBytes(bytes_);
+  service_ = nullptr;
+  bytes_ = 0;
+}
+
+std::optional<Dataset> PendingData::Take() {
+  absl::MutexLock lock(&mu_);
+  if (!data_.has_value()) return std::nullopt;
+  taken_ = true;
+  std::optional<Dataset> out = std::move(data_);
+  data_.reset();
+  return out;
+}
+
+void PendingData::Drop() {
+  absl::MutexLock lock(&mu_);
+  if (taken_) return;  // the job is using the data; the budget goes when it is done
+  data_.reset();
+  reservation_.Release();
 }
 
 absl::Status DataReceiver::Start(const v1::DataShape& shape, absl::string_view field) {
@@ -25,7 +53,7 @@ absl::Status DataReceiver::Start(const v1::DataShape& shape, absl::string_view f
         "(--max_inflight_bytes=%d, %d in use); retry later",
         field, bytes, service_->limits().max_inflight_bytes, service_->inflight_bytes()));
   }
-  reserved_ = bytes;
+  reservation_ = BudgetReservation(service_, bytes);
   try {
     data_.x.resize(static_cast<Eigen::Index>(shape.rows()), shape.cols());
     if (weighted_) data_.weights.resize(static_cast<Eigen::Index>(shape.rows()));
@@ -62,13 +90,13 @@ absl::Status DataReceiver::Append(const v1::DataChunk& chunk) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Dataset> DataReceiver::Finish() {
+absl::StatusOr<std::shared_ptr<PendingData>> DataReceiver::Finish() {
   if (received_ != expected_) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "chunk: the header's shape declares %d rows x %d values = %d values, received %d",
         data_.x.rows(), per_row_, expected_, received_));
   }
-  return std::move(data_);
+  return std::make_shared<PendingData>(std::move(data_), std::move(reservation_));
 }
 
 }  // namespace emfit::server

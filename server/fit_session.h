@@ -8,7 +8,9 @@
 #include <functional>
 #include <utility>
 
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "emfit/exec/cancellation.h"
 
 namespace emfit::server {
@@ -53,18 +55,28 @@ class StreamSession {
     start->StartWrite(&current_);
   }
 
-  // Like Post, but for events that must not be dropped: blocks the calling (job) thread while
-  // the outbox is full, so a slow reader slows the producer down. Never call it from a
-  // reactor callback.
-  void PostWait(Response event) {
+  // Like Post, for a stream of events that must not be dropped (e.g. posterior blocks): blocks
+  // the calling job thread while `window` events are queued, so a slow reader slows the
+  // producer down and memory stays bounded. If the reader makes no progress for `stall`, the
+  // call is aborted with DEADLINE_EXCEEDED (the job sees its token cancelled) and false is
+  // returned. Never call it from a reactor callback or a shared pool thread.
+  bool PostWait(Response event, size_t window, absl::Duration stall) {
     {
       absl::MutexLock lock(&mu_);
-      auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return outbox_.size() < max_outbox_ || finish_requested_ || reactor_ == nullptr;
+      auto room = [this, window]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return outbox_.size() < window || finish_requested_ || reactor_ == nullptr;
       };
-      mu_.Await(absl::Condition(&room));
+      if (!mu_.AwaitWithTimeout(absl::Condition(&room), stall)) {
+        AbortLocked(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                 absl::StrFormat("the client read no response for %s "
+                                                 "(--max_stall); the call was ended",
+                                                 absl::FormatDuration(stall))));
+        return false;
+      }
+      if (finish_requested_ || reactor_ == nullptr) return false;
     }
     Post(std::move(event));
+    return true;
   }
 
   // Ends the call with `status` once the queued events are written. The first call wins.
@@ -124,6 +136,17 @@ class StreamSession {
   }
 
  private:
+  // Ends the call with `status` as soon as no write is in flight, discarding queued events,
+  // and cancels the job.
+  void AbortLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    token_.Cancel();
+    outbox_.clear();
+    if (finish_requested_ || reactor_ == nullptr) return;
+    finish_requested_ = true;
+    final_status_ = std::move(status);
+    if (!writing_) reactor_->Finish(final_status_);  // non-blocking; no callback runs inline
+  }
+
   void DropOneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (auto it = outbox_.begin(); it != outbox_.end(); ++it) {
       if (droppable_(*it)) {

@@ -102,6 +102,7 @@ grpc::Status FitHandler::Run(Dataset data, StreamSession<Request, Response>& ses
 
 absl::StatusOr<v1::DataShape> PosteriorHandler::OnHeader(const Request& request,
                                                          const ServiceLimits& limits) {
+  max_stall_ = limits.max_stall;
   absl::StatusOr<ModelVariant> model = PlanModel(request.header(), limits);
   if (!model.ok()) return model.status();
   model_ = *std::move(model);
@@ -110,8 +111,10 @@ absl::StatusOr<v1::DataShape> PosteriorHandler::OnHeader(const Request& request,
 
 grpc::Status PosteriorHandler::Run(Dataset data, StreamSession<Request, Response>& session,
                                    const FitControls& controls, const std::string&) {
-  return ToGrpcStatus(RunPosterior(
-      *model_, data, controls, [&](v1::PosteriorResponse r) { session.PostWait(std::move(r)); }));
+  // A few blocks in flight at most; a reader that stops reading ends the call after max_stall.
+  return ToGrpcStatus(RunPosterior(*model_, data, controls, [&](v1::PosteriorResponse r) {
+    session.PostWait(std::move(r), /*window=*/4, max_stall_);
+  }));
 }
 
 std::optional<v1::SelectModelEvent> SelectHandler::Accepted(const std::string& job_id,
@@ -136,9 +139,10 @@ grpc::Status SelectHandler::Run(Dataset data, StreamSession<Request, Response>& 
   absl::StatusOr<v1::SelectionResult> result = RunSelect(
       *plan_, data, controls, [&](int i) { return observers[i].get(); },
       [&](const v1::Candidate& c) {
+        // Called on pool threads: never block here. At most one per candidate is queued.
         v1::SelectModelEvent e;
         *e.mutable_candidate_done() = c;
-        session.PostWait(std::move(e));
+        session.Post(std::move(e));
       });
   if (!result.ok()) return ToGrpcStatus(result.status());
   v1::SelectModelEvent event;

@@ -45,6 +45,7 @@ class PosteriorHandler {
 
  private:
   std::optional<ModelVariant> model_;
+  absl::Duration max_stall_ = absl::Seconds(60);
 };
 
 class SelectHandler {

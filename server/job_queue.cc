@@ -9,18 +9,24 @@ namespace emfit::server {
 JobQueue::JobQueue(int workers, int capacity, absl::Duration heartbeat)
     : capacity_(std::max(0, capacity)) {
   for (int i = 0; i < std::max(1, workers); ++i) threads_.emplace_back([this] { WorkerLoop(); });
-  if (heartbeat != absl::InfiniteDuration()) {
+  if (heartbeat != absl::InfiniteDuration() && heartbeat > absl::ZeroDuration()) {
     heartbeat_ = std::thread([this, heartbeat] { HeartbeatLoop(heartbeat); });
   }
 }
 
 JobQueue::~JobQueue() { Shutdown(); }
 
+void JobQueue::PurgeAbandonedLocked() {
+  jobs_.erase(std::remove_if(jobs_.begin(), jobs_.end(),
+                             [](const Job& j) { return j.hooks.abandoned && j.hooks.abandoned(); }),
+              jobs_.end());
+}
+
 absl::StatusOr<int> JobQueue::TrySubmit(std::function<void()> job,
-                                        absl::FunctionRef<void(int)> on_queued,
-                                        std::function<void(int)> on_wait) {
+                                        absl::FunctionRef<void(int)> on_queued, Hooks hooks) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the server is shutting down");
+  PurgeAbandonedLocked();
   // Jobs in jobs_ that an idle worker is about to take do not count as waiting.
   const int idle = static_cast<int>(threads_.size()) - running_;
   const int waiting = std::max(0, static_cast<int>(jobs_.size()) - idle);
@@ -32,7 +38,7 @@ absl::StatusOr<int> JobQueue::TrySubmit(std::function<void()> job,
   }
   const int ahead = worker_free ? 0 : waiting;
   on_queued(ahead);
-  jobs_.push_back({std::move(job), std::move(on_wait)});
+  jobs_.push_back({std::move(job), std::move(hooks)});
   return ahead;
 }
 
@@ -63,10 +69,13 @@ void JobQueue::HeartbeatLoop(absl::Duration interval) {
       absl::MutexLock lock(&mu_);
       const auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping), interval)) return;
+      PurgeAbandonedLocked();
       // Jobs an idle worker is about to take are not waiting.
       const int idle = static_cast<int>(threads_.size()) - running_;
       for (int i = std::max(0, idle); i < static_cast<int>(jobs_.size()); ++i) {
-        if (jobs_[i].on_wait) waiting.emplace_back(i - std::max(0, idle), jobs_[i].on_wait);
+        if (jobs_[i].hooks.on_wait) {
+          waiting.emplace_back(i - std::max(0, idle), jobs_[i].hooks.on_wait);
+        }
       }
     }
     for (auto& [position, on_wait] : waiting) on_wait(position);

@@ -28,11 +28,16 @@ class JobQueue {
   // idle), RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE after Shutdown().
   // `on_queued(position)` runs before any worker can start the job (so that, e.g., an
   // "accepted" event precedes everything the job sends); it must not block.
-  // `on_wait(position)` is called from the heartbeat thread while the job waits; it must not
-  // block.
+  // Optional hooks: `on_wait(position)` is called from the heartbeat thread while the job
+  // waits; `abandoned()` says the job's call has ended, so the job is removed unrun when
+  // the queue is next examined and its slot is free again. Neither may block.
+  struct Hooks {
+    std::function<void(int)> on_wait;
+    std::function<bool()> abandoned;
+  };
   absl::StatusOr<int> TrySubmit(
       std::function<void()> job, absl::FunctionRef<void(int)> on_queued = [](int) {},
-      std::function<void(int)> on_wait = nullptr);
+      Hooks hooks = {});
 
   // Stops accepting jobs, runs the jobs already queued, and joins the workers. Idempotent.
   void Shutdown();
@@ -46,8 +51,10 @@ class JobQueue {
  private:
   struct Job {
     std::function<void()> run;
-    std::function<void(int)> on_wait;
+    Hooks hooks;
   };
+  // Removes the waiting jobs whose calls have ended.
+  void PurgeAbandonedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WorkerLoop();
   void HeartbeatLoop(absl::Duration interval);
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -70,21 +71,26 @@ class JobReactor final
     if (ok) this->StartRead(&request_);
   }
   void OnWriteDone(bool ok) override { session_->OnWriteDone(ok); }
-  void OnCancel() override { session_->OnCancel(); }
+  void OnCancel() override {
+    session_->OnCancel();
+    if (pending_ != nullptr) pending_->Drop();  // frees the data if no worker has started
+  }
   void OnDone() override {
     session_->OnDone();
+    if (pending_ != nullptr) pending_->Drop();
     delete this;
   }
 
  private:
   absl::Status Submit() {
-    absl::StatusOr<Dataset> data = FinishUpload(&receiver_);
-    if (!data.ok()) return data.status();
-    const int64_t rows = data->rows();
-    auto job = [session = session_, handler = handler_, data = *std::move(data),
-                pool = service_->pool(), deadline = DeadlineOf(context_),
-                job_id = job_id_]() mutable {
+    absl::StatusOr<std::shared_ptr<PendingData>> pending = FinishUpload(&receiver_);
+    if (!pending.ok()) return pending.status();
+    pending_ = *std::move(pending);
+    auto job = [session = session_, handler = handler_, pending = pending_, pool = service_->pool(),
+                deadline = DeadlineOf(context_), job_id = job_id_]() mutable {
       if (session->token().IsCancelled()) return;
+      std::optional<Dataset> data = pending->Take();
+      if (!data.has_value()) return;  // the call ended while the job waited
       FitControls controls;
       controls.cancel = &session->token();
       controls.pool = pool;
@@ -92,7 +98,7 @@ class JobReactor final
       const absl::Time start = absl::Now();
       grpc::Status status;
       try {
-        status = handler->Run(std::move(data), *session, controls, job_id);
+        status = handler->Run(*std::move(data), *session, controls, job_id);
       } catch (const std::bad_alloc&) {
         status = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                               "the server ran out of memory during the job");
@@ -107,11 +113,14 @@ class JobReactor final
         [&](int ahead) {
           if (auto accepted = Handler::Accepted(job_id_, ahead)) session_->Post(*accepted);
         },
-        [session = session_](int ahead) {
-          if (auto beat = Handler::Heartbeat(ahead)) session->Post(*std::move(beat));
-        });
+        JobQueue::Hooks{[session = session_](int ahead) {
+                          if (auto beat = Handler::Heartbeat(ahead)) {
+                            session->Post(*std::move(beat));
+                          }
+                        },
+                        [session = session_] { return session->finish_requested(); }});
     if (!position.ok()) return position.status();
-    spdlog::info("job {}: queued at position {} ({} rows)", job_id_, *position, rows);
+    spdlog::info("job {}: queued at position {}", job_id_, *position);
     return absl::OkStatus();
   }
 
@@ -120,6 +129,7 @@ class JobReactor final
   std::shared_ptr<Session> session_;
   std::shared_ptr<Handler> handler_;
   DataReceiver receiver_;
+  std::shared_ptr<PendingData> pending_;  // after the upload, until a worker takes it
   Request request_;
   const std::string job_id_;
 };

@@ -43,6 +43,8 @@ ABSL_FLAG(uint64_t, max_inflight_bytes, kDefaults.limits.max_inflight_bytes,
           "Data bytes held by all calls together; more are refused with RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, shutdown_grace, kDefaults.shutdown_grace,
           "On SIGINT/SIGTERM, running fits may finish within this; then they are cancelled.");
+ABSL_FLAG(absl::Duration, max_stall, kDefaults.limits.max_stall,
+          "A call whose client reads no response for this long is ended.");
 ABSL_FLAG(absl::Duration, heartbeat, kDefaults.heartbeat,
           "Interval of heartbeat events to fits waiting in the queue; 'inf' disables them.");
 ABSL_FLAG(std::string, log_level, "info", "spdlog level: trace, debug, info, warn, error, off.");
@@ -78,6 +80,7 @@ int main(int argc, char** argv) {
   options.limits.max_inflight_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.heartbeat = absl::GetFlag(FLAGS_heartbeat);
+  options.limits.max_stall = absl::GetFlag(FLAGS_max_stall);
 
   emfit::server::Server server;
   if (absl::Status status = server.Start(options); !status.ok()) {

@@ -59,32 +59,42 @@ void ScoreReactor::OnReadDone(bool ok) {
 }
 
 absl::Status ScoreReactor::Submit() {
-  absl::StatusOr<Dataset> data = FinishUpload(&receiver_);
-  if (!data.ok()) return data.status();
-  auto job = [state = state_, model = *model_, data = *std::move(data), pool = service_->pool(),
+  absl::StatusOr<std::shared_ptr<PendingData>> pending = FinishUpload(&receiver_);
+  if (!pending.ok()) return pending.status();
+  pending_ = *std::move(pending);
+  auto job = [state = state_, model = *model_, pending = pending_, pool = service_->pool(),
               deadline = DeadlineOf(context_)]() {
     if (state->token.IsCancelled()) return;
+    std::optional<Dataset> data = pending->Take();
+    if (!data.has_value()) return;
     FitControls controls;
     controls.cancel = &state->token;
     controls.pool = pool;
     controls.deadline = deadline;
     try {
-      state->Finish(RunScore(model, data, controls));
+      state->Finish(RunScore(model, *data, controls));
     } catch (const std::bad_alloc&) {
       state->Finish(absl::ResourceExhaustedError("the server ran out of memory"));
     }
   };
-  absl::StatusOr<int> position = service_->queue()->TrySubmit(std::move(job));
+  absl::StatusOr<int> position = service_->queue()->TrySubmit(
+      std::move(job), [](int) {}, JobQueue::Hooks{nullptr, [state = state_] {
+                                                    absl::MutexLock lock(&state->mu);
+                                                    return state->finished ||
+                                                           state->reactor == nullptr;
+                                                  }});
   return position.ok() ? absl::OkStatus() : position.status();
 }
 
 void ScoreReactor::OnCancel() {
   state_->token.Cancel();
+  if (pending_ != nullptr) pending_->Drop();
   state_->Finish(absl::CancelledError("the call was cancelled"));
 }
 
 void ScoreReactor::OnDone() {
   state_->token.Cancel();
+  if (pending_ != nullptr) pending_->Drop();
   {
     absl::MutexLock lock(&state_->mu);
     state_->reactor = nullptr;

@@ -44,6 +44,7 @@ class ScoreReactor final : public grpc::ServerReadReactor<v1::ScoreRequest> {
   FitService* const service_;
   std::shared_ptr<State> state_;
   DataReceiver receiver_;
+  std::shared_ptr<PendingData> pending_;
   std::optional<ModelVariant> model_;
   v1::ScoreRequest request_;
   const std::string job_id_;

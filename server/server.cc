@@ -19,6 +19,12 @@ absl::Status Server::Start(const ServerOptions& options) {
   if (options.queue < 0 || options.compute_threads < 0) {
     return absl::InvalidArgumentError("--queue and --compute_threads: must be >= 0");
   }
+  if (options.heartbeat <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--heartbeat: must be positive (or inf for none)");
+  }
+  if (options.limits.max_stall <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--max_stall: must be positive");
+  }
   if (options.port < 0 || options.port > 65535) {
     return absl::InvalidArgumentError(
         absl::StrFormat("--port: must be between 0 and 65535, got %d", options.port));

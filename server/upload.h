@@ -29,7 +29,7 @@ absl::Status ConsumeUpload(const Request& request, DataReceiver* receiver, OnHea
 }
 
 // On half-close: the data, or why the stream was incomplete.
-inline absl::StatusOr<Dataset> FinishUpload(DataReceiver* receiver) {
+inline absl::StatusOr<std::shared_ptr<PendingData>> FinishUpload(DataReceiver* receiver) {
   if (!receiver->started()) {
     return absl::InvalidArgumentError("request stream: closed before a header was sent");
   }

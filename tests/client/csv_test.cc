@@ -39,6 +39,21 @@ TEST(ParseCsv, MissingCellsAreNaN) {
   EXPECT_EQ(t->values[5], 3);
 }
 
+TEST(ParseCsv, IgnoresAByteOrderMarkAndAcceptsQuotedNumbers) {
+  absl::StatusOr<Table> t = ParseCsv(
+      "\xEF\xBB\xBF"
+      "1,2\n\"3\",\" 4 \"\n");
+  ASSERT_THAT(t, IsOk());
+  EXPECT_TRUE(t->column_names.empty());
+  EXPECT_EQ(t->rows, 2u);
+  EXPECT_THAT(t->values, ::testing::ElementsAre(1, 2, 3, 4));
+  absl::StatusOr<Table> named = ParseCsv(
+      "\xEF\xBB\xBF"
+      "w,x\n1,2\n");
+  ASSERT_THAT(named, IsOk());
+  EXPECT_THAT(named->column_names, ::testing::ElementsAre("w", "x"));
+}
+
 TEST(ParseCsv, ErrorsNameTheLineAndColumn) {
   EXPECT_THAT(ParseCsv("a,b\n1,2\n3,x\n"),
               StatusIs(absl::StatusCode::kInvalidArgument, "line 3, column 2"));

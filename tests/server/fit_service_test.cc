@@ -309,6 +309,97 @@ TEST_F(FitServiceTest, FullQueueIsResourceExhausted) {
   EXPECT_THAT(client_->Fit(GmmHeader(x, 2), Values(x)), IsOk());
 }
 
+TEST_F(FitServiceTest, ACancelledQueuedFitReleasesItsDataAtOnce) {
+  server_->Shutdown();
+  StartServer(/*workers=*/1, /*queue=*/4);
+  LongFit fit;
+  const std::vector<double> values = Values(fit.x);
+  grpc::ClientContext running_ctx, waiting_ctx;
+  absl::Notification running, waiting;
+  std::thread t1([&] {
+    CallOptions call;
+    call.context = &running_ctx;
+    (void)client_->Fit(
+        fit.header, values,
+        [&](const v1::FitEvent& e) {
+          if (e.has_iteration() && !running.HasBeenNotified()) running.Notify();
+        },
+        call);
+  });
+  ASSERT_TRUE(running.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  const uint64_t one = values.size() * sizeof(double);
+  EXPECT_EQ(server_->service().inflight_bytes(), one);  // held while the fit uses the data
+  std::thread t2([&] {
+    CallOptions call;
+    call.context = &waiting_ctx;
+    (void)client_->Fit(
+        fit.header, values,
+        [&](const v1::FitEvent& e) {
+          if (e.has_accepted()) waiting.Notify();
+        },
+        call);
+  });
+  ASSERT_TRUE(waiting.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(server_->service().inflight_bytes(), 2 * one);
+  EXPECT_EQ(server_->queue().queued(), 1);
+  waiting_ctx.TryCancel();
+  t2.join();
+  // The queued job's data and budget are released now, not when the worker is free.
+  const absl::Time end = absl::Now() + absl::Seconds(5);
+  while (server_->service().inflight_bytes() != one && absl::Now() < end) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(server_->service().inflight_bytes(), one);
+  running_ctx.TryCancel();
+  t1.join();
+  EXPECT_TRUE(WaitIdle());
+  EXPECT_EQ(server_->service().inflight_bytes(), 0u);
+}
+
+TEST_F(FitServiceTest, APosteriorReaderThatStopsReadingIsCutOffAndFreesTheWorker) {
+  ServiceLimits limits;
+  limits.max_stall = absl::Milliseconds(300);
+  server_->Shutdown();
+  StartServer(/*workers=*/1, /*queue=*/4, limits);
+  // 200k rows, k=20: about forty 1 MiB responses, far more than flow control buffers.
+  const RowMatrix x = testing::SampleMixture(Eigen::MatrixXd::Random(20, 2) * 10, 1.0, 200000, 3);
+  absl::StatusOr<v1::FitResult> fit = client_->Fit(
+      [&] {
+        v1::FitHeader h = GmmHeader(x, 20);
+        h.mutable_options()->set_max_iter(1);
+        h.mutable_spec()->mutable_gmm()->set_covariance_type(v1::COVARIANCE_TYPE_SPHERICAL);
+        return h;
+      }(),
+      Values(x));
+  ASSERT_THAT(fit, IsOk());
+  auto stub = v1::EmFitService::NewStub(
+      FitClient::Connect(absl::StrFormat("127.0.0.1:%d", server_->port())));
+  grpc::ClientContext context;
+  auto stream = stub->Posterior(&context);
+  v1::PosteriorRequest request;
+  *request.mutable_header()->mutable_model() = fit->model();
+  request.mutable_header()->mutable_shape()->set_rows(x.rows());
+  request.mutable_header()->mutable_shape()->set_cols(x.cols());
+  ASSERT_TRUE(stream->Write(request));
+  const std::vector<double> values = Values(x);
+  for (size_t begin = 0; begin < values.size(); begin += 32768) {
+    request.Clear();
+    const size_t n = std::min<size_t>(32768, values.size() - begin);
+    request.mutable_chunk()->mutable_values()->Assign(values.begin() + begin,
+                                                      values.begin() + begin + n);
+    ASSERT_TRUE(stream->Write(request));
+  }
+  stream->WritesDone();
+  // Read nothing: the job must give up after max_stall and free the only worker.
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_TRUE(WaitIdle(absl::Seconds(5)));
+  const RowMatrix small = Faithful();
+  CallOptions call;
+  call.timeout = absl::Seconds(10);
+  EXPECT_THAT(client_->Fit(GmmHeader(small, 2), Values(small), nullptr, call), IsOk());
+  context.TryCancel();
+}
+
 TEST_F(FitServiceTest, ShutdownCancelsRunningFitsAfterTheGracePeriod) {
   LongFit fit;
   absl::Notification running;

@@ -52,17 +52,40 @@ TEST(JobQueue, OnQueuedRunsBeforeTheJobAndHeartbeatsReachWaitingJobs) {
   std::atomic<bool> queued_first{false};
   std::atomic<bool> ran{false};
   std::atomic<int> beat_position{-1};
-  ASSERT_THAT(queue.TrySubmit([&] { ran = queued_first.load(); }, [&](int) { queued_first = true; },
-                              [&](int position) {
-                                beat_position = position;
-                                if (!beat.HasBeenNotified()) beat.Notify();
-                              }),
-              IsOk());
+  JobQueue::Hooks hooks;
+  hooks.on_wait = [&](int position) {
+    beat_position = position;
+    if (!beat.HasBeenNotified()) beat.Notify();
+  };
+  ASSERT_THAT(
+      queue.TrySubmit([&] { ran = queued_first.load(); }, [&](int) { queued_first = true; }, hooks),
+      IsOk());
   EXPECT_TRUE(beat.WaitForNotificationWithTimeout(absl::Seconds(5)));
   EXPECT_EQ(beat_position.load(), 0);
   release.Notify();
   queue.Shutdown();
   EXPECT_TRUE(ran.load());
+}
+
+TEST(JobQueue, AbandonedJobsLeaveTheQueueUnrun) {
+  JobQueue queue(1, 1);
+  absl::Notification release, started;
+  ASSERT_THAT(queue.TrySubmit([&] {
+    started.Notify();
+    release.WaitForNotification();
+  }),
+              IsOk());
+  started.WaitForNotification();
+  std::atomic<bool> abandoned{false}, ran{false};
+  JobQueue::Hooks hooks;
+  hooks.abandoned = [&] { return abandoned.load(); };
+  ASSERT_THAT(queue.TrySubmit([&] { ran = true; }, [](int) {}, hooks), IsOk());
+  EXPECT_THAT(queue.TrySubmit([] {}), StatusIs(absl::StatusCode::kResourceExhausted, "full"));
+  abandoned = true;  // e.g. its client cancelled: the slot is free again
+  EXPECT_THAT(queue.TrySubmit([] {}), IsOk());
+  release.Notify();
+  queue.Shutdown();
+  EXPECT_FALSE(ran.load());
 }
 
 }  // namespace

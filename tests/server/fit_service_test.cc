@@ -84,6 +84,26 @@ class FitServiceTest : public ::testing::Test {
     return false;
   }
 
+  // Runs `fit` on a thread with `context` (so the test can cancel it); `on_event` sees its
+  // events.
+  std::thread StartFit(const LongFit& fit, grpc::ClientContext* context,
+                       std::function<void(const v1::FitEvent&)> on_event) {
+    return std::thread([this, &fit, context, on_event = std::move(on_event)] {
+      CallOptions call;
+      call.context = context;
+      (void)client_->Fit(fit.header, Values(fit.x), on_event, call);
+    });
+  }
+  // Runs `fit` on a thread and waits until it is iterating.
+  std::thread StartRunningFit(const LongFit& fit, grpc::ClientContext* context) {
+    auto running = std::make_shared<absl::Notification>();
+    std::thread t = StartFit(fit, context, [running](const v1::FitEvent& e) {
+      if (e.has_iteration() && !running->HasBeenNotified()) running->Notify();
+    });
+    EXPECT_TRUE(running->WaitForNotificationWithTimeout(absl::Seconds(30)));
+    return t;
+  }
+
   std::unique_ptr<Server> server_;
   std::unique_ptr<FitClient> client_;
 };
@@ -262,37 +282,19 @@ TEST_F(FitServiceTest, FullQueueIsResourceExhausted) {
   server_->Shutdown();
   StartServer(/*workers=*/1, /*queue=*/1);
   LongFit fit;
-  const std::vector<double> values = Values(fit.x);
   // Two long fits: one runs, one waits.
   grpc::ClientContext running_ctx, waiting_ctx;
-  absl::Notification running, waiting, heartbeat;
-  std::thread t1([&] {
-    CallOptions call;
-    call.context = &running_ctx;
-    (void)client_->Fit(
-        fit.header, values,
-        [&](const v1::FitEvent& e) {
-          if (e.has_iteration() && !running.HasBeenNotified()) running.Notify();
-        },
-        call);
-  });
-  ASSERT_TRUE(running.WaitForNotificationWithTimeout(absl::Seconds(30)));
-  std::thread t2([&] {
-    CallOptions call;
-    call.context = &waiting_ctx;
-    (void)client_->Fit(
-        fit.header, values,
-        [&](const v1::FitEvent& e) {
-          if (e.has_accepted()) {
-            EXPECT_EQ(e.accepted().queue_position(), 0u);
-            waiting.Notify();
-          }
-          if (e.has_heartbeat() && !heartbeat.HasBeenNotified()) {
-            EXPECT_EQ(e.heartbeat().queue_position(), 0u);
-            heartbeat.Notify();
-          }
-        },
-        call);
+  absl::Notification waiting, heartbeat;
+  std::thread t1 = StartRunningFit(fit, &running_ctx);
+  std::thread t2 = StartFit(fit, &waiting_ctx, [&](const v1::FitEvent& e) {
+    if (e.has_accepted()) {
+      EXPECT_EQ(e.accepted().queue_position(), 0u);
+      waiting.Notify();
+    }
+    if (e.has_heartbeat() && !heartbeat.HasBeenNotified()) {
+      EXPECT_EQ(e.heartbeat().queue_position(), 0u);
+      heartbeat.Notify();
+    }
   });
   ASSERT_TRUE(waiting.WaitForNotificationWithTimeout(absl::Seconds(30)));
   const RowMatrix x = Faithful();
@@ -313,31 +315,13 @@ TEST_F(FitServiceTest, ACancelledQueuedFitReleasesItsDataAtOnce) {
   server_->Shutdown();
   StartServer(/*workers=*/1, /*queue=*/4);
   LongFit fit;
-  const std::vector<double> values = Values(fit.x);
   grpc::ClientContext running_ctx, waiting_ctx;
-  absl::Notification running, waiting;
-  std::thread t1([&] {
-    CallOptions call;
-    call.context = &running_ctx;
-    (void)client_->Fit(
-        fit.header, values,
-        [&](const v1::FitEvent& e) {
-          if (e.has_iteration() && !running.HasBeenNotified()) running.Notify();
-        },
-        call);
-  });
-  ASSERT_TRUE(running.WaitForNotificationWithTimeout(absl::Seconds(30)));
-  const uint64_t one = values.size() * sizeof(double);
+  absl::Notification waiting;
+  std::thread t1 = StartRunningFit(fit, &running_ctx);
+  const uint64_t one = static_cast<uint64_t>(fit.x.size()) * sizeof(double);
   EXPECT_EQ(server_->service().inflight_bytes(), one);  // held while the fit uses the data
-  std::thread t2([&] {
-    CallOptions call;
-    call.context = &waiting_ctx;
-    (void)client_->Fit(
-        fit.header, values,
-        [&](const v1::FitEvent& e) {
-          if (e.has_accepted()) waiting.Notify();
-        },
-        call);
+  std::thread t2 = StartFit(fit, &waiting_ctx, [&](const v1::FitEvent& e) {
+    if (e.has_accepted()) waiting.Notify();
   });
   ASSERT_TRUE(waiting.WaitForNotificationWithTimeout(absl::Seconds(30)));
   EXPECT_EQ(server_->service().inflight_bytes(), 2 * one);

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <memory>
 #include <random>
@@ -73,6 +74,22 @@ const Dataset& SyntheticData() {
   return *data;
 }
 
+// SyntheticData() with each value missing (NaN) with probability 0.2, independently (MCAR).
+const Dataset& MissingData() {
+  static const Dataset* const data = [] {
+    std::mt19937_64 rng(kSeed + 1);
+    std::uniform_real_distribution<double> uniform;
+    auto* d = new Dataset(SyntheticData());
+    for (Eigen::Index i = 0; i < d->x.rows(); ++i) {
+      for (Eigen::Index j = 0; j < d->x.cols(); ++j) {
+        if (uniform(rng) < 0.2) d->x(i, j) = std::numeric_limits<double>::quiet_NaN();
+      }
+    }
+    return d;
+  }();
+  return *data;
+}
+
 void Check(const absl::Status& status) {
   if (!status.ok()) {
     std::fprintf(stderr, "emfit_gmm_bench: %s\n", status.ToString().c_str());
@@ -105,7 +122,8 @@ std::unique_ptr<ThreadPool> MakePool(int threads) {
 
 // Seconds of a warm-started fit with tol=0 and exactly `max_iter` iterations. The data are
 // copied before the clock starts (Fit takes its Dataset by value).
-double TimeFit(CovarianceType type, int max_iter, ThreadPool* pool) {
+double TimeFit(CovarianceType type, int max_iter, ThreadPool* pool,
+               const Dataset& data = SyntheticData()) {
   gmm::GmmSpec spec;
   spec.k = kComponents;
   spec.covariance_type = type;
@@ -115,7 +133,7 @@ double TimeFit(CovarianceType type, int max_iter, ThreadPool* pool) {
   options.tol = 0;
   FitControls controls;
   controls.pool = pool;
-  Dataset copy = SyntheticData();
+  Dataset copy = data;
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<gmm::GmmFitResult> r = gmm::Fit(std::move(copy), spec, options, controls);
   const auto stop = std::chrono::steady_clock::now();
@@ -205,6 +223,24 @@ void Types(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_Score)->Apply(TypesAndThreads)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_EStep)->Apply(TypesAndThreads)->Unit(benchmark::kMillisecond)->UseManualTime();
 BENCHMARK(BM_Iteration)->Apply(TypesAndThreads)->Unit(benchmark::kMillisecond)->UseManualTime();
+// One EM iteration with 20% of the values missing completely at random (issue 4 asks for at
+// most 3x the complete-data BM_Iteration of the same type).
+void BM_IterationMissing(benchmark::State& state) {
+  const CovarianceType type = TypeArg(state);
+  StartingParams(type);
+  const std::unique_ptr<ThreadPool> pool = MakePool(static_cast<int>(state.range(1)));
+  for (auto _ : state) {
+    const double t0 = TimeFit(type, 0, pool.get(), MissingData());
+    const double tn = TimeFit(type, kIterations, pool.get(), MissingData());
+    state.SetIterationTime(std::max(0.0, tn - t0) / kIterations);
+  }
+  SetLabels(state);
+}
+
+BENCHMARK(BM_IterationMissing)
+    ->Apply(TypesAndThreads)
+    ->Unit(benchmark::kMillisecond)
+    ->UseManualTime();
 BENCHMARK(BM_Posteriors)->Apply(Types)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -1,6 +1,9 @@
 // emfitd: the emfit gRPC server.
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -49,11 +52,42 @@ ABSL_FLAG(absl::Duration, heartbeat, kDefaults.heartbeat,
           "Interval of heartbeat events to fits waiting in the queue; 'inf' disables them.");
 ABSL_FLAG(std::string, log_level, "info", "spdlog level: trace, debug, info, warn, error, off.");
 
+#ifndef EMFIT_VARIANT
+#define EMFIT_VARIANT "portable"
+#endif
+
+namespace {
+
+// The portable build hands over to the x86-64-v3 build next to it when the CPU has AVX2 and
+// FMA (see server/CMakeLists.txt). EMFIT_PORTABLE=1 in the environment keeps the portable one.
+void MaybeDispatch(char** argv) {
+#if defined(EMFIT_DISPATCH_TO) && (defined(__x86_64__) || defined(_M_X64))
+  const char* keep = std::getenv("EMFIT_PORTABLE");
+  if (keep != nullptr && std::string(keep) == "1") return;
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) return;
+  self[n] = '\0';
+  std::string path(self);
+  path = path.substr(0, path.find_last_of('/') + 1) + EMFIT_DISPATCH_TO;
+  if (access(path.c_str(), X_OK) != 0) return;
+  execv(path.c_str(), argv);  // returns only on failure: then run the portable build
+#else
+  (void)argv;
+#endif
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  MaybeDispatch(argv);
   absl::SetProgramUsageMessage("emfitd: fit statistical models by EM over gRPC.");
   absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("emfitd"));
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+  spdlog::info("emfitd {} build", EMFIT_VARIANT);
 
   // Block the stop signals in every thread; the main thread waits for them below.
   sigset_t signals;

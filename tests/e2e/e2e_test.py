@@ -112,6 +112,27 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(int(summary["rows_skipped"]), 8)
         self.assertEqual(int(summary["rows_used"]), 264)
 
+    def test_the_portable_and_the_dispatched_builds_agree(self):
+        # emfitd hands over to its x86-64-v3 build on CPUs with AVX2 and FMA; EMFIT_PORTABLE=1
+        # keeps the portable one. Both must give the same fit up to rounding.
+        env = dict(os.environ, EMFIT_PORTABLE="1")
+        portable = Emfitd(ARGS.emfitd, "--workers=1", env=env)
+        try:
+            results = []
+            for server in (portable, self.server):
+                out = os.path.join(portable.dir, "variant.json")
+                r = self.run_cli("fit", "--server=" + server.address,
+                                 "--data=" + os.path.join(ARGS.repo, "data/faithful.csv"),
+                                 "--k=3", "--covariance=full", "--tol=0", "--max_iter=50",
+                                 "--progress=none", "--out=" + out)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                with open(out) as f:
+                    results.append(json.load(f)["summary"]["log_likelihood"])
+            self.assertIn("emfitd portable build", portable.read_log())
+            self.assertAlmostEqual(results[0], results[1], delta=1e-9 * abs(results[0]))
+        finally:
+            self.assertEqual(portable.stop(), 0)
+
     def test_cli_reports_server_errors_with_the_field(self):
         r = self.run_cli("fit", "--server=" + self.server.address,
                          "--data=" + os.path.join(ARGS.repo, "data/faithful.csv"), "--k=500")

@@ -15,13 +15,13 @@ import grpc
 class Emfitd:
     """Starts `emfitd --port=0` and reads the port it bound from --port_file."""
 
-    def __init__(self, binary, *flags):
+    def __init__(self, binary, *flags, env=None):
         self.dir = tempfile.mkdtemp(prefix="emfit-e2e-")
         port_file = os.path.join(self.dir, "port")
         self.log = open(os.path.join(self.dir, "emfitd.log"), "w+")
         self.proc = subprocess.Popen(
             [binary, "--host=127.0.0.1", "--port=0", "--port_file=" + port_file, *flags],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 30
         while not os.path.exists(port_file):
             if self.proc.poll() is not None or time.time() > deadline:

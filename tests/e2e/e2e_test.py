@@ -153,6 +153,14 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(health.Check(health_pb2.HealthCheckRequest()).status,
                          health_pb2.HealthCheckResponse.SERVING)
 
+        from reflection_check import reflection_pb2, reflection_pb2_grpc
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = list(reflection.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        names = {s.name for s in answers[0].list_services_response.service}
+        self.assertIn("emfit.v1.EmFitService", names)
+        self.assertIn("grpc.health.v1.Health", names)
+
         x = np.loadtxt(os.path.join(ARGS.repo, "data/faithful.csv"), delimiter=",", skiprows=1)
 
         def requests():

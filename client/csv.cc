@@ -4,12 +4,12 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
-#include <sstream>
+#include <string>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 
 namespace emfit::client {
 namespace {
@@ -19,8 +19,13 @@ bool IsMissing(absl::string_view cell) {
 }
 
 // Parses one cell (optionally in double quotes); false if it is not a number or a missing
-// marker.
+// marker. The common case, a plain number, is one from_chars call.
 bool ParseCell(absl::string_view cell, double* out) {
+  if (!cell.empty() && cell.front() != ' ' && cell.front() != '+' && cell.front() != '"') {
+    const char* end = cell.data() + cell.size();
+    auto [ptr, ec] = std::from_chars(cell.data(), end, *out);
+    if (ec == std::errc() && ptr == end) return true;
+  }
   cell = absl::StripAsciiWhitespace(cell);
   if (cell.size() >= 2 && cell.front() == '"' && cell.back() == '"') {
     cell = absl::StripAsciiWhitespace(cell.substr(1, cell.size() - 2));
@@ -33,6 +38,21 @@ bool ParseCell(absl::string_view cell, double* out) {
   const char* end = cell.data() + cell.size();
   auto [ptr, ec] = std::from_chars(cell.data(), end, *out);
   return ec == std::errc() && ptr == end;
+}
+
+// Splits `line` at `delimiter` into `cells` (reusing its storage).
+void SplitCells(absl::string_view line, char delimiter, std::vector<absl::string_view>* cells) {
+  cells->clear();
+  size_t start = 0;
+  for (;;) {
+    const size_t next = line.find(delimiter, start);
+    if (next == absl::string_view::npos) {
+      cells->push_back(line.substr(start));
+      return;
+    }
+    cells->push_back(line.substr(start, next - start));
+    start = next + 1;
+  }
 }
 
 std::string Unquote(absl::string_view cell) {
@@ -60,7 +80,7 @@ absl::StatusOr<Table> ParseCsv(absl::string_view text, const CsvOptions& options
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (absl::StripAsciiWhitespace(line).empty()) continue;
-    cells = absl::StrSplit(line, options.delimiter);
+    SplitCells(line, options.delimiter, &cells);
     if (first) {
       first = false;
       table.cols = cells.size();
@@ -94,11 +114,13 @@ absl::StatusOr<Table> ParseCsv(absl::string_view text, const CsvOptions& options
 }
 
 absl::StatusOr<Table> ReadCsvFile(const std::string& path, const CsvOptions& options) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return absl::NotFoundError(absl::StrFormat("cannot open '%s'", path));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  absl::StatusOr<Table> table = ParseCsv(buffer.str(), options);
+  std::string text(static_cast<size_t>(in.tellg()), '\0');
+  in.seekg(0);
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (!in) return absl::UnavailableError(absl::StrFormat("cannot read '%s'", path));
+  absl::StatusOr<Table> table = ParseCsv(text, options);
   if (!table.ok()) {
     return absl::Status(table.status().code(),
                         absl::StrFormat("%s: %s", path, table.status().message()));

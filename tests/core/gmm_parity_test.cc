@@ -48,56 +48,6 @@ Struct LoadFixtures(const std::string& name) {
   return fixtures;
 }
 
-TEST(GmmParity, IteratesMatchScikitLearnFromTheSameStart) {
-  const Struct fixtures = LoadFixtures("sklearn_faithful.json");
-  const Dataset data{testing::ReadCsvOrDie(testing::DataPath("faithful.csv")), {}};
-  const ListValue& cases = fixtures.fields().at("cases").list_value();
-  ASSERT_EQ(cases.values_size(), 12);
-  double worst_ll = 0, worst_param = 0;
-  for (const Value& c : cases.values()) {
-    const auto& f = c.struct_value().fields();
-    const std::string type_name = f.at("covariance_type").string_value();
-    const int iterations = static_cast<int>(f.at("iterations").number_value());
-    SCOPED_TRACE(type_name + " after " + std::to_string(iterations) + " iterations");
-    absl::StatusOr<CovarianceType> type = ParseCovarianceType(type_name);
-    ASSERT_THAT(type, IsOk());
-    const auto& init = f.at("init").struct_value().fields();
-    GmmParams start;
-    start.covariance_type = *type;
-    start.weights = ToMatrix(init.at("weights")).col(0);
-    start.means = ToMatrix(init.at("means"));
-    start.covariances = ToMatrix(init.at("covariances"));
-    GmmSpec spec;
-    spec.k = 3;
-    spec.covariance_type = *type;
-    spec.init_params = start;
-    FitOptions options;
-    options.tol = 0;
-    options.max_iter = iterations;
-    absl::StatusOr<GmmFitResult> fit = Fit(data, spec, options);
-    ASSERT_THAT(fit, IsOk());
-    // The issue asks for 1e-6 in log-likelihood; measured agreement is ~1e-12 (README).
-    const double tol = 1e-10;
-    EXPECT_NEAR(fit->summary.log_likelihood, f.at("log_likelihood").number_value(), 1e-8);
-    EXPECT_TRUE(fit->params.weights.isApprox(ToMatrix(f.at("weights")).col(0), tol))
-        << fit->params.weights.transpose();
-    EXPECT_TRUE(fit->params.means.isApprox(ToMatrix(f.at("means")), tol)) << fit->params.means;
-    EXPECT_TRUE(fit->params.covariances.isApprox(ToMatrix(f.at("covariances")), tol))
-        << fit->params.covariances;
-    worst_ll = std::max(
-        worst_ll, std::abs(fit->summary.log_likelihood - f.at("log_likelihood").number_value()));
-    worst_param =
-        std::max({worst_param,
-                  (fit->params.means - ToMatrix(f.at("means"))).norm() / fit->params.means.norm(),
-                  (fit->params.covariances - ToMatrix(f.at("covariances"))).norm() /
-                      fit->params.covariances.norm()});
-  }
-  std::printf(
-      "largest difference from scikit-learn: log-likelihood %.3g, parameters %.3g "
-      "(relative)\n",
-      worst_ll, worst_param);
-}
-
 GmmParams FromFixture(CovarianceType type,
                       const google::protobuf::Map<std::string, Value>& fields) {
   GmmParams p;
@@ -108,6 +58,54 @@ GmmParams FromFixture(CovarianceType type,
   return p;
 }
 
+// Compares a fit with a reference's parameters and log-likelihood (within `tol`, relative, for
+// the parameters and 1e-8 for the log-likelihood) and keeps the largest gaps seen.
+struct Gaps {
+  double ll = 0, params = 0;
+  void Check(const GmmFitResult& fit, const GmmParams& want, double want_ll, double tol) {
+    EXPECT_NEAR(fit.summary.log_likelihood, want_ll, 1e-8);
+    EXPECT_TRUE(fit.params.weights.isApprox(want.weights, tol)) << fit.params.weights.transpose();
+    EXPECT_TRUE(fit.params.means.isApprox(want.means, tol)) << fit.params.means;
+    EXPECT_TRUE(fit.params.covariances.isApprox(want.covariances, tol)) << fit.params.covariances;
+    ll = std::max(ll, std::abs(fit.summary.log_likelihood - want_ll));
+    params =
+        std::max({params, (fit.params.means - want.means).norm() / want.means.norm(),
+                  (fit.params.covariances - want.covariances).norm() / want.covariances.norm()});
+  }
+  void Print(const char* reference) const {
+    std::printf("largest difference from %s: log-likelihood %.3g, parameters %.3g (relative)\n",
+                reference, ll, params);
+  }
+};
+
+TEST(GmmParity, IteratesMatchScikitLearnFromTheSameStart) {
+  const Struct fixtures = LoadFixtures("sklearn_faithful.json");
+  const Dataset data{testing::ReadCsvOrDie(testing::DataPath("faithful.csv")), {}};
+  const ListValue& cases = fixtures.fields().at("cases").list_value();
+  ASSERT_EQ(cases.values_size(), 12);
+  Gaps gaps;
+  for (const Value& c : cases.values()) {
+    const auto& f = c.struct_value().fields();
+    const std::string type_name = f.at("covariance_type").string_value();
+    const int iterations = static_cast<int>(f.at("iterations").number_value());
+    SCOPED_TRACE(type_name + " after " + std::to_string(iterations) + " iterations");
+    absl::StatusOr<CovarianceType> type = ParseCovarianceType(type_name);
+    ASSERT_THAT(type, IsOk());
+    GmmSpec spec;
+    spec.k = 3;
+    spec.covariance_type = *type;
+    spec.init_params = FromFixture(*type, f.at("init").struct_value().fields());
+    FitOptions options;
+    options.tol = 0;
+    options.max_iter = iterations;
+    absl::StatusOr<GmmFitResult> fit = Fit(data, spec, options);
+    ASSERT_THAT(fit, IsOk());
+    // The issue asks for 1e-6 in log-likelihood; measured agreement is ~1e-12 (docs/gmm.md).
+    gaps.Check(*fit, FromFixture(*type, f), f.at("log_likelihood").number_value(), 1e-10);
+  }
+  gaps.Print("scikit-learn");
+}
+
 // R mclust 6.0 (me(), no prior) from the same starting point. mclust does not regularise, so
 // reg_covar = 0; its iteration is an M-step then an E-step, so its parameters after one
 // iteration are emfit's start and mclust's T iterations are emfit's T - 1.
@@ -116,7 +114,7 @@ TEST(GmmParity, IteratesMatchMclustFromTheSameStart) {
   const Dataset data{testing::ReadCsvOrDie(testing::DataPath("faithful.csv")), {}};
   const ListValue& cases = fixtures.fields().at("cases").list_value();
   ASSERT_EQ(cases.values_size(), 12);
-  double worst_ll = 0, worst_param = 0;
+  Gaps gaps;
   for (const Value& c : cases.values()) {
     const auto& f = c.struct_value().fields();
     const std::string type_name = f.at("covariance_type").string_value();
@@ -140,23 +138,12 @@ TEST(GmmParity, IteratesMatchMclustFromTheSameStart) {
     options.max_iter = iterations - 1;
     absl::StatusOr<GmmFitResult> fit = Fit(data, spec, options);
     ASSERT_THAT(fit, IsOk());
-    const GmmParams expected = FromFixture(*type, want);
-    EXPECT_NEAR(fit->summary.log_likelihood, want.at("log_likelihood").number_value(), 1e-8);
     // With tol = 0, mclust still stops once the log-likelihood stops changing in floating point
     // (VVV reaches that before 50 iterations), where the parameters are ~1e-9 from the fixed
     // point that emfit's further iterations reach; hence 1e-8 here.
-    EXPECT_TRUE(fit->params.weights.isApprox(expected.weights, 1e-8));
-    EXPECT_TRUE(fit->params.means.isApprox(expected.means, 1e-8)) << fit->params.means;
-    EXPECT_TRUE(fit->params.covariances.isApprox(expected.covariances, 1e-8))
-        << fit->params.covariances;
-    worst_ll = std::max(
-        worst_ll, std::abs(fit->summary.log_likelihood - want.at("log_likelihood").number_value()));
-    worst_param = std::max(
-        {worst_param, (fit->params.means - expected.means).norm() / expected.means.norm(),
-         (fit->params.covariances - expected.covariances).norm() / expected.covariances.norm()});
+    gaps.Check(*fit, FromFixture(*type, want), want.at("log_likelihood").number_value(), 1e-8);
   }
-  std::printf("largest difference from mclust: log-likelihood %.3g, parameters %.3g (relative)\n",
-              worst_ll, worst_param);
+  gaps.Print("mclust");
 }
 
 }  // namespace

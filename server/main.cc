@@ -1,5 +1,4 @@
 // emfitd: the emfit gRPC server.
-#include <malloc.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -84,11 +83,6 @@ void MaybeDispatch(char** argv) {
 
 int main(int argc, char** argv) {
   MaybeDispatch(argv);
-  // Request messages (up to --max_message_bytes) are allocated and freed on gRPC's threads;
-  // with glibc's adaptive threshold they end up in per-thread heaps that never shrink, so a
-  // server's peak memory crept up call after call. A fixed threshold serves them from mmap and
-  // returns them at once.
-  mallopt(M_MMAP_THRESHOLD, 64 << 10);
   absl::SetProgramUsageMessage("emfitd: fit statistical models by EM over gRPC.");
   absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("emfitd"));

@@ -1,4 +1,5 @@
 // emfitd: the emfit gRPC server.
+#include <malloc.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -83,6 +84,11 @@ void MaybeDispatch(char** argv) {
 
 int main(int argc, char** argv) {
   MaybeDispatch(argv);
+  // Request chunks (hundreds of KiB) are allocated and freed on gRPC's many threads; with one
+  // glibc heap per thread they fragmented and the server's peak crept up call after call. Two
+  // shared heaps reuse the freed chunks (docs/benchmarks.md). A fixed mmap threshold would also
+  // do, but it sends Eigen's matrix-product buffers through mmap and slows fits down.
+  mallopt(M_ARENA_MAX, 2);
   absl::SetProgramUsageMessage("emfitd: fit statistical models by EM over gRPC.");
   absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("emfitd"));

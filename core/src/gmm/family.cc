@@ -41,15 +41,17 @@ namespace {
 template <class BlockFn>
 absl::Status ForEachBlock(const RowStripes& stripes, const Dataset& data, CovarianceType type,
                           int k, bool per_component, const FitControls& controls,
-                          std::vector<GmmStats>* partials, GmmStats* total, BlockFn&& block_fn) {
+                          std::vector<GmmStats>* partials, std::vector<BlockScratch>* scratches,
+                          GmmStats* total, BlockFn&& block_fn) {
   partials->resize(stripes.count);
+  scratches->resize(stripes.count);
   std::atomic<bool> stop{false};
   std::vector<absl::Status> errors(stripes.count);
   const int d = static_cast<int>(data.cols());
   ParallelFor(controls.pool, stripes.count, [&](int s) {
     GmmStats& part = (*partials)[s];
     part.Reset(type, k, d, per_component);
-    RowMatrix scratch;
+    BlockScratch& scratch = (*scratches)[s];
     for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += kBlockRows) {
       if (stop.load(std::memory_order_relaxed)) return;
       if (!CheckInterrupted(controls).ok()) {
@@ -88,17 +90,18 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
   if (missing_) caches.assign(stripes.count, PatternCache(params));
   absl::Status st = ForEachBlock(
       stripes, data_, spec_.covariance_type, c.k, per_component, controls, &stats->stripes,
-      &stats->total, [&](int s, int64_t begin, int64_t rows, GmmStats* part, RowMatrix* scratch) {
+      &stats->scratch, &stats->total,
+      [&](int s, int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
         const auto block = data_.x.middleRows(begin, rows);
         const Eigen::VectorXd w =
             weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows)) : Eigen::VectorXd();
-        Eigen::MatrixXd resp;
-        Eigen::VectorXd row_ll;
+        Eigen::MatrixXd& resp = scratch->resp;
+        Eigen::VectorXd& row_ll = scratch->row_ll;
         if (missing_ && block.hasNaN()) {
           EMFIT_RETURN_IF_ERROR(
               MissingBlock(params, c, block, w, stats->shift, &caches[s], &resp, &row_ll, part));
         } else {
-          LogJoint(c, block, &resp, scratch);
+          LogJoint(c, block, &resp, &scratch->products);
           NormalizeRows(&resp, &row_ll);
           AccumulateBlock(spec_.covariance_type, block, w, resp, stats->shift, part, scratch);
         }
@@ -128,18 +131,20 @@ absl::StatusOr<GmmParams> GmmFamily::ParamsFromResponsibilities(const Eigen::Mat
   const int k = static_cast<int>(shift.rows());
   const bool weighted = data_.weights.size() != 0;
   const RowStripes stripes = Stripes();
-  EMFIT_RETURN_IF_ERROR(ForEachBlock(
-      stripes, data_, spec_.covariance_type, k, /*per_component=*/false, controls, &stats.stripes,
-      &stats.total, [&](int, int64_t begin, int64_t rows, GmmStats* part, RowMatrix* scratch) {
-        Eigen::MatrixXd resp(rows, k);
-        resp_fn(begin, rows, &resp);
-        const auto block = data_.x.middleRows(begin, rows);
-        AccumulateBlock(
-            spec_.covariance_type, block,
-            weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows)) : Eigen::VectorXd(),
-            resp, stats.shift, part, scratch);
-        return absl::OkStatus();
-      }));
+  EMFIT_RETURN_IF_ERROR(
+      ForEachBlock(stripes, data_, spec_.covariance_type, k, /*per_component=*/false, controls,
+                   &stats.stripes, &stats.scratch, &stats.total,
+                   [&](int, int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
+                     Eigen::MatrixXd& resp = scratch->resp;
+                     resp.resize(rows, k);
+                     resp_fn(begin, rows, &resp);
+                     const auto block = data_.x.middleRows(begin, rows);
+                     AccumulateBlock(spec_.covariance_type, block,
+                                     weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows))
+                                              : Eigen::VectorXd(),
+                                     resp, stats.shift, part, scratch);
+                     return absl::OkStatus();
+                   }));
   // Nothing is fixed at initialisation: the starting point comes from the responsibilities.
   GmmParams params;
   internal::MStep(spec_.covariance_type, spec_.reg_covar, FixedParams{}, stats.total, stats.shift,

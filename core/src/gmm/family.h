@@ -20,8 +20,9 @@ class GmmFamily {
   using Params = GmmParams;
   struct Stats {
     GmmStats total;
-    std::vector<GmmStats> stripes;  // per-stripe partials, reduced in stripe order
-    Eigen::MatrixXd shift;          // the means the moments are taken about
+    std::vector<GmmStats> stripes;      // per-stripe partials, reduced in stripe order
+    Eigen::MatrixXd shift;              // the means the moments are taken about
+    std::vector<BlockScratch> scratch;  // per-stripe work matrices, reused every iteration
   };
 
   // `data` must outlive the family; its values are finite or, if `missing`, NaN (validated by

@@ -57,11 +57,11 @@ void AccumulateComponent(CovarianceType type, int j, const Eigen::Ref<const RowM
 
 void AccumulateBlock(CovarianceType type, const Eigen::Ref<const RowMatrix>& block,
                      const Eigen::Ref<const Eigen::VectorXd>& w, const Eigen::MatrixXd& resp,
-                     const Eigen::MatrixXd& shift, GmmStats* s, RowMatrix* scratch) {
+                     const Eigen::MatrixXd& shift, GmmStats* s, BlockScratch* scratch) {
   const int k = static_cast<int>(resp.cols());
   const bool weighted = w.size() != 0;
   s->total_weight += weighted ? w.sum() : static_cast<double>(block.rows());
-  RowMatrix& diff = *scratch;
+  RowMatrix& diff = scratch->diff;
   if (s->sxx.size() != 0) {
     if (weighted) {
       diff = block.array().colwise() * w.array().sqrt();
@@ -72,7 +72,8 @@ void AccumulateBlock(CovarianceType type, const Eigen::Ref<const RowMatrix>& blo
   }
   // w_i r_ij for the whole block; first moments of all components in one product:
   // delta_j = sum_i wr_ij (x_i - m_j) = (WR^T X)_j - (sum_i wr_ij) m_j.
-  const Eigen::MatrixXd wr = weighted ? Eigen::MatrixXd(resp.array().colwise() * w.array()) : resp;
+  if (weighted) scratch->weighted = resp.array().colwise() * w.array();
+  const Eigen::MatrixXd& wr = weighted ? scratch->weighted : resp;
   const Eigen::RowVectorXd mass = wr.colwise().sum();
   s->nk += mass.transpose();
   s->delta.noalias() += wr.transpose() * block;

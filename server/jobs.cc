@@ -34,7 +34,8 @@ absl::StatusOr<FitPlan> PlanFit(const v1::FitHeader& header, const ServiceLimits
   const int64_t cols = static_cast<int64_t>(header.shape().cols());
   EMFIT_RETURN_IF_ERROR(std::visit(
       Overloaded{[&](gmm::GmmSpec& s) -> absl::Status {
-        EMFIT_RETURN_IF_ERROR(CheckK(static_cast<uint32_t>(s.k), limits, "spec.gmm.k"));
+        // The value sent, not the clamped one, so that the message quotes the request.
+        EMFIT_RETURN_IF_ERROR(CheckK(header.spec().gmm().k(), limits, "spec.gmm.k"));
         EMFIT_RETURN_IF_ERROR(s.Validate(rows, cols));
         EMFIT_RETURN_IF_ERROR(
             CheckModelSize(gmm::NumFreeParameters(s.covariance_type, s.k, static_cast<int>(cols)),

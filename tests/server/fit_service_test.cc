@@ -241,6 +241,8 @@ TEST_F(FitServiceTest, LimitsAreResourceExhaustedNamingTheLimit) {
   const RowMatrix small = x.topRows(50);
   EXPECT_THAT(client_->Fit(GmmHeader(small, 6), Values(small)),
               StatusIs(absl::StatusCode::kResourceExhausted, "--max_k"));
+  EXPECT_THAT(client_->Fit(GmmHeader(small, -1 /* 4294967295 on the wire */), Values(small)),
+              StatusIs(absl::StatusCode::kResourceExhausted, "got 4294967295"));
   EXPECT_THAT(client_->Fit(GmmHeader(small, 2), Values(small)), IsOk());
   // k and d within their limits, but too large a model together.
   limits.max_rows = 10000;

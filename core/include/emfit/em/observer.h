@@ -28,8 +28,9 @@ struct FitWarning {
 
 // Receives progress of a fit. Calls come from the fitting thread, in order; implementations
 // must be fast and must not block. Stopping a fit goes through the CancellationToken, never
-// through the observer. Restarts may run on several threads in later versions: an observer
-// shared by restarts must then be thread-safe (documented where that happens).
+// through the observer. With a thread pool in FitControls and n_init > 1, restarts run
+// concurrently and call the observer from several threads: it must then be thread-safe (each
+// restart's own calls stay in order; `restart` in the events tells them apart).
 class FitObserver {
  public:
   virtual ~FitObserver() = default;

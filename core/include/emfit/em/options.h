@@ -45,7 +45,7 @@ struct FitControls {
   // Polled before every iteration and between row blocks; a cancelled fit stops with reason
   // kCancelled and returns the last complete parameters.
   const CancellationToken* cancel = nullptr;
-  // Receives progress; called on the fitting thread.
+  // Receives progress (see FitObserver: concurrent calls when restarts run on `pool`).
   FitObserver* observer = nullptr;
   // Row blocks of the E-step run on this pool (null: on the calling thread only).
   ThreadPool* pool = nullptr;

@@ -594,6 +594,24 @@ TEST_F(FitServiceTest, WarmStartFromAResultAndFixedMeans) {
               StatusIs(absl::StatusCode::kInvalidArgument, "header.init.gmm"));
 }
 
+TEST_F(FitServiceTest, CollapsedComponentsAreReportedAsWarningEvents) {
+  // Three point masses, repeated: every covariance collapses onto reg_covar.
+  RowMatrix x(10, 2);
+  x << 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 10, 0, 10, 0, 0, 10, 0, 10;
+  std::vector<v1::Warning> warnings;
+  absl::StatusOr<v1::FitResult> fit =
+      client_->Fit(GmmHeader(x, 3), Values(x), [&](const v1::FitEvent& e) {
+        if (e.has_warning()) warnings.push_back(e.warning());
+      });
+  ASSERT_THAT(fit, IsOk());
+  ASSERT_EQ(warnings.size(), 3u);  // once per component, not once per iteration
+  for (const v1::Warning& w : warnings) {
+    EXPECT_EQ(w.code(), "collapsed_covariance");
+    EXPECT_THAT(w.message(), ::testing::HasSubstr("reg_covar"));
+  }
+  EXPECT_TRUE(std::isfinite(fit->summary().log_likelihood()));
+}
+
 TEST_F(FitServiceTest, MissingValuesAreFittedAndReported) {
   const RowMatrix x = Faithful();
   std::vector<double> values = Values(x);

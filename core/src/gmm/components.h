@@ -23,27 +23,11 @@ struct Components {
   std::vector<Eigen::MatrixXd> prec_chol;  // full: k upper d x d; tied: 1
   Eigen::MatrixXd inv_sd;                  // diag: k x d; spherical: k x 1
   Eigen::VectorXd log_det_half;            // sum_j ln U_jj = -ln|Sigma_k| / 2
-  // full: [U_1 ... U_k] (d x k*d) and [mu_1^T U_1 ... mu_k^T U_k] (1 x k*d), so that all
-  // (x - mu_j) U_j of a block come from one matrix product.
-  Eigen::MatrixXd prec_chol_all;
-  Eigen::RowVectorXd centers_all;
-  // diag / spherical: precisions P (k x d, spherical k x 1), mu o P and sum_j mu^2 P for the
-  // expanded-square form, used when it cannot cancel badly (algorithms.md §1.1).
-  Eigen::MatrixXd prec;
-  Eigen::MatrixXd mean_prec;
-  Eigen::VectorXd mean_sq_prec;
-  bool expanded = false;
 };
 
 // Factorises `params`. FAILED_PRECONDITION naming the component when a covariance is not
 // positive definite (`what` prefixes the message).
 absl::StatusOr<Components> Factorize(const GmmParams& params, absl::string_view what);
-
-// a_ik = ln pi_k + ln N(x_i | mu_k, Sigma_k) for a block of rows, in difference form
-// ((x - mu) U), which does not cancel when ||x|| is large against the spread.
-// `out` is resized to rows x k; `scratch` is reused between calls.
-void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eigen::MatrixXd* out,
-              RowMatrix* scratch);
 
 // Turns a_ik into responsibilities in place (row-wise softmax) and writes each row's
 // log-likelihood LSE_k a_ik into `row_ll`.

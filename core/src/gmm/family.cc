@@ -101,9 +101,10 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
           EMFIT_RETURN_IF_ERROR(
               MissingBlock(params, c, block, w, stats->shift, &caches[s], &resp, &row_ll, part));
         } else {
-          LogJoint(c, block, &resp, &scratch->products);
+          ToFeatureMajor(block, &scratch->kernel);
+          LogJointTiled(c, &scratch->kernel, &resp);
           NormalizeRows(&resp, &row_ll);
-          AccumulateBlock(spec_.covariance_type, block, w, resp, stats->shift, part, scratch);
+          AccumulateTiled(resp, w, stats->shift, &scratch->kernel, part);
         }
         part->log_likelihood += weighted ? w.dot(row_ll) : row_ll.sum();
         return absl::OkStatus();
@@ -139,10 +140,10 @@ absl::StatusOr<GmmParams> GmmFamily::ParamsFromResponsibilities(const Eigen::Mat
                      resp.resize(rows, k);
                      resp_fn(begin, rows, &resp);
                      const auto block = data_.x.middleRows(begin, rows);
-                     AccumulateBlock(spec_.covariance_type, block,
+                     AccumulateBlock(block,
                                      weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows))
                                               : Eigen::VectorXd(),
-                                     resp, stats.shift, part, scratch);
+                                     resp, stats.shift, part, &scratch->kernel);
                      return absl::OkStatus();
                    }));
   // Nothing is fixed at initialisation: the starting point comes from the responsibilities.

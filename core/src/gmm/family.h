@@ -11,6 +11,7 @@
 #include "emfit/em/options.h"
 #include "emfit/gmm/gmm.h"
 #include "exec/stripes.h"
+#include "gmm/kernels.h"
 #include "gmm/stats.h"
 
 namespace emfit::gmm::internal {

@@ -17,6 +17,7 @@
 #include "gmm/components.h"
 #include "gmm/family.h"
 #include "gmm/init.h"
+#include "gmm/kernels.h"
 #include "gmm/missing.h"
 #include "math/rng.h"
 
@@ -390,7 +391,7 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
                                                  &cache, &out.responsibilities, &out.log_likelihood,
                                                  nullptr));
   } else {
-    RowMatrix scratch;
+    internal::KernelScratch scratch;
     internal::LogJoint(c, block, &out.responsibilities, &scratch);
     internal::NormalizeRows(&out.responsibilities, &out.log_likelihood);
   }
@@ -421,7 +422,7 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
   ParallelFor(controls.pool, stripes.count, [&](int s) {
     Eigen::MatrixXd a;
     Eigen::VectorXd row_ll;
-    RowMatrix scratch;
+    internal::KernelScratch scratch;
     internal::PatternCache cache(params);
     Partial& p = partial[s];
     for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += ::emfit::internal::kBlockRows) {

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "emfit/base/status_macros.h"
+#include "gmm/kernels.h"
 
 namespace emfit::gmm::internal {
 
@@ -120,7 +121,7 @@ absl::Status MissingBlock(const GmmParams& params, const Components& complete,
   };
   std::vector<Run> runs;
   resp->resize(n, k);
-  RowMatrix scratch;
+  KernelScratch kernel;
   for (Eigen::Index r = 0; r < n;) {
     Eigen::Index e = r + 1;
     while (e < n && patterns[order[e]] == patterns[order[r]]) ++e;
@@ -131,7 +132,7 @@ absl::Status MissingBlock(const GmmParams& params, const Components& complete,
     if (all_observed) {
       run.x_obs.resize(e - r, d);
       for (Eigen::Index i = r; i < e; ++i) run.x_obs.row(i - r) = block.row(order[i]);
-      LogJoint(complete, run.x_obs, &a, &scratch);
+      LogJoint(complete, run.x_obs, &a, &kernel);
     } else {
       EMFIT_ASSIGN_OR_RETURN(run.factors, cache->Get(pat));
       const std::vector<int>& obs = run.factors->obs;
@@ -140,7 +141,7 @@ absl::Status MissingBlock(const GmmParams& params, const Components& complete,
       if (obs.empty()) {
         a = run.factors->sub.log_weights.transpose().replicate(e - r, 1);
       } else {
-        LogJoint(run.factors->sub, run.x_obs, &a, &scratch);
+        LogJoint(run.factors->sub, run.x_obs, &a, &kernel);
       }
     }
     for (Eigen::Index i = r; i < e; ++i) resp->row(order[i]) = a.row(i - r);
@@ -152,7 +153,7 @@ absl::Status MissingBlock(const GmmParams& params, const Components& complete,
 
   const bool weighted = w.size() != 0;
   stats->total_weight += weighted ? w.sum() : static_cast<double>(n);
-  RowMatrix x_hat;
+  RowMatrix x_hat, scratch;
   Eigen::VectorXd wr;
   for (const Run& run : runs) {
     const Eigen::Index m = run.end - run.begin;

@@ -55,41 +55,6 @@ void AccumulateComponent(CovarianceType type, int j, const Eigen::Ref<const RowM
   }
 }
 
-void AccumulateBlock(CovarianceType type, const Eigen::Ref<const RowMatrix>& block,
-                     const Eigen::Ref<const Eigen::VectorXd>& w, const Eigen::MatrixXd& resp,
-                     const Eigen::MatrixXd& shift, GmmStats* s, BlockScratch* scratch) {
-  const int k = static_cast<int>(resp.cols());
-  const bool weighted = w.size() != 0;
-  s->total_weight += weighted ? w.sum() : static_cast<double>(block.rows());
-  RowMatrix& diff = scratch->diff;
-  if (s->sxx.size() != 0) {
-    if (weighted) {
-      diff = block.array().colwise() * w.array().sqrt();
-      s->sxx.selfadjointView<Eigen::Lower>().rankUpdate(diff.transpose());
-    } else {
-      s->sxx.selfadjointView<Eigen::Lower>().rankUpdate(block.transpose());
-    }
-  }
-  // w_i r_ij for the whole block; first moments of all components in one product:
-  // delta_j = sum_i wr_ij (x_i - m_j) = (WR^T X)_j - (sum_i wr_ij) m_j.
-  if (weighted) scratch->weighted = resp.array().colwise() * w.array();
-  const Eigen::MatrixXd& wr = weighted ? scratch->weighted : resp;
-  const Eigen::RowVectorXd mass = wr.colwise().sum();
-  s->nk += mass.transpose();
-  s->delta.noalias() += wr.transpose() * block;
-  s->delta.array() -= shift.array().colwise() * mass.transpose().array();
-  for (int j = 0; j < k; ++j) {
-    if (!s->sdd.empty()) {
-      // Scatter about m_j in the centred form: one rank update per component.
-      diff = (block.rowwise() - shift.row(j)).array().colwise() * wr.col(j).array().sqrt();
-      s->sdd[j].selfadjointView<Eigen::Lower>().rankUpdate(diff.transpose());
-    } else if (type == CovarianceType::kDiag || type == CovarianceType::kSpherical) {
-      diff = (block.rowwise() - shift.row(j)).array().square();
-      s->sdd_diag.row(j).noalias() += wr.col(j).transpose() * diff;
-    }
-  }
-}
-
 void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, const GmmStats& s,
            const Eigen::MatrixXd& shift, const GmmParams& previous, GmmParams* p) {
   const int k = static_cast<int>(s.nk.size());

@@ -34,21 +34,6 @@ void AccumulateComponent(CovarianceType type, int j, const Eigen::Ref<const RowM
                          const Eigen::VectorXd& wr, const Eigen::MatrixXd& shift, GmmStats* s,
                          RowMatrix* scratch);
 
-// Work matrices of one stripe, kept across blocks and iterations so that the E-step allocates
-// nothing once it has run a first block.
-struct BlockScratch {
-  RowMatrix products;        // LogJoint's x U products
-  RowMatrix diff;            // centred, weighted rows for the scatter updates
-  Eigen::MatrixXd resp;      // rows x k responsibilities
-  Eigen::MatrixXd weighted;  // rows x k, w_i r_ij
-  Eigen::VectorXd row_ll;    // rows
-};
-
-// Adds a block of complete rows. `resp` is rows x k, `w` the row weights (empty: 1).
-void AccumulateBlock(CovarianceType type, const Eigen::Ref<const RowMatrix>& block,
-                     const Eigen::Ref<const Eigen::VectorXd>& w, const Eigen::MatrixXd& resp,
-                     const Eigen::MatrixXd& shift, GmmStats* stats, BlockScratch* scratch);
-
 // Which parameters the M-step keeps at their previous values (`previous`).
 struct FixedParams {
   bool weights = false;

@@ -1,0 +1,283 @@
+#include "gmm/kernels.h"
+
+#include <algorithm>
+
+namespace emfit::gmm::internal {
+namespace {
+
+constexpr int R = kTileRows;
+constexpr int kChunkRows = 128;
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+
+using ConstLanesMap = Eigen::Map<const Lanes>;
+
+// The rows [i0, i0 + R) of feature f of the feature-major block `x` (leading dimension ld).
+inline ConstLanesMap Feature(const double* x, Eigen::Index ld, Eigen::Index i0, int f) {
+  return ConstLanesMap(x + f * ld + i0);
+}
+
+// y_f = x_f - mu_f for every feature of the tile at i0.
+inline void CentredTile(const double* x, Eigen::Index ld, Eigen::Index i0, int d, const double* mu,
+                        Lanes* y) {
+  for (int f = 0; f < d; ++f) y[f] = Feature(x, ld, i0, f) - mu[f];
+}
+
+// z_l = sum_{c<=l} U_cl y_c for U upper triangular (column-major d x d), the rows of the tile
+// times U. With `norms`, only *norms = sum_l z_l^2 is kept.
+inline void TriangularTimes(const Lanes* y, int d, const double* u, Lanes* z_out, Lanes* norms) {
+  Lanes acc = Lanes::Zero();
+  for (int l = 0; l < d; ++l) {
+    const double* ul = u + static_cast<Eigen::Index>(l) * d;
+    Lanes z = ul[0] * y[0];
+    for (int c = 1; c <= l; ++c) z += ul[c] * y[c];
+    if (norms != nullptr) {
+      acc += z.square();
+    } else {
+      z_out[l] = z;
+    }
+  }
+  if (norms != nullptr) *norms = acc;
+}
+
+// out[r] = offset - m[r] / 2 for the valid rows of a tile.
+inline void StoreLogJoint(const Lanes& m, int valid, double offset, double* out) {
+  if (valid == R) {
+    Eigen::Map<Lanes> dst(out);
+    dst = offset - 0.5 * m;
+  } else {
+    for (int r = 0; r < valid; ++r) out[r] = offset - 0.5 * m[r];
+  }
+}
+
+// lower(a, b) += sum_i u_ia v_ib for b <= a, with u and v column-major (n x d, n a multiple
+// of kTileRows). Two columns of u against two of v at a time, so that each value loaded feeds
+// two multiply-adds, with two SIMD registers of partial sums per product.
+void LowerProducts(const double* u, const double* v, Eigen::Index n, int d,
+                   Eigen::MatrixXd* lower) {
+  constexpr int P = 2 * Eigen::internal::packet_traits<double>::size;
+  using Pack = Eigen::Array<double, P, 1>;
+  using PackMap = Eigen::Map<const Pack>;
+  for (int a0 = 0; a0 < d; a0 += 2) {
+    const int a1 = std::min(a0 + 1, d - 1);
+    const double* u0 = u + a0 * n;
+    const double* u1 = u + a1 * n;
+    for (int b0 = 0; b0 <= a1; b0 += 2) {
+      const int b1 = std::min(b0 + 1, d - 1);
+      const double* v0 = v + b0 * n;
+      const double* v1 = v + b1 * n;
+      Pack s00 = Pack::Zero(), s01 = Pack::Zero(), s10 = Pack::Zero(), s11 = Pack::Zero();
+      for (Eigen::Index i = 0; i < n; i += P) {
+        const Pack x0 = PackMap(u0 + i), x1 = PackMap(u1 + i);
+        const Pack y0 = PackMap(v0 + i), y1 = PackMap(v1 + i);
+        s00 += x0 * y0;
+        s01 += x0 * y1;
+        s10 += x1 * y0;
+        s11 += x1 * y1;
+      }
+      (*lower)(a0, b0) += s00.sum();
+      if (b1 != b0 && b1 <= a0) (*lower)(a0, b1) += s01.sum();
+      if (a1 != a0) {
+        (*lower)(a1, b0) += s10.sum();
+        if (b1 != b0) (*lower)(a1, b1) += s11.sum();
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void ToFeatureMajor(const Eigen::Ref<const RowMatrix>& block, KernelScratch* scratch) {
+  const Eigen::Index n = block.rows();
+  const Eigen::Index padded = (n + R - 1) / R * R;
+  scratch->rows = n;
+  scratch->xt.resize(padded, block.cols());
+  scratch->xt.topRows(n) = block;
+  if (padded > n) scratch->xt.bottomRows(padded - n).setZero();
+}
+
+void LogJointTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* out) {
+  const Eigen::Index n = scratch->rows;
+  const Eigen::Index ld = scratch->xt.rows();
+  const int d = c.d, k = c.k;
+  const double* x = scratch->xt.data();
+  out->resize(n, k);
+  // Row-major copies of what each tile reads: the means and, by type, the centres mu_j U
+  // (tied) or the inverse standard deviations (diag, spherical); then the log offsets.
+  std::vector<double>& params = scratch->params;
+  params.assign(2 * static_cast<size_t>(k) * d + k + d, 0.0);
+  double* mu = params.data();
+  double* aux = mu + static_cast<size_t>(k) * d;
+  double* offset = aux + static_cast<size_t>(k) * d;
+  const double* zero = offset + k;
+  for (int j = 0; j < k; ++j) {
+    offset[j] = c.log_weights[j] + c.log_det_half[j] - 0.5 * d * kLog2Pi;
+    for (int f = 0; f < d; ++f) mu[j * d + f] = c.means(j, f);
+  }
+  if (c.type == CovarianceType::kTied) {
+    const Eigen::MatrixXd centres = c.means * c.prec_chol[0].triangularView<Eigen::Upper>();
+    for (int j = 0; j < k; ++j) {
+      for (int f = 0; f < d; ++f) aux[j * d + f] = centres(j, f);
+    }
+  } else if (c.type == CovarianceType::kDiag || c.type == CovarianceType::kSpherical) {
+    for (int j = 0; j < k; ++j) {
+      for (int f = 0; f < d; ++f) {
+        aux[j * d + f] = c.inv_sd(j, c.type == CovarianceType::kDiag ? f : 0);
+      }
+    }
+  }
+  LanesVector& tiles = scratch->tiles;
+  tiles.resize(2 * static_cast<size_t>(d));
+  Lanes* y = tiles.data();
+  Lanes* z = y + d;
+  Lanes m;
+  for (Eigen::Index i0 = 0; i0 < n; i0 += R) {
+    const int valid = static_cast<int>(std::min<Eigen::Index>(R, n - i0));
+    switch (c.type) {
+      case CovarianceType::kFull:
+        for (int j = 0; j < k; ++j) {
+          CentredTile(x, ld, i0, d, mu + j * d, y);
+          TriangularTimes(y, d, c.prec_chol[j].data(), nullptr, &m);
+          StoreLogJoint(m, valid, offset[j], out->col(j).data() + i0);
+        }
+        break;
+      case CovarianceType::kTied:
+        // x U once per tile (the fit centres the data), then ||x U - mu_j U||^2.
+        CentredTile(x, ld, i0, d, zero, y);
+        TriangularTimes(y, d, c.prec_chol[0].data(), z, nullptr);
+        for (int j = 0; j < k; ++j) {
+          const double* cj = aux + j * d;
+          m = (z[0] - cj[0]).square();
+          for (int f = 1; f < d; ++f) m += (z[f] - cj[f]).square();
+          StoreLogJoint(m, valid, offset[j], out->col(j).data() + i0);
+        }
+        break;
+      case CovarianceType::kDiag:
+      case CovarianceType::kSpherical:
+        for (int j = 0; j < k; ++j) {
+          const double* mj = mu + j * d;
+          const double* sj = aux + j * d;
+          m = ((Feature(x, ld, i0, 0) - mj[0]) * sj[0]).square();
+          for (int f = 1; f < d; ++f) m += ((Feature(x, ld, i0, f) - mj[f]) * sj[f]).square();
+          StoreLogJoint(m, valid, offset[j], out->col(j).data() + i0);
+        }
+        break;
+    }
+  }
+}
+
+void AccumulateTiled(const Eigen::MatrixXd& resp, const Eigen::Ref<const Eigen::VectorXd>& w,
+                     const Eigen::MatrixXd& shift, KernelScratch* scratch, GmmStats* s) {
+  const Eigen::Index n = scratch->rows;
+  const Eigen::Index ld = scratch->xt.rows();
+  const Eigen::Index tile_count = ld / R;
+  const int d = static_cast<int>(scratch->xt.cols());
+  const int k = static_cast<int>(resp.cols());
+  const double* x = scratch->xt.data();
+  const bool weighted = w.size() != 0;
+  const bool scatter = !s->sdd.empty();
+  const bool pooled = s->sxx.size() != 0;
+  s->total_weight += weighted ? w.sum() : static_cast<double>(n);
+
+  std::vector<double>& params = scratch->params;
+  params.assign(static_cast<size_t>(k) * d + d, 0.0);
+  double* shifts = params.data();
+  const double* zero = shifts + static_cast<size_t>(k) * d;
+  for (int j = 0; j < k; ++j) {
+    for (int f = 0; f < d; ++f) shifts[j * d + f] = shift(j, f);
+  }
+  // Per tile: the row weights w r (zero past n), and for the scatter y = x - m and w r y, kept
+  // for the whole block so that each sum below runs over all its tiles with the partial sums
+  // in registers.
+  // The scatter goes through the block in chunks of kChunkRows, whose centred and weighted
+  // copies stay in the L1 cache.
+  const Eigen::Index chunk = std::max<Eigen::Index>(1, kChunkRows / R);
+  LanesVector& tiles = scratch->tiles;
+  tiles.resize(tile_count + (scatter || pooled ? 2 * static_cast<size_t>(d) * chunk : 0));
+  Lanes* wr = tiles.data();
+  Lanes* y = wr + tile_count;
+  Lanes* wy = y + static_cast<size_t>(d) * chunk;
+
+  // wr[t] = the row weights times the responsibilities `col` (if given).
+  auto tile_weights = [&](const double* col) {
+    for (Eigen::Index t = 0; t < tile_count; ++t) {
+      const Eigen::Index i0 = t * R;
+      if (i0 + R <= n) {
+        wr[t] = weighted ? Lanes(ConstLanesMap(w.data() + i0)) : Lanes::Ones();
+        if (col != nullptr) wr[t] *= ConstLanesMap(col + i0);
+        continue;
+      }
+      for (int r = 0; r < R; ++r) {
+        wr[t][r] =
+            i0 + r >= n ? 0.0 : (weighted ? w[i0 + r] : 1.0) * (col == nullptr ? 1.0 : col[i0 + r]);
+      }
+    }
+  };
+  // lower += the lower triangle of sum_i w_i r_i y_i y_i^T about `mu`; first += sum w r y.
+  auto scatter_about = [&](const double* mu, Eigen::MatrixXd* lower, double* first) {
+    for (Eigen::Index t0 = 0; t0 < tile_count; t0 += chunk) {
+      const Eigen::Index c = std::min(chunk, tile_count - t0);
+      for (int f = 0; f < d; ++f) {
+        Lanes* yf = y + f * c;
+        Lanes* wyf = wy + f * c;
+        for (Eigen::Index t = 0; t < c; ++t) {
+          yf[t] = Feature(x, ld, (t0 + t) * R, f) - mu[f];
+          wyf[t] = wr[t0 + t] * yf[t];
+        }
+        if (first != nullptr) {
+          Lanes acc = wyf[0];
+          for (Eigen::Index t = 1; t < c; ++t) acc += wyf[t];
+          first[f] += acc.sum();
+        }
+      }
+      LowerProducts(wy[0].data(), y[0].data(), c * R, d, lower);
+    }
+  };
+
+  if (n == 0) return;
+  if (pooled) {
+    // Tied, complete data: sum_i w_i x_i x_i^T about the origin (the fit centres the data).
+    tile_weights(nullptr);
+    scatter_about(zero, &s->sxx, nullptr);
+  }
+  Eigen::RowVectorXd first(d);
+  for (int j = 0; j < k; ++j) {
+    tile_weights(resp.col(j).data());
+    Lanes mass = wr[0];
+    for (Eigen::Index t = 1; t < tile_count; ++t) mass += wr[t];
+    s->nk[j] += mass.sum();
+    const double* mj = shifts + j * d;
+    if (scatter) {
+      first.setZero();
+      scatter_about(mj, &s->sdd[j], first.data());
+      s->delta.row(j) += first;
+      continue;
+    }
+    // First moments, and squared deviations per coordinate for diag and spherical.
+    for (int f = 0; f < d; ++f) {
+      Lanes sum1 = Lanes::Zero(), sum2 = Lanes::Zero();
+      for (Eigen::Index t = 0; t < tile_count; ++t) {
+        const Lanes yf = Feature(x, ld, t * R, f) - mj[f];
+        const Lanes u = wr[t] * yf;
+        sum1 += u;
+        if (!pooled) sum2 += u * yf;
+      }
+      s->delta(j, f) += sum1.sum();
+      if (!pooled) s->sdd_diag(j, f) += sum2.sum();
+    }
+  }
+}
+
+void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eigen::MatrixXd* out,
+              KernelScratch* scratch) {
+  ToFeatureMajor(block, scratch);
+  LogJointTiled(c, scratch, out);
+}
+
+void AccumulateBlock(const Eigen::Ref<const RowMatrix>& block,
+                     const Eigen::Ref<const Eigen::VectorXd>& w, const Eigen::MatrixXd& resp,
+                     const Eigen::MatrixXd& shift, GmmStats* stats, KernelScratch* scratch) {
+  ToFeatureMajor(block, scratch);
+  AccumulateTiled(resp, w, shift, scratch, stats);
+}
+
+}  // namespace emfit::gmm::internal

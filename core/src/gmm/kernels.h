@@ -1,0 +1,66 @@
+// Row-tiled kernels of the Gaussian-mixture E-step and of its sufficient statistics
+// (docs/algorithms.md §1.1-§1.2; docs/benchmarks.md, "How the kernels are laid out").
+//
+// A block of rows is held feature-major: column c of `xt` is feature c of every row (n_pad x d,
+// column-major, zero-padded to a multiple of kTileRows). Every inner loop then runs over
+// kTileRows consecutive rows with the same parameter, so the compiler vectorises it for whatever
+// ISA the library is built for, keeps the per-row partial sums in registers, and needs no matrix
+// product with a short inner dimension (whose packing costs as much as the arithmetic at d=8).
+// Everything is in the centred form, (x - mu) before any product, so nothing cancels when the
+// data sit far from the origin; the sums over the rows of a block are taken in a fixed order.
+#ifndef EMFIT_CORE_GMM_KERNELS_H_
+#define EMFIT_CORE_GMM_KERNELS_H_
+
+#include <Eigen/Core>
+#include <vector>
+
+#include "emfit/data/dataset.h"
+#include "gmm/components.h"
+#include "gmm/stats.h"
+
+namespace emfit::gmm::internal {
+
+// Rows per tile: four SIMD registers of doubles (8 with SSE2, 16 with AVX2, 32 with AVX-512),
+// enough independent lanes to hide the latency of the fused multiply-adds.
+inline constexpr int kTileRows = 4 * Eigen::internal::packet_traits<double>::size;
+using Lanes = Eigen::Array<double, kTileRows, 1>;
+using LanesVector = std::vector<Lanes, Eigen::aligned_allocator<Lanes>>;
+
+// Work memory of the kernels, reused across blocks so that steady state allocates nothing.
+struct KernelScratch {
+  Eigen::MatrixXd xt;          // the block, feature-major, n_pad x d
+  Eigen::Index rows = 0;       // rows of the block (n <= n_pad)
+  LanesVector tiles;           // tiles and accumulators, one row-tile of a feature each
+  std::vector<double> params;  // row-major copies of the parameters
+};
+
+// Copies `block` (n x d) feature-major into scratch->xt, padding with zeros.
+void ToFeatureMajor(const Eigen::Ref<const RowMatrix>& block, KernelScratch* scratch);
+
+// out (n x k): a_ij = ln pi_j + ln N(x_i | mu_j, Sigma_j) for the rows in scratch->xt.
+void LogJointTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* out);
+
+// Adds the statistics of the rows in scratch->xt to `stats`: responsibilities `resp` (n x k),
+// row weights `w` (empty: 1), moments about `shift` (k x d). What is accumulated follows the
+// layout `stats` was reset to: a scatter per component (sdd), one pooled second moment (sxx,
+// tied without missing values) or squared deviations per coordinate (sdd_diag).
+void AccumulateTiled(const Eigen::MatrixXd& resp, const Eigen::Ref<const Eigen::VectorXd>& w,
+                     const Eigen::MatrixXd& shift, KernelScratch* scratch, GmmStats* stats);
+
+// The same for a block given row-major: ToFeatureMajor, then the tiled kernel.
+void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eigen::MatrixXd* out,
+              KernelScratch* scratch);
+void AccumulateBlock(const Eigen::Ref<const RowMatrix>& block,
+                     const Eigen::Ref<const Eigen::VectorXd>& w, const Eigen::MatrixXd& resp,
+                     const Eigen::MatrixXd& shift, GmmStats* stats, KernelScratch* scratch);
+
+// Work matrices of one stripe of the E-step, kept across blocks and iterations.
+struct BlockScratch {
+  KernelScratch kernel;
+  Eigen::MatrixXd resp;    // rows x k responsibilities
+  Eigen::VectorXd row_ll;  // rows
+};
+
+}  // namespace emfit::gmm::internal
+
+#endif  // EMFIT_CORE_GMM_KERNELS_H_

@@ -59,22 +59,30 @@ ABSL_FLAG(std::string, log_level, "info", "spdlog level: trace, debug, info, war
 
 namespace {
 
-// The portable build hands over to the x86-64-v3 build next to it when the CPU has AVX2 and
-// FMA (see server/CMakeLists.txt). EMFIT_PORTABLE=1 in the environment keeps the portable one.
+// The portable build hands over to the best build next to it that the CPU can run (see
+// server/CMakeLists.txt): x86-64-v4 with AVX-512 (F, BW, CD, DQ, VL), else x86-64-v3 with AVX2
+// and FMA. EMFIT_PORTABLE=1 in the environment keeps the portable one.
 void MaybeDispatch(char** argv) {
-#if defined(EMFIT_DISPATCH_TO) && (defined(__x86_64__) || defined(_M_X64))
+#if defined(EMFIT_DISPATCH) && (defined(__x86_64__) || defined(_M_X64))
   const char* keep = std::getenv("EMFIT_PORTABLE");
   if (keep != nullptr && std::string(keep) == "1") return;
   __builtin_cpu_init();
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
+  const bool v4 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+                  __builtin_cpu_supports("avx512vl");
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n <= 0) return;
   self[n] = '\0';
   std::string path(self);
-  path = path.substr(0, path.find_last_of('/') + 1) + EMFIT_DISPATCH_TO;
-  if (access(path.c_str(), X_OK) != 0) return;
-  execv(path.c_str(), argv);  // returns only on failure: then run the portable build
+  const std::string dir = path.substr(0, path.find_last_of('/') + 1);
+  for (const char* variant : {"emfitd-x86-64-v4", "emfitd-x86-64-v3"}) {
+    if (std::string(variant) == "emfitd-x86-64-v4" && !v4) continue;
+    path = dir + variant;
+    if (access(path.c_str(), X_OK) != 0) continue;
+    execv(path.c_str(), argv);  // returns only on failure: then try the next one
+  }
 #else
   (void)argv;
 #endif

@@ -113,8 +113,8 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(int(summary["rows_used"]), 264)
 
     def test_the_portable_and_the_dispatched_builds_agree(self):
-        # emfitd hands over to its x86-64-v3 build on CPUs with AVX2 and FMA; EMFIT_PORTABLE=1
-        # keeps the portable one. Both must give the same fit up to rounding.
+        # emfitd hands over to its x86-64-v4 or -v3 build on CPUs that can run them;
+        # EMFIT_PORTABLE=1 keeps the portable one. Both must give the same fit up to rounding.
         env = dict(os.environ, EMFIT_PORTABLE="1")
         portable = Emfitd(ARGS.emfitd, "--workers=1", env=env)
         try:

@@ -102,8 +102,7 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
               MissingBlock(params, c, block, w, stats->shift, &caches[s], &resp, &row_ll, part));
         } else {
           ToFeatureMajor(block, &scratch->kernel);
-          LogJointTiled(c, &scratch->kernel, &resp);
-          NormalizeRows(&resp, &row_ll);
+          EStepTiled(c, &scratch->kernel, &resp, &row_ll);
           AccumulateTiled(resp, w, stats->shift, &scratch->kernel, part);
         }
         part->log_likelihood += weighted ? w.dot(row_ll) : row_ll.sum();

@@ -392,8 +392,7 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
                                                  nullptr));
   } else {
     internal::KernelScratch scratch;
-    internal::LogJoint(c, block, &out.responsibilities, &scratch);
-    internal::NormalizeRows(&out.responsibilities, &out.log_likelihood);
+    internal::Responsibilities(c, block, &out.responsibilities, &out.log_likelihood, &scratch);
   }
   out.labels.resize(block.rows());
   for (Eigen::Index i = 0; i < block.rows(); ++i) {
@@ -435,8 +434,7 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
                                           &a, &row_ll, nullptr);
         if (!p.status.ok()) return;
       } else {
-        internal::LogJoint(c, block, &a, &scratch);
-        internal::NormalizeRows(&a, &row_ll);
+        internal::Responsibilities(c, block, &a, &row_ll, &scratch);
       }
       for (int64_t i = 0; i < rows; ++i) {
         if (block.row(i).array().isNaN().all()) {

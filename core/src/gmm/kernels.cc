@@ -39,14 +39,43 @@ inline void TriangularTimes(const Lanes* y, int d, const double* u, Lanes* z_out
   if (norms != nullptr) *norms = acc;
 }
 
-// out[r] = offset - m[r] / 2 for the valid rows of a tile.
-inline void StoreLogJoint(const Lanes& m, int valid, double offset, double* out) {
+// out[r] = v[r] for the valid rows of a tile.
+inline void StoreRows(const Lanes& v, int valid, double* out) {
   if (valid == R) {
     Eigen::Map<Lanes> dst(out);
-    dst = offset - 0.5 * m;
+    dst = v;
   } else {
-    for (int r = 0; r < valid; ++r) out[r] = offset - 0.5 * m[r];
+    for (int r = 0; r < valid; ++r) out[r] = v[r];
   }
+}
+
+// Turns the tile's a_ij (one Lanes per component) into responsibilities, written to rows
+// [i0, i0 + valid) of `resp`, and each row's log-likelihood LSE_j a_ij into `row_ll`.
+void NormalizeTile(Lanes* a, int k, int valid, Eigen::MatrixXd* resp, Eigen::Index i0,
+                   double* row_ll) {
+  Lanes top = a[0];
+  for (int j = 1; j < k; ++j) top = top.max(a[j]);
+  if (!top.isFinite().all()) {
+    // Rare: a row impossible under every component (or invalid): row by row, as NormalizeRows.
+    for (int r = 0; r < valid; ++r) {
+      Eigen::RowVectorXd row(k);
+      for (int j = 0; j < k; ++j) row[j] = a[j][r];
+      Eigen::VectorXd ll(1);
+      Eigen::MatrixXd one = row;
+      NormalizeRows(&one, &ll);
+      resp->row(i0 + r) = one;
+      row_ll[r] = ll[0];
+    }
+    return;
+  }
+  Lanes sum = Lanes::Zero();
+  for (int j = 0; j < k; ++j) {
+    a[j] = (a[j] - top).exp();
+    sum += a[j];
+  }
+  const Lanes inv = sum.inverse();
+  for (int j = 0; j < k; ++j) StoreRows(a[j] * inv, valid, resp->col(j).data() + i0);
+  StoreRows(top + sum.log(), valid, row_ll);
 }
 
 // lower(a, b) += sum_i u_ia v_ib for b <= a, with u and v column-major (n x d, n a multiple
@@ -95,12 +124,14 @@ void ToFeatureMajor(const Eigen::Ref<const RowMatrix>& block, KernelScratch* scr
   if (padded > n) scratch->xt.bottomRows(padded - n).setZero();
 }
 
-void LogJointTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* out) {
+void EStepTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* out,
+                Eigen::VectorXd* row_ll) {
   const Eigen::Index n = scratch->rows;
   const Eigen::Index ld = scratch->xt.rows();
   const int d = c.d, k = c.k;
   const double* x = scratch->xt.data();
   out->resize(n, k);
+  if (row_ll != nullptr) row_ll->resize(n);
   // Row-major copies of what each tile reads: the means and, by type, the centres mu_j U
   // (tied) or the inverse standard deviations (diag, spherical); then the log offsets.
   std::vector<double>& params = scratch->params;
@@ -126,9 +157,10 @@ void LogJointTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd*
     }
   }
   LanesVector& tiles = scratch->tiles;
-  tiles.resize(2 * static_cast<size_t>(d));
+  tiles.resize(2 * static_cast<size_t>(d) + k);
   Lanes* y = tiles.data();
   Lanes* z = y + d;
+  Lanes* a = z + d;  // a_ij of the tile, one Lanes per component
   Lanes m;
   for (Eigen::Index i0 = 0; i0 < n; i0 += R) {
     const int valid = static_cast<int>(std::min<Eigen::Index>(R, n - i0));
@@ -137,7 +169,7 @@ void LogJointTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd*
         for (int j = 0; j < k; ++j) {
           CentredTile(x, ld, i0, d, mu + j * d, y);
           TriangularTimes(y, d, c.prec_chol[j].data(), nullptr, &m);
-          StoreLogJoint(m, valid, offset[j], out->col(j).data() + i0);
+          a[j] = offset[j] - 0.5 * m;
         }
         break;
       case CovarianceType::kTied:
@@ -148,7 +180,7 @@ void LogJointTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd*
           const double* cj = aux + j * d;
           m = (z[0] - cj[0]).square();
           for (int f = 1; f < d; ++f) m += (z[f] - cj[f]).square();
-          StoreLogJoint(m, valid, offset[j], out->col(j).data() + i0);
+          a[j] = offset[j] - 0.5 * m;
         }
         break;
       case CovarianceType::kDiag:
@@ -158,119 +190,171 @@ void LogJointTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd*
           const double* sj = aux + j * d;
           m = ((Feature(x, ld, i0, 0) - mj[0]) * sj[0]).square();
           for (int f = 1; f < d; ++f) m += ((Feature(x, ld, i0, f) - mj[f]) * sj[f]).square();
-          StoreLogJoint(m, valid, offset[j], out->col(j).data() + i0);
+          a[j] = offset[j] - 0.5 * m;
         }
         break;
+    }
+    if (row_ll == nullptr) {
+      for (int j = 0; j < k; ++j) StoreRows(a[j], valid, out->col(j).data() + i0);
+    } else {
+      NormalizeTile(a, k, valid, out, i0, row_ll->data() + i0);
     }
   }
 }
 
-void AccumulateTiled(const Eigen::MatrixXd& resp, const Eigen::Ref<const Eigen::VectorXd>& w,
-                     const Eigen::MatrixXd& shift, KernelScratch* scratch, GmmStats* s) {
-  const Eigen::Index n = scratch->rows;
+namespace {
+
+// wr[t] = w times `col` (either may be null: 1) for every tile, zero past row n.
+void TileWeights(Eigen::Index n, Eigen::Index tile_count, const double* w, const double* col,
+                 Lanes* wr) {
+  for (Eigen::Index t = 0; t < tile_count; ++t) {
+    const Eigen::Index i0 = t * R;
+    if (i0 + R <= n) {
+      // One expression per case: no store of a partial result that is read back at once.
+      if (w != nullptr && col != nullptr) {
+        wr[t] = ConstLanesMap(w + i0) * ConstLanesMap(col + i0);
+      } else if (w != nullptr) {
+        wr[t] = ConstLanesMap(w + i0);
+      } else if (col != nullptr) {
+        wr[t] = ConstLanesMap(col + i0);
+      } else {
+        wr[t].setOnes();
+      }
+      continue;
+    }
+    for (int r = 0; r < R; ++r) {
+      wr[t][r] = i0 + r >= n
+                     ? 0.0
+                     : (w == nullptr ? 1.0 : w[i0 + r]) * (col == nullptr ? 1.0 : col[i0 + r]);
+    }
+  }
+}
+
+// Where Moments adds its sums; a null pointer skips that sum.
+struct MomentSums {
+  double* mass = nullptr;            // sum_i wr_i
+  double* first = nullptr;           // d: sum_i wr_i (x_i - mu)
+  Eigen::MatrixXd* lower = nullptr;  // d x d lower: sum_i wr_i (x_i - mu)(x_i - mu)^T
+  double* squares = nullptr;         // d: sum_i wr_i (x_i - mu)^2 (when `lower` is null)
+};
+
+// Weighted moments about `mu` of the rows in scratch->xt, with tile weights scratch->tiles[0,
+// tile_count). The scatter goes through the block in chunks of kChunkRows, whose centred and
+// weighted copies stay in the L1 cache; the other sums keep their partial sums in registers.
+void Moments(KernelScratch* scratch, const double* mu, const MomentSums& out) {
   const Eigen::Index ld = scratch->xt.rows();
   const Eigen::Index tile_count = ld / R;
   const int d = static_cast<int>(scratch->xt.cols());
-  const int k = static_cast<int>(resp.cols());
   const double* x = scratch->xt.data();
-  const bool weighted = w.size() != 0;
-  const bool scatter = !s->sdd.empty();
-  const bool pooled = s->sxx.size() != 0;
-  s->total_weight += weighted ? w.sum() : static_cast<double>(n);
-
-  std::vector<double>& params = scratch->params;
-  params.assign(static_cast<size_t>(k) * d + d, 0.0);
-  double* shifts = params.data();
-  const double* zero = shifts + static_cast<size_t>(k) * d;
-  for (int j = 0; j < k; ++j) {
-    for (int f = 0; f < d; ++f) shifts[j * d + f] = shift(j, f);
-  }
-  // Per tile: the row weights w r (zero past n), and for the scatter y = x - m and w r y, kept
-  // for the whole block so that each sum below runs over all its tiles with the partial sums
-  // in registers.
-  // The scatter goes through the block in chunks of kChunkRows, whose centred and weighted
-  // copies stay in the L1 cache.
-  const Eigen::Index chunk = std::max<Eigen::Index>(1, kChunkRows / R);
-  LanesVector& tiles = scratch->tiles;
-  tiles.resize(tile_count + (scatter || pooled ? 2 * static_cast<size_t>(d) * chunk : 0));
-  Lanes* wr = tiles.data();
-  Lanes* y = wr + tile_count;
-  Lanes* wy = y + static_cast<size_t>(d) * chunk;
-
-  // wr[t] = the row weights times the responsibilities `col` (if given).
-  auto tile_weights = [&](const double* col) {
-    for (Eigen::Index t = 0; t < tile_count; ++t) {
-      const Eigen::Index i0 = t * R;
-      if (i0 + R <= n) {
-        wr[t] = weighted ? Lanes(ConstLanesMap(w.data() + i0)) : Lanes::Ones();
-        if (col != nullptr) wr[t] *= ConstLanesMap(col + i0);
-        continue;
-      }
-      for (int r = 0; r < R; ++r) {
-        wr[t][r] =
-            i0 + r >= n ? 0.0 : (weighted ? w[i0 + r] : 1.0) * (col == nullptr ? 1.0 : col[i0 + r]);
-      }
-    }
-  };
-  // lower += the lower triangle of sum_i w_i r_i y_i y_i^T about `mu`; first += sum w r y.
-  auto scatter_about = [&](const double* mu, Eigen::MatrixXd* lower, double* first) {
-    for (Eigen::Index t0 = 0; t0 < tile_count; t0 += chunk) {
-      const Eigen::Index c = std::min(chunk, tile_count - t0);
-      for (int f = 0; f < d; ++f) {
-        Lanes* yf = y + f * c;
-        Lanes* wyf = wy + f * c;
-        for (Eigen::Index t = 0; t < c; ++t) {
-          yf[t] = Feature(x, ld, (t0 + t) * R, f) - mu[f];
-          wyf[t] = wr[t0 + t] * yf[t];
-        }
-        if (first != nullptr) {
-          Lanes acc = wyf[0];
-          for (Eigen::Index t = 1; t < c; ++t) acc += wyf[t];
-          first[f] += acc.sum();
-        }
-      }
-      LowerProducts(wy[0].data(), y[0].data(), c * R, d, lower);
-    }
-  };
-
-  if (n == 0) return;
-  if (pooled) {
-    // Tied, complete data: sum_i w_i x_i x_i^T about the origin (the fit centres the data).
-    tile_weights(nullptr);
-    scatter_about(zero, &s->sxx, nullptr);
-  }
-  Eigen::RowVectorXd first(d);
-  for (int j = 0; j < k; ++j) {
-    tile_weights(resp.col(j).data());
+  const Lanes* wr = scratch->tiles.data();
+  if (tile_count == 0) return;
+  if (out.mass != nullptr) {
     Lanes mass = wr[0];
     for (Eigen::Index t = 1; t < tile_count; ++t) mass += wr[t];
-    s->nk[j] += mass.sum();
-    const double* mj = shifts + j * d;
-    if (scatter) {
-      first.setZero();
-      scatter_about(mj, &s->sdd[j], first.data());
-      s->delta.row(j) += first;
-      continue;
-    }
-    // First moments, and squared deviations per coordinate for diag and spherical.
+    *out.mass += mass.sum();
+  }
+  if (out.lower == nullptr) {
     for (int f = 0; f < d; ++f) {
       Lanes sum1 = Lanes::Zero(), sum2 = Lanes::Zero();
       for (Eigen::Index t = 0; t < tile_count; ++t) {
-        const Lanes yf = Feature(x, ld, t * R, f) - mj[f];
+        const Lanes yf = Feature(x, ld, t * R, f) - mu[f];
         const Lanes u = wr[t] * yf;
         sum1 += u;
-        if (!pooled) sum2 += u * yf;
+        if (out.squares != nullptr) sum2 += u * yf;
       }
-      s->delta(j, f) += sum1.sum();
-      if (!pooled) s->sdd_diag(j, f) += sum2.sum();
+      if (out.first != nullptr) out.first[f] += sum1.sum();
+      if (out.squares != nullptr) out.squares[f] += sum2.sum();
     }
+    return;
   }
+  const Eigen::Index chunk = std::max<Eigen::Index>(1, kChunkRows / R);
+  Lanes* y = scratch->tiles.data() + tile_count;
+  Lanes* wy = y + static_cast<size_t>(d) * chunk;
+  for (Eigen::Index t0 = 0; t0 < tile_count; t0 += chunk) {
+    const Eigen::Index c = std::min(chunk, tile_count - t0);
+    for (int f = 0; f < d; ++f) {
+      Lanes* yf = y + f * c;
+      Lanes* wyf = wy + f * c;
+      for (Eigen::Index t = 0; t < c; ++t) {
+        yf[t] = Feature(x, ld, (t0 + t) * R, f) - mu[f];
+        wyf[t] = wr[t0 + t] * yf[t];
+      }
+      if (out.first != nullptr) {
+        Lanes acc = wyf[0];
+        for (Eigen::Index t = 1; t < c; ++t) acc += wyf[t];
+        out.first[f] += acc.sum();
+      }
+    }
+    LowerProducts(wy[0].data(), y[0].data(), c * R, d, out.lower);
+  }
+}
+
+// Sizes scratch->tiles for TileWeights and Moments.
+void ReserveMomentTiles(KernelScratch* scratch) {
+  const Eigen::Index tile_count = scratch->xt.rows() / R;
+  const Eigen::Index chunk = std::max<Eigen::Index>(1, kChunkRows / R);
+  scratch->tiles.resize(tile_count + 2 * static_cast<size_t>(scratch->xt.cols()) * chunk);
+}
+
+}  // namespace
+
+void AccumulateTiled(const Eigen::MatrixXd& resp, const Eigen::Ref<const Eigen::VectorXd>& w,
+                     const Eigen::MatrixXd& shift, KernelScratch* scratch, GmmStats* s) {
+  const Eigen::Index n = scratch->rows;
+  const Eigen::Index tile_count = scratch->xt.rows() / R;
+  const int d = static_cast<int>(scratch->xt.cols());
+  const int k = static_cast<int>(resp.cols());
+  const double* wp = w.size() != 0 ? w.data() : nullptr;
+  const bool scatter = !s->sdd.empty();
+  const bool pooled = s->sxx.size() != 0;
+  s->total_weight += wp != nullptr ? w.sum() : static_cast<double>(n);
+  ReserveMomentTiles(scratch);
+  Lanes* wr = scratch->tiles.data();
+  const Eigen::RowVectorXd zero = Eigen::RowVectorXd::Zero(d);
+  if (pooled) {
+    // Tied, complete data: sum_i w_i x_i x_i^T about the origin (the fit centres the data).
+    TileWeights(n, tile_count, wp, nullptr, wr);
+    Moments(scratch, zero.data(), {nullptr, nullptr, &s->sxx, nullptr});
+  }
+  Eigen::RowVectorXd mu(d), first(d), squares(d);
+  for (int j = 0; j < k; ++j) {
+    TileWeights(n, tile_count, wp, resp.col(j).data(), wr);
+    mu = shift.row(j);
+    first.setZero();
+    squares.setZero();
+    Moments(scratch, mu.data(),
+            {&s->nk[j], first.data(), scatter ? &s->sdd[j] : nullptr,
+             scatter || pooled ? nullptr : squares.data()});
+    s->delta.row(j) += first;
+    if (!scatter && !pooled) s->sdd_diag.row(j) += squares;
+  }
+}
+
+void AccumulateComponentTiled(int j, const double* wr_rows, const Eigen::MatrixXd& shift,
+                              KernelScratch* scratch, GmmStats* s) {
+  const int d = static_cast<int>(scratch->xt.cols());
+  const bool scatter = !s->sdd.empty();
+  ReserveMomentTiles(scratch);
+  TileWeights(scratch->rows, scratch->xt.rows() / R, wr_rows, nullptr, scratch->tiles.data());
+  Eigen::RowVectorXd mu = shift.row(j), first = Eigen::RowVectorXd::Zero(d),
+                     squares = Eigen::RowVectorXd::Zero(d);
+  Moments(scratch, mu.data(),
+          {&s->nk[j], first.data(), scatter ? &s->sdd[j] : nullptr,
+           scatter ? nullptr : squares.data()});
+  s->delta.row(j) += first;
+  if (!scatter) s->sdd_diag.row(j) += squares;
 }
 
 void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eigen::MatrixXd* out,
               KernelScratch* scratch) {
   ToFeatureMajor(block, scratch);
-  LogJointTiled(c, scratch, out);
+  EStepTiled(c, scratch, out, nullptr);
+}
+
+void Responsibilities(const Components& c, const Eigen::Ref<const RowMatrix>& block,
+                      Eigen::MatrixXd* resp, Eigen::VectorXd* row_ll, KernelScratch* scratch) {
+  ToFeatureMajor(block, scratch);
+  EStepTiled(c, scratch, resp, row_ll);
 }
 
 void AccumulateBlock(const Eigen::Ref<const RowMatrix>& block,

@@ -37,8 +37,11 @@ struct KernelScratch {
 // Copies `block` (n x d) feature-major into scratch->xt, padding with zeros.
 void ToFeatureMajor(const Eigen::Ref<const RowMatrix>& block, KernelScratch* scratch);
 
-// out (n x k): a_ij = ln pi_j + ln N(x_i | mu_j, Sigma_j) for the rows in scratch->xt.
-void LogJointTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* out);
+// For the rows in scratch->xt: without `row_ll`, out (n x k) = a_ij = ln pi_j + ln N(x_i |
+// mu_j, Sigma_j); with it, out = the responsibilities (each row's softmax of a_ij) and
+// row_ll (n) = each row's log-likelihood LSE_j a_ij, as NormalizeRows gives, tile by tile.
+void EStepTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* out,
+                Eigen::VectorXd* row_ll);
 
 // Adds the statistics of the rows in scratch->xt to `stats`: responsibilities `resp` (n x k),
 // row weights `w` (empty: 1), moments about `shift` (k x d). What is accumulated follows the
@@ -47,9 +50,17 @@ void LogJointTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd*
 void AccumulateTiled(const Eigen::MatrixXd& resp, const Eigen::Ref<const Eigen::VectorXd>& w,
                      const Eigen::MatrixXd& shift, KernelScratch* scratch, GmmStats* stats);
 
+// Adds component j's statistics only, with w_i r_ij given per row (`wr_rows`, scratch->rows
+// values): a scatter (sdd) when `stats` has one, squared deviations (sdd_diag) otherwise.
+// total_weight is left to the caller.
+void AccumulateComponentTiled(int j, const double* wr_rows, const Eigen::MatrixXd& shift,
+                              KernelScratch* scratch, GmmStats* stats);
+
 // The same for a block given row-major: ToFeatureMajor, then the tiled kernel.
 void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eigen::MatrixXd* out,
               KernelScratch* scratch);
+void Responsibilities(const Components& c, const Eigen::Ref<const RowMatrix>& block,
+                      Eigen::MatrixXd* resp, Eigen::VectorXd* row_ll, KernelScratch* scratch);
 void AccumulateBlock(const Eigen::Ref<const RowMatrix>& block,
                      const Eigen::Ref<const Eigen::VectorXd>& w, const Eigen::MatrixXd& resp,
                      const Eigen::MatrixXd& shift, GmmStats* stats, KernelScratch* scratch);

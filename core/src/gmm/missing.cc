@@ -105,15 +105,25 @@ absl::Status MissingBlock(const GmmParams& params, const Components& complete,
   const int d = params.dim();
   const int k = params.k();
   const CovarianceType type = params.covariance_type;
-  // Group the rows by pattern (stable, so rows sorted by pattern stay in one run each).
-  std::vector<Pattern> patterns(n, Pattern(d));
+  // Each row's pattern as bits (column 0 the most significant, so that keys order as the
+  // fit sorts its rows); rows grouped by pattern (stable, and skipped when the rows already
+  // come sorted, as they do in a fit).
+  const int words = (d + 63) / 64;
+  std::vector<uint64_t> keys(static_cast<size_t>(n) * words, 0);
   for (Eigen::Index i = 0; i < n; ++i) {
-    for (int j = 0; j < d; ++j) patterns[i][j] = std::isnan(block(i, j)) ? 0 : 1;
+    for (int j = 0; j < d; ++j) {
+      if (!std::isnan(block(i, j))) keys[i * words + j / 64] |= uint64_t{1} << (63 - j % 64);
+    }
   }
+  auto pattern_less = [&](Eigen::Index a, Eigen::Index b) {
+    return std::lexicographical_compare(&keys[a * words], &keys[a * words] + words,
+                                        &keys[b * words], &keys[b * words] + words);
+  };
   std::vector<Eigen::Index> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](Eigen::Index a, Eigen::Index b) { return patterns[a] < patterns[b]; });
+  if (!std::is_sorted(order.begin(), order.end(), pattern_less)) {
+    std::stable_sort(order.begin(), order.end(), pattern_less);
+  }
   struct Run {
     Eigen::Index begin, end;                        // into `order`
     std::shared_ptr<const PatternFactors> factors;  // null: complete rows
@@ -122,13 +132,14 @@ absl::Status MissingBlock(const GmmParams& params, const Components& complete,
   std::vector<Run> runs;
   resp->resize(n, k);
   KernelScratch kernel;
+  Eigen::MatrixXd a;
   for (Eigen::Index r = 0; r < n;) {
     Eigen::Index e = r + 1;
-    while (e < n && patterns[order[e]] == patterns[order[r]]) ++e;
-    const Pattern& pat = patterns[order[r]];
+    while (e < n && !pattern_less(order[r], order[e])) ++e;
+    Pattern pat(d);
+    for (int j = 0; j < d; ++j) pat[j] = std::isnan(block(order[r], j)) ? 0 : 1;
     Run run{r, e, nullptr, {}};
     const bool all_observed = std::all_of(pat.begin(), pat.end(), [](uint8_t o) { return o; });
-    Eigen::MatrixXd a;
     if (all_observed) {
       run.x_obs.resize(e - r, d);
       for (Eigen::Index i = r; i < e; ++i) run.x_obs.row(i - r) = block.row(order[i]);
@@ -153,8 +164,9 @@ absl::Status MissingBlock(const GmmParams& params, const Components& complete,
 
   const bool weighted = w.size() != 0;
   stats->total_weight += weighted ? w.sum() : static_cast<double>(n);
-  RowMatrix x_hat, scratch;
   Eigen::VectorXd wr;
+  RowMatrix cond_mean, centred;
+  Eigen::RowVectorXd mu_obs;
   for (const Run& run : runs) {
     const Eigen::Index m = run.end - run.begin;
     if (run.factors == nullptr && stats->sxx.size() != 0) {
@@ -162,29 +174,46 @@ absl::Status MissingBlock(const GmmParams& params, const Components& complete,
       // whole fit is complete, which does not come through here.
       return absl::InternalError("tied statistics without per-component scatter");
     }
+    // The completed rows go to the tiled kernel feature-major: the observed coordinates once
+    // per run, the conditional means of the missing ones per component.
+    if (run.factors == nullptr) {
+      ToFeatureMajor(run.x_obs, &kernel);
+    } else {
+      const Eigen::Index padded = (m + kTileRows - 1) / kTileRows * kTileRows;
+      kernel.rows = m;
+      kernel.xt.setZero(padded, d);
+      const std::vector<int>& obs = run.factors->obs;
+      for (size_t j = 0; j < obs.size(); ++j) {
+        kernel.xt.col(obs[j]).head(m) = run.x_obs.col(static_cast<Eigen::Index>(j));
+      }
+    }
+    wr.resize(m);
     for (int c = 0; c < k; ++c) {
-      wr.resize(m);
       for (Eigen::Index i = 0; i < m; ++i) {
         const Eigen::Index row = order[run.begin + i];
         wr[i] = (*resp)(row, c) * (weighted ? w[row] : 1.0);
       }
       if (run.factors == nullptr) {
-        AccumulateComponent(type, c, run.x_obs, wr, shift, stats, &scratch);
+        AccumulateComponentTiled(c, wr.data(), shift, &kernel, stats);
         continue;
       }
       const PatternFactors& f = *run.factors;
-      // Completed rows: observed values, and conditional means for the missing ones.
-      x_hat.resize(m, d);
-      for (size_t j = 0; j < f.obs.size(); ++j) x_hat.col(f.obs[j]) = run.x_obs.col(j);
-      const Eigen::RowVectorXd mu_m = params.means.row(c)(f.mis);
-      RowMatrix cond_mean = mu_m.replicate(m, 1);
+      // Conditional means of the missing coordinates given the observed ones.
       if (!f.regression.empty() && !f.obs.empty()) {
         const Eigen::MatrixXd& b = f.regression[type == CovarianceType::kFull ? c : 0];
-        const RowMatrix centred = run.x_obs.rowwise() - params.means.row(c)(f.obs);
-        cond_mean.noalias() += centred * b.transpose();
+        mu_obs = params.means.row(c)(f.obs);
+        centred = run.x_obs.rowwise() - mu_obs;
+        cond_mean.noalias() = centred * b.transpose();
+        for (size_t j = 0; j < f.mis.size(); ++j) {
+          kernel.xt.col(f.mis[j]).head(m) =
+              cond_mean.col(static_cast<Eigen::Index>(j)).array() + params.means(c, f.mis[j]);
+        }
+      } else {
+        for (size_t j = 0; j < f.mis.size(); ++j) {
+          kernel.xt.col(f.mis[j]).head(m).setConstant(params.means(c, f.mis[j]));
+        }
       }
-      for (size_t j = 0; j < f.mis.size(); ++j) x_hat.col(f.mis[j]) = cond_mean.col(j);
-      AccumulateComponent(type, c, x_hat, wr, shift, stats, &scratch);
+      AccumulateComponentTiled(c, wr.data(), shift, &kernel, stats);
       // The conditional covariance of the missing coordinates, weighted by sum_i w_i r_ic.
       const double mass = wr.sum();
       if (!stats->sdd.empty()) {

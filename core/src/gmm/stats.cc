@@ -40,21 +40,6 @@ void GmmStats::Add(const GmmStats& o) {
   total_weight += o.total_weight;
 }
 
-void AccumulateComponent(CovarianceType type, int j, const Eigen::Ref<const RowMatrix>& x,
-                         const Eigen::VectorXd& wr, const Eigen::MatrixXd& shift, GmmStats* s,
-                         RowMatrix* scratch) {
-  RowMatrix& diff = *scratch;
-  s->nk[j] += wr.sum();
-  diff = x.rowwise() - shift.row(j);
-  s->delta.row(j) += wr.transpose() * diff;
-  if (!s->sdd.empty()) {
-    diff.array().colwise() *= wr.array().sqrt();
-    s->sdd[j].selfadjointView<Eigen::Lower>().rankUpdate(diff.transpose());
-  } else if (type == CovarianceType::kDiag || type == CovarianceType::kSpherical) {
-    s->sdd_diag.row(j) += wr.transpose() * diff.array().square().matrix();
-  }
-}
-
 void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, const GmmStats& s,
            const Eigen::MatrixXd& shift, const GmmParams& previous, GmmParams* p) {
   const int k = static_cast<int>(s.nk.size());

@@ -29,11 +29,6 @@ struct GmmStats {
   void Add(const GmmStats& other);
 };
 
-// Adds rows `x` (completed rows for component j) with weights `wr` (w_i r_ij) to component j.
-void AccumulateComponent(CovarianceType type, int j, const Eigen::Ref<const RowMatrix>& x,
-                         const Eigen::VectorXd& wr, const Eigen::MatrixXd& shift, GmmStats* s,
-                         RowMatrix* scratch);
-
 // Which parameters the M-step keeps at their previous values (`previous`).
 struct FixedParams {
   bool weights = false;

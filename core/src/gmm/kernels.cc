@@ -87,7 +87,7 @@ void LowerProducts(const double* u, const double* v, Eigen::Index n, int d,
                    Eigen::MatrixXd* lower) {
   namespace ei = Eigen::internal;
   using Packet = ei::packet_traits<double>::type;
-  constexpr int P = ei::unpacket_traits<Packet>::size;
+  constexpr int P = ei::packet_traits<double>::size;
   for (int a0 = 0; a0 < d; a0 += 2) {
     const int a1 = std::min(a0 + 1, d - 1);
     const double* u0 = u + a0 * n;

@@ -145,6 +145,29 @@ TEST_P(KernelsTest, MatchRowByRowReference) {
   }
 }
 
+TEST(ToFeatureMajor, TransposesAndPadsWithZeros) {
+  // Widths and heights around the SIMD width (the squares go through registers, the rest
+  // value by value) and the tile height.
+  for (int d : {1, 2, 3, 4, 5, 7, 8, 9, 16, 17}) {
+    for (int n : {0, 1, 3, kTileRows - 1, kTileRows, kTileRows + 5, 100}) {
+      SCOPED_TRACE(::testing::Message() << "n=" << n << " d=" << d);
+      const RowMatrix x = RowMatrix::NullaryExpr(n, d, [] {
+        static double v = 0.5;
+        return v += 1.0;
+      });
+      KernelScratch scratch;
+      scratch.xt.setConstant(3, 3, -7.0);  // stale contents must not survive
+      ToFeatureMajor(x, &scratch);
+      ASSERT_EQ(scratch.rows, n);
+      ASSERT_EQ(scratch.xt.cols(), d);
+      ASSERT_EQ(scratch.xt.rows() % kTileRows, 0);
+      ASSERT_GE(scratch.xt.rows(), n);
+      EXPECT_TRUE(scratch.xt.topRows(n) == Eigen::MatrixXd(x));
+      EXPECT_TRUE(scratch.xt.bottomRows(scratch.xt.rows() - n).isZero(0.0));
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     AllTypesAndSizes, KernelsTest,
     ::testing::Combine(::testing::Values(CovarianceType::kFull, CovarianceType::kTied,

@@ -125,11 +125,40 @@ void LowerProducts(const double* u, const double* v, Eigen::Index n, int d,
 }  // namespace
 
 void ToFeatureMajor(const Eigen::Ref<const RowMatrix>& block, KernelScratch* scratch) {
+  namespace ei = Eigen::internal;
+  using Packet = ei::packet_traits<double>::type;
+  constexpr int P = ei::packet_traits<double>::size;
   const Eigen::Index n = block.rows();
+  const int d = static_cast<int>(block.cols());
   const Eigen::Index padded = (n + R - 1) / R * R;
   scratch->rows = n;
-  scratch->xt.resize(padded, block.cols());
-  scratch->xt.topRows(n) = block;
+  scratch->xt.resize(padded, d);
+  const double* src = block.data();
+  const Eigen::Index stride = block.outerStride();
+  double* dst = scratch->xt.data();
+  // P x P squares through SIMD registers (load P rows, transpose, store P feature runs); the
+  // columns and rows left over one value at a time.
+  const Eigen::Index square_rows = n / P * P;
+  const int square_cols = d / P * P;
+  for (Eigen::Index i = 0; i < square_rows; i += P) {
+    for (int f = 0; f < square_cols; f += P) {
+      // GCC warns that a SIMD type's alignment attribute is dropped in a template argument;
+      // Eigen silences the same warning in its own headers. Harmless: only the value matters.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+      ei::PacketBlock<Packet, P> square;
+#pragma GCC diagnostic pop
+      for (int r = 0; r < P; ++r) square.packet[r] = ei::ploadu<Packet>(src + (i + r) * stride + f);
+      ei::ptranspose(square);
+      for (int c = 0; c < P; ++c) ei::pstoreu(dst + (f + c) * padded + i, square.packet[c]);
+    }
+    for (int f = square_cols; f < d; ++f) {
+      for (int r = 0; r < P; ++r) dst[f * padded + i + r] = src[(i + r) * stride + f];
+    }
+  }
+  for (Eigen::Index i = square_rows; i < n; ++i) {
+    for (int f = 0; f < d; ++f) dst[f * padded + i] = src[i * stride + f];
+  }
   if (padded > n) scratch->xt.bottomRows(padded - n).setZero();
 }
 

@@ -98,8 +98,8 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
         Eigen::MatrixXd& resp = scratch->resp;
         Eigen::VectorXd& row_ll = scratch->row_ll;
         if (missing_ && block.hasNaN()) {
-          EMFIT_RETURN_IF_ERROR(
-              MissingBlock(params, c, block, w, stats->shift, &caches[s], &resp, &row_ll, part));
+          EMFIT_RETURN_IF_ERROR(MissingBlock(params, c, block, w, stats->shift, &caches[s], &resp,
+                                             &row_ll, part, &scratch->kernel));
         } else {
           ToFeatureMajor(block, &scratch->kernel);
           EStepTiled(c, &scratch->kernel, &resp, &row_ll);

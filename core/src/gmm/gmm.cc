@@ -385,13 +385,13 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
   }
   EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
   Posteriors out;
+  internal::KernelScratch scratch;
   if (block.hasNaN()) {
     internal::PatternCache cache(params);
     EMFIT_RETURN_IF_ERROR(internal::MissingBlock(params, c, block, Eigen::VectorXd(), params.means,
                                                  &cache, &out.responsibilities, &out.log_likelihood,
-                                                 nullptr));
+                                                 nullptr, &scratch));
   } else {
-    internal::KernelScratch scratch;
     internal::Responsibilities(c, block, &out.responsibilities, &out.log_likelihood, &scratch);
   }
   out.labels.resize(block.rows());
@@ -431,7 +431,7 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
       const auto block = data.x.middleRows(b, rows);
       if (block.hasNaN()) {
         p.status = internal::MissingBlock(params, c, block, Eigen::VectorXd(), params.means, &cache,
-                                          &a, &row_ll, nullptr);
+                                          &a, &row_ll, nullptr, &scratch);
         if (!p.status.ok()) return;
       } else {
         internal::Responsibilities(c, block, &a, &row_ll, &scratch);

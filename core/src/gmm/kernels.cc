@@ -374,8 +374,12 @@ void AccumulateComponentTiled(int j, const double* wr_rows, const Eigen::MatrixX
   const bool scatter = !s->sdd.empty();
   ReserveMomentTiles(scratch);
   TileWeights(scratch->rows, scratch->xt.rows() / R, wr_rows, nullptr, scratch->tiles.data());
-  Eigen::RowVectorXd mu = shift.row(j), first = Eigen::RowVectorXd::Zero(d),
-                     squares = Eigen::RowVectorXd::Zero(d);
+  Eigen::RowVectorXd& mu = scratch->mu;
+  Eigen::RowVectorXd& first = scratch->first;
+  Eigen::RowVectorXd& squares = scratch->squares;
+  mu = shift.row(j);
+  first.setZero(d);
+  squares.setZero(d);
   Moments(scratch, mu.data(),
           {&s->nk[j], first.data(), scatter ? &s->sdd[j] : nullptr,
            scatter ? nullptr : squares.data()});

@@ -28,10 +28,11 @@ using LanesVector = std::vector<Lanes, Eigen::aligned_allocator<Lanes>>;
 
 // Work memory of the kernels, reused across blocks so that steady state allocates nothing.
 struct KernelScratch {
-  Eigen::MatrixXd xt;          // the block, feature-major, n_pad x d
-  Eigen::Index rows = 0;       // rows of the block (n <= n_pad)
-  LanesVector tiles;           // tiles and accumulators, one row-tile of a feature each
-  std::vector<double> params;  // row-major copies of the parameters
+  Eigen::MatrixXd xt;                     // the block, feature-major, n_pad x d
+  Eigen::Index rows = 0;                  // rows of the block (n <= n_pad)
+  LanesVector tiles;                      // tiles and accumulators, one row-tile of a feature each
+  std::vector<double> params;             // row-major copies of the parameters
+  Eigen::RowVectorXd mu, first, squares;  // one component's shift and moments
 };
 
 // Copies `block` (n x d) feature-major into scratch->xt, padding with zeros.

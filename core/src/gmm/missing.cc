@@ -100,7 +100,7 @@ absl::Status MissingBlock(const GmmParams& params, const Components& complete,
                           const Eigen::Ref<const RowMatrix>& block,
                           const Eigen::Ref<const Eigen::VectorXd>& w, const Eigen::MatrixXd& shift,
                           PatternCache* cache, Eigen::MatrixXd* resp, Eigen::VectorXd* row_ll,
-                          GmmStats* stats) {
+                          GmmStats* stats, KernelScratch* scratch) {
   const Eigen::Index n = block.rows();
   const int d = params.dim();
   const int k = params.k();
@@ -131,7 +131,7 @@ absl::Status MissingBlock(const GmmParams& params, const Components& complete,
   };
   std::vector<Run> runs;
   resp->resize(n, k);
-  KernelScratch kernel;
+  KernelScratch& kernel = *scratch;
   Eigen::MatrixXd a;
   for (Eigen::Index r = 0; r < n;) {
     Eigen::Index e = r + 1;

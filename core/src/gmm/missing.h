@@ -12,6 +12,7 @@
 #include "emfit/data/dataset.h"
 #include "emfit/gmm/gmm.h"
 #include "gmm/components.h"
+#include "gmm/kernels.h"
 #include "gmm/stats.h"
 
 namespace emfit::gmm::internal {
@@ -51,11 +52,12 @@ class PatternCache {
 // log-likelihoods. If `stats` is given, also accumulates the expected sufficient statistics
 // with weights `w` (empty: 1) about `shift`: completed rows x_hat_ik and the conditional
 // covariance correction (algorithms.md §2, M-step).
+// `kernel` is work memory, reused across calls.
 absl::Status MissingBlock(const GmmParams& params, const Components& complete,
                           const Eigen::Ref<const RowMatrix>& block,
                           const Eigen::Ref<const Eigen::VectorXd>& w, const Eigen::MatrixXd& shift,
                           PatternCache* cache, Eigen::MatrixXd* resp, Eigen::VectorXd* row_ll,
-                          GmmStats* stats);
+                          GmmStats* stats, KernelScratch* kernel);
 
 }  // namespace emfit::gmm::internal
 

@@ -72,6 +72,10 @@ absl::StatusOr<v1::FitResult> RunFit(const FitPlan& plan, Dataset data,
                       EMFIT_ASSIGN_OR_RETURN(
                           gmm::GmmFitResult fit,
                           gmm::Fit(std::move(data), spec, plan.options, controls));
+                      // A fit that the call's deadline or a cancel stopped ends the call with
+                      // that status (docs/api.md), as RunSelect does: the client is no longer
+                      // waiting, and a partial result would race the client's own timer.
+                      EMFIT_RETURN_IF_ERROR(CheckInterrupted(controls));
                       v1::FitResult out;
                       ToProto(fit.params, out.mutable_model()->mutable_gmm());
                       ToProto(fit.summary, out.mutable_summary());

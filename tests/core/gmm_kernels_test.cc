@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 
+#include "exec/stripes.h"
 #include "gmm/components.h"
 #include "gmm/kernels.h"
 #include "gmm/stats.h"
@@ -164,6 +165,36 @@ TEST(ToFeatureMajor, TransposesAndPadsWithZeros) {
       ASSERT_GE(scratch.xt.rows(), n);
       EXPECT_TRUE(scratch.xt.topRows(n) == Eigen::MatrixXd(x));
       EXPECT_TRUE(scratch.xt.bottomRows(scratch.xt.rows() - n).isZero(0.0));
+    }
+  }
+}
+
+TEST(BlocksToFeatureMajor, EachBlockReadsInPlaceAsItsTransposedCopy) {
+  // Two whole blocks and a tail that is not a whole number of tiles.
+  constexpr Eigen::Index kBlock = ::emfit::internal::kBlockRows;
+  for (int d : {1, 3, 8}) {
+    SCOPED_TRACE(::testing::Message() << "d=" << d);
+    const Eigen::Index n = 2 * kBlock + kTileRows + 3;
+    std::mt19937_64 rng(5);
+    std::normal_distribution<double> normal;
+    const RowMatrix original = RowMatrix::NullaryExpr(n, d, [&] { return normal(rng); });
+    RowMatrix rearranged = original;
+    BlocksToFeatureMajor(&rearranged);
+    KernelScratch copied, viewed;
+    for (Eigen::Index b = 0; b < n; b += kBlock) {
+      const Eigen::Index rows = std::min(kBlock, n - b);
+      ToFeatureMajor(original.middleRows(b, rows), &copied);
+      ViewFeatureMajor(rearranged.data() + b * d, rows, d, &viewed);
+      ASSERT_EQ(viewed.rows, rows);
+      ASSERT_EQ(viewed.ld, copied.ld);
+      ASSERT_EQ(viewed.cols, d);
+      for (int f = 0; f < d; ++f) {
+        for (Eigen::Index i = 0; i < copied.ld; ++i) {
+          ASSERT_EQ(viewed.x[f * viewed.ld + i], copied.x[f * copied.ld + i]) << i << "," << f;
+        }
+      }
+      // Whole blocks are read where they are; the tail is copied and padded.
+      EXPECT_EQ(viewed.x == rearranged.data() + b * d, rows % kTileRows == 0);
     }
   }
 }

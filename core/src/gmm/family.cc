@@ -101,7 +101,12 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
           EMFIT_RETURN_IF_ERROR(MissingBlock(params, c, block, w, stats->shift, &caches[s], &resp,
                                              &row_ll, part, &scratch->kernel));
         } else {
-          ToFeatureMajor(block, &scratch->kernel);
+          if (feature_major_blocks_) {
+            ViewFeatureMajor(data_.x.data() + begin * data_.x.cols(), rows,
+                             static_cast<int>(data_.x.cols()), &scratch->kernel);
+          } else {
+            ToFeatureMajor(block, &scratch->kernel);
+          }
           EStepTiled(c, &scratch->kernel, &resp, &row_ll);
           AccumulateTiled(resp, w, stats->shift, &scratch->kernel, part);
         }
@@ -126,6 +131,9 @@ absl::Status GmmFamily::MStep(const Stats& stats, Params* params) const {
 absl::StatusOr<GmmParams> GmmFamily::ParamsFromResponsibilities(const Eigen::MatrixXd& shift,
                                                                 const FitControls& controls,
                                                                 RespFn resp_fn) const {
+  if (feature_major_blocks_) {
+    return absl::InternalError("initialisation after the data were rearranged for EM");
+  }
   Stats stats = NewStats();
   stats.shift = shift;
   const int k = static_cast<int>(shift.rows());

@@ -31,6 +31,11 @@ class GmmFamily {
   GmmFamily(const Dataset& data, const GmmSpec& spec, bool missing = false)
       : data_(data), spec_(spec), missing_(missing) {}
 
+  // Tells the family that the data's blocks were rearranged by BlocksToFeatureMajor (complete
+  // data only): the E-step then reads them in place instead of transposing each block every
+  // iteration. ParamsFromResponsibilities needs rows and fails from then on.
+  void UseFeatureMajorBlocks() { feature_major_blocks_ = true; }
+
   Stats NewStats() const;
   // How the rows are split for parallel accumulation; fewer stripes for large models, so that
   // the per-stripe partial statistics stay within a fixed memory bound.
@@ -62,6 +67,7 @@ class GmmFamily {
   const Dataset& data_;
   GmmSpec spec_;
   bool missing_;
+  bool feature_major_blocks_ = false;
 };
 
 }  // namespace emfit::gmm::internal

@@ -279,7 +279,7 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
   }
   data.x.rowwise() -= center;
 
-  const internal::GmmFamily family(data, spec, missing);
+  internal::GmmFamily family(data, spec, missing);
   // Initialisation never sees NaN: with missing values it runs on a copy where each missing
   // entry is its column's observed mean (0 after centring). EM itself is exact.
   std::optional<Dataset> imputed;
@@ -289,31 +289,43 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
   const Dataset& init_data = imputed.has_value() ? *imputed : data;
   const internal::GmmFamily init_family(init_data, spec, false);
   const int n_init = spec.init_params.has_value() ? 1 : options.n_init;
+  auto seed_of = [&](int r) {
+    return ::emfit::internal::DeriveSeed(options.seed, static_cast<uint64_t>(r),
+                                         ::emfit::internal::StreamPurpose::kRestart);
+  };
 
   // Restarts run in parallel on the pool (each also splits its row blocks over it); each
-  // uses its own seeded stream, so the results do not depend on scheduling.
+  // uses its own seeded stream, so the results do not depend on scheduling. All
+  // initialisations come first: EM then reads complete data in a layout they cannot.
+  std::vector<absl::StatusOr<GmmParams>> inits(n_init, absl::UnknownError("not initialised"));
+  ParallelFor(controls.pool, n_init, [&](int r) {
+    if (controls.cancel != nullptr && controls.cancel->IsCancelled()) {
+      inits[r] = absl::CancelledError("the fit was cancelled");  // skip the initialisation too
+    } else if (spec.init_params.has_value()) {
+      inits[r] = *spec.init_params;
+      inits[r]->means.rowwise() -= center;
+    } else {
+      inits[r] = internal::InitialParams(init_family, init_data, spec, seed_of(r), controls);
+    }
+  });
+  if (!missing) {
+    // Each block of rows rearranged feature-major in its own storage, so that the E-step's
+    // kernels read it in place instead of transposing it every iteration (no extra memory;
+    // docs/benchmarks.md). Only the fit's own copy of the data is touched.
+    internal::BlocksToFeatureMajor(&data.x);
+    family.UseFeatureMajorBlocks();
+  }
   std::vector<RestartResult<GmmParams>> runs(n_init);
   std::vector<absl::Status> init_errors(n_init);
   ParallelFor(controls.pool, n_init, [&](int r) {
-    const uint64_t seed = ::emfit::internal::DeriveSeed(options.seed, static_cast<uint64_t>(r),
-                                                        ::emfit::internal::StreamPurpose::kRestart);
-    absl::StatusOr<GmmParams> init;
-    if (controls.cancel != nullptr && controls.cancel->IsCancelled()) {
-      init = absl::CancelledError("the fit was cancelled");  // skip the initialisation too
-    } else if (spec.init_params.has_value()) {
-      init = *spec.init_params;
-      init->means.rowwise() -= center;
-    } else {
-      init = internal::InitialParams(init_family, init_data, spec, seed, controls);
-    }
-    if (init.ok()) {
-      runs[r] = RunEm(family, *std::move(init), options, controls, r, seed);
+    if (inits[r].ok()) {
+      runs[r] = RunEm(family, *std::move(inits[r]), options, controls, r, seed_of(r));
       return;
     }
-    init_errors[r] = init.status();
+    init_errors[r] = inits[r].status();
     IterationController failed(options, controls, r, family.total_weight());
-    failed.StopOn(init.status());
-    runs[r].summary = failed.Finish(seed);
+    failed.StopOn(init_errors[r]);
+    runs[r].summary = failed.Finish(seed_of(r));
   });
   std::vector<RestartSummary> restarts;
   std::optional<GmmParams> best_params;

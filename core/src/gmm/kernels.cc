@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "exec/stripes.h"
+
 namespace emfit::gmm::internal {
 namespace {
 
@@ -160,14 +162,49 @@ void ToFeatureMajor(const Eigen::Ref<const RowMatrix>& block, KernelScratch* scr
     for (int f = 0; f < d; ++f) dst[f * padded + i] = src[i * stride + f];
   }
   if (padded > n) scratch->xt.bottomRows(padded - n).setZero();
+  scratch->x = scratch->xt.data();
+  scratch->ld = padded;
+  scratch->cols = d;
+}
+
+Eigen::MatrixXd& ZeroedFeatureMajor(Eigen::Index rows, int cols, KernelScratch* scratch) {
+  const Eigen::Index padded = (rows + R - 1) / R * R;
+  scratch->xt.setZero(padded, cols);
+  scratch->x = scratch->xt.data();
+  scratch->ld = padded;
+  scratch->rows = rows;
+  scratch->cols = cols;
+  return scratch->xt;
+}
+
+void ViewFeatureMajor(const double* block, Eigen::Index rows, int cols, KernelScratch* scratch) {
+  if (rows % R == 0) {
+    scratch->x = block;
+    scratch->ld = rows;
+    scratch->rows = rows;
+    scratch->cols = cols;
+    return;
+  }
+  Eigen::MatrixXd& xt = ZeroedFeatureMajor(rows, cols, scratch);
+  xt.topRows(rows) = Eigen::Map<const Eigen::MatrixXd>(block, rows, cols);
+}
+
+void BlocksToFeatureMajor(RowMatrix* x) {
+  const Eigen::Index n = x->rows(), d = x->cols();
+  Eigen::MatrixXd block;
+  for (Eigen::Index b = 0; b < n; b += ::emfit::internal::kBlockRows) {
+    const Eigen::Index rows = std::min<Eigen::Index>(::emfit::internal::kBlockRows, n - b);
+    block = x->middleRows(b, rows);  // column-major copy
+    Eigen::Map<Eigen::MatrixXd>(x->data() + b * d, rows, d) = block;
+  }
 }
 
 void EStepTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* out,
                 Eigen::VectorXd* row_ll) {
   const Eigen::Index n = scratch->rows;
-  const Eigen::Index ld = scratch->xt.rows();
+  const Eigen::Index ld = scratch->ld;
   const int d = c.d, k = c.k;
-  const double* x = scratch->xt.data();
+  const double* x = scratch->x;
   out->resize(n, k);
   if (row_ll != nullptr) row_ll->resize(n);
   // Row-major copies of what each tile reads: the means and, by type, the centres mu_j U
@@ -276,14 +313,14 @@ struct MomentSums {
   double* squares = nullptr;         // d: sum_i wr_i (x_i - mu)^2 (when `lower` is null)
 };
 
-// Weighted moments about `mu` of the rows in scratch->xt, with tile weights scratch->tiles[0,
+// Weighted moments about `mu` of the rows in the block, with tile weights scratch->tiles[0,
 // tile_count). The scatter goes through the block in chunks of kChunkRows, whose centred and
 // weighted copies stay in the L1 cache; the other sums keep their partial sums in registers.
 void Moments(KernelScratch* scratch, const double* mu, const MomentSums& out) {
-  const Eigen::Index ld = scratch->xt.rows();
+  const Eigen::Index ld = scratch->ld;
   const Eigen::Index tile_count = ld / R;
-  const int d = static_cast<int>(scratch->xt.cols());
-  const double* x = scratch->xt.data();
+  const int d = scratch->cols;
+  const double* x = scratch->x;
   const Lanes* wr = scratch->tiles.data();
   if (tile_count == 0) return;
   if (out.mass != nullptr) {
@@ -329,9 +366,9 @@ void Moments(KernelScratch* scratch, const double* mu, const MomentSums& out) {
 
 // Sizes scratch->tiles for TileWeights and Moments.
 void ReserveMomentTiles(KernelScratch* scratch) {
-  const Eigen::Index tile_count = scratch->xt.rows() / R;
+  const Eigen::Index tile_count = scratch->ld / R;
   const Eigen::Index chunk = std::max<Eigen::Index>(1, kChunkRows / R);
-  scratch->tiles.resize(tile_count + 2 * static_cast<size_t>(scratch->xt.cols()) * chunk);
+  scratch->tiles.resize(tile_count + 2 * static_cast<size_t>(scratch->cols) * chunk);
 }
 
 }  // namespace
@@ -339,8 +376,8 @@ void ReserveMomentTiles(KernelScratch* scratch) {
 void AccumulateTiled(const Eigen::MatrixXd& resp, const Eigen::Ref<const Eigen::VectorXd>& w,
                      const Eigen::MatrixXd& shift, KernelScratch* scratch, GmmStats* s) {
   const Eigen::Index n = scratch->rows;
-  const Eigen::Index tile_count = scratch->xt.rows() / R;
-  const int d = static_cast<int>(scratch->xt.cols());
+  const Eigen::Index tile_count = scratch->ld / R;
+  const int d = scratch->cols;
   const int k = static_cast<int>(resp.cols());
   const double* wp = w.size() != 0 ? w.data() : nullptr;
   const bool scatter = !s->sdd.empty();
@@ -370,10 +407,10 @@ void AccumulateTiled(const Eigen::MatrixXd& resp, const Eigen::Ref<const Eigen::
 
 void AccumulateComponentTiled(int j, const double* wr_rows, const Eigen::MatrixXd& shift,
                               KernelScratch* scratch, GmmStats* s) {
-  const int d = static_cast<int>(scratch->xt.cols());
+  const int d = scratch->cols;
   const bool scatter = !s->sdd.empty();
   ReserveMomentTiles(scratch);
-  TileWeights(scratch->rows, scratch->xt.rows() / R, wr_rows, nullptr, scratch->tiles.data());
+  TileWeights(scratch->rows, scratch->ld / R, wr_rows, nullptr, scratch->tiles.data());
   Eigen::RowVectorXd& mu = scratch->mu;
   Eigen::RowVectorXd& first = scratch->first;
   Eigen::RowVectorXd& squares = scratch->squares;

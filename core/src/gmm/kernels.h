@@ -27,9 +27,15 @@ using Lanes = Eigen::Array<double, kTileRows, 1>;
 using LanesVector = std::vector<Lanes, Eigen::aligned_allocator<Lanes>>;
 
 // Work memory of the kernels, reused across blocks so that steady state allocates nothing.
+// The kernels read the block through `x`: feature-major, `ld` values per feature (a multiple of
+// kTileRows, zeros past `rows`), `cols` features. It points into `xt` or, for a block that is
+// already feature-major in the data (ViewFeatureMajor), into the data themselves.
 struct KernelScratch {
-  Eigen::MatrixXd xt;                     // the block, feature-major, n_pad x d
+  const double* x = nullptr;
+  Eigen::Index ld = 0;                    // values per feature (n_pad)
   Eigen::Index rows = 0;                  // rows of the block (n <= n_pad)
+  int cols = 0;                           // features
+  Eigen::MatrixXd xt;                     // an own feature-major copy, n_pad x d
   LanesVector tiles;                      // tiles and accumulators, one row-tile of a feature each
   std::vector<double> params;             // row-major copies of the parameters
   Eigen::RowVectorXd mu, first, squares;  // one component's shift and moments
@@ -38,14 +44,27 @@ struct KernelScratch {
 // Copies `block` (n x d) feature-major into scratch->xt, padding with zeros.
 void ToFeatureMajor(const Eigen::Ref<const RowMatrix>& block, KernelScratch* scratch);
 
-// For the rows in scratch->xt: without `row_ll`, out (n x k) = a_ij = ln pi_j + ln N(x_i |
-// mu_j, Sigma_j); with it, out = the responsibilities (each row's softmax of a_ij) and
-// row_ll (n) = each row's log-likelihood LSE_j a_ij, as NormalizeRows gives, tile by tile.
+// Points the kernels at a block stored feature-major (`rows` values per feature, `cols`
+// features); copies it into scratch->xt only when `rows` is not a whole number of tiles.
+void ViewFeatureMajor(const double* block, Eigen::Index rows, int cols, KernelScratch* scratch);
+
+// Sizes scratch->xt for `rows` x `cols` feature-major (zeroed) and points the kernels at it;
+// the caller fills the first `rows` values of each column.
+Eigen::MatrixXd& ZeroedFeatureMajor(Eigen::Index rows, int cols, KernelScratch* scratch);
+
+// Rearranges the rows of `x` in place, block of kBlockRows rows by block: each block's
+// values become feature-major within the block's own storage (column f of the block at
+// offset f * rows). What ViewFeatureMajor reads without copying.
+void BlocksToFeatureMajor(RowMatrix* x);
+
+// For the rows of the block in `scratch`: without `row_ll`, out (n x k) = a_ij = ln pi_j + ln N(x_i
+// | mu_j, Sigma_j); with it, out = the responsibilities (each row's softmax of a_ij) and row_ll (n)
+// = each row's log-likelihood LSE_j a_ij, as NormalizeRows gives, tile by tile.
 void EStepTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* out,
                 Eigen::VectorXd* row_ll);
 
-// Adds the statistics of the rows in scratch->xt to `stats`: responsibilities `resp` (n x k),
-// row weights `w` (empty: 1), moments about `shift` (k x d). What is accumulated follows the
+// Adds the statistics of the rows of the block in `scratch` to `stats`: responsibilities `resp` (n
+// x k), row weights `w` (empty: 1), moments about `shift` (k x d). What is accumulated follows the
 // layout `stats` was reset to: a scatter per component (sdd), one pooled second moment (sxx,
 // tied without missing values) or squared deviations per coordinate (sdd_diag).
 void AccumulateTiled(const Eigen::MatrixXd& resp, const Eigen::Ref<const Eigen::VectorXd>& w,

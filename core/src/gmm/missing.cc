@@ -179,9 +179,7 @@ absl::Status MissingBlock(const GmmParams& params, const Components& complete,
     if (run.factors == nullptr) {
       ToFeatureMajor(run.x_obs, &kernel);
     } else {
-      const Eigen::Index padded = (m + kTileRows - 1) / kTileRows * kTileRows;
-      kernel.rows = m;
-      kernel.xt.setZero(padded, d);
+      ZeroedFeatureMajor(m, d, &kernel);
       const std::vector<int>& obs = run.factors->obs;
       for (size_t j = 0; j < obs.size(); ++j) {
         kernel.xt.col(obs[j]).head(m) = run.x_obs.col(static_cast<Eigen::Index>(j));

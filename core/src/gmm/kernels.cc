@@ -8,6 +8,9 @@ namespace emfit::gmm::internal {
 namespace {
 
 constexpr int R = kTileRows;
+// Rows per chunk of the scatter: its centred and weighted copies (2 x 128 x d doubles, 16 KiB at
+// d=8) stay in the L1 cache. A constant on purpose: a chunk sized by d measured 10% slower at
+// d=16 (the loops lose their constant trip count).
 constexpr int kChunkRows = 128;
 constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 

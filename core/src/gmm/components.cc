@@ -9,6 +9,8 @@
 namespace emfit::gmm::internal {
 namespace {
 
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+
 // Precision Cholesky factor of `cov`: Sigma = L L^T, U = L^{-T}.
 bool PrecisionCholesky(const Eigen::MatrixXd& cov, Eigen::MatrixXd* u, double* log_det_half) {
   Eigen::LLT<Eigen::MatrixXd> llt(cov);
@@ -68,11 +70,16 @@ absl::StatusOr<Components> Factorize(const GmmParams& params, absl::string_view 
           return NotPositiveDefinite(what, j);
         }
       }
-      c.inv_sd = var.array().rsqrt();
+      c.aux = var.array().rsqrt();
+      if (c.type == CovarianceType::kSpherical) c.aux = c.aux.replicate(1, d).eval();
       const double scale = c.type == CovarianceType::kSpherical ? d : 1.0;
       c.log_det_half = -0.5 * scale * var.array().log().rowwise().sum();
       break;
     }
+  }
+  c.offset = c.log_weights + c.log_det_half - Eigen::VectorXd::Constant(c.k, 0.5 * d * kLog2Pi);
+  if (c.type == CovarianceType::kTied) {
+    c.aux = c.means * c.prec_chol[0].triangularView<Eigen::Upper>();
   }
   return c;
 }

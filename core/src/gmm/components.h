@@ -19,10 +19,13 @@ struct Components {
   int k = 0;
   int d = 0;
   Eigen::VectorXd log_weights;             // k
-  Eigen::MatrixXd means;                   // k x d
+  RowMatrix means;                         // k x d, a contiguous row per component
   std::vector<Eigen::MatrixXd> prec_chol;  // full: k upper d x d; tied: 1
-  Eigen::MatrixXd inv_sd;                  // diag: k x d; spherical: k x 1
   Eigen::VectorXd log_det_half;            // sum_j ln U_jj = -ln|Sigma_k| / 2
+  // What the E-step's tiles read besides the means, a row of d per component: mu_j U (tied) or
+  // 1/sigma (diag; spherical repeated over d); and ln pi_j + ln|U_j| - d/2 ln 2 pi.
+  RowMatrix aux;
+  Eigen::VectorXd offset;
 };
 
 // Factorises `params`. FAILED_PRECONDITION naming the component when a covariance is not

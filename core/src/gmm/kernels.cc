@@ -12,7 +12,7 @@ constexpr int R = kTileRows;
 // d=8) stay in the L1 cache. A constant on purpose: a chunk sized by d measured 10% slower at
 // d=16 (the loops lose their constant trip count).
 constexpr int kChunkRows = 128;
-constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+constexpr Eigen::Index kChunkTiles = std::max(1, kChunkRows / R);
 
 using ConstLanesMap = Eigen::Map<const Lanes>;
 
@@ -210,30 +210,9 @@ void EStepTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* ou
   const double* x = scratch->x;
   out->resize(n, k);
   if (row_ll != nullptr) row_ll->resize(n);
-  // Row-major copies of what each tile reads: the means and, by type, the centres mu_j U
-  // (tied) or the inverse standard deviations (diag, spherical); then the log offsets.
-  std::vector<double>& params = scratch->params;
-  params.assign(2 * static_cast<size_t>(k) * d + k + d, 0.0);
-  double* mu = params.data();
-  double* aux = mu + static_cast<size_t>(k) * d;
-  double* offset = aux + static_cast<size_t>(k) * d;
-  const double* zero = offset + k;
-  for (int j = 0; j < k; ++j) {
-    offset[j] = c.log_weights[j] + c.log_det_half[j] - 0.5 * d * kLog2Pi;
-    for (int f = 0; f < d; ++f) mu[j * d + f] = c.means(j, f);
-  }
-  if (c.type == CovarianceType::kTied) {
-    const Eigen::MatrixXd centres = c.means * c.prec_chol[0].triangularView<Eigen::Upper>();
-    for (int j = 0; j < k; ++j) {
-      for (int f = 0; f < d; ++f) aux[j * d + f] = centres(j, f);
-    }
-  } else if (c.type == CovarianceType::kDiag || c.type == CovarianceType::kSpherical) {
-    for (int j = 0; j < k; ++j) {
-      for (int f = 0; f < d; ++f) {
-        aux[j * d + f] = c.inv_sd(j, c.type == CovarianceType::kDiag ? f : 0);
-      }
-    }
-  }
+  const double* mu = c.means.data();
+  const double* aux = c.aux.data();
+  const double* offset = c.offset.data();
   LanesVector& tiles = scratch->tiles;
   tiles.resize(2 * static_cast<size_t>(d) + k);
   Lanes* y = tiles.data();
@@ -252,7 +231,7 @@ void EStepTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* ou
         break;
       case CovarianceType::kTied:
         // x U once per tile (the fit centres the data), then ||x U - mu_j U||^2.
-        CentredTile(x, ld, i0, d, zero, y);
+        for (int f = 0; f < d; ++f) y[f] = Feature(x, ld, i0, f);
         TriangularTimes(y, d, c.prec_chol[0].data(), z, nullptr);
         for (int j = 0; j < k; ++j) {
           const double* cj = aux + j * d;
@@ -345,7 +324,7 @@ void Moments(KernelScratch* scratch, const double* mu, const MomentSums& out) {
     }
     return;
   }
-  const Eigen::Index chunk = std::max<Eigen::Index>(1, kChunkRows / R);
+  const Eigen::Index chunk = kChunkTiles;
   Lanes* y = scratch->tiles.data() + tile_count;
   Lanes* wy = y + static_cast<size_t>(d) * chunk;
   for (Eigen::Index t0 = 0; t0 < tile_count; t0 += chunk) {
@@ -369,9 +348,26 @@ void Moments(KernelScratch* scratch, const double* mu, const MomentSums& out) {
 
 // Sizes scratch->tiles for TileWeights and Moments.
 void ReserveMomentTiles(KernelScratch* scratch) {
-  const Eigen::Index tile_count = scratch->ld / R;
-  const Eigen::Index chunk = std::max<Eigen::Index>(1, kChunkRows / R);
-  scratch->tiles.resize(tile_count + 2 * static_cast<size_t>(scratch->cols) * chunk);
+  scratch->tiles.resize(scratch->ld / R + 2 * static_cast<size_t>(scratch->cols) * kChunkTiles);
+}
+
+// Adds component j's mass, first moments and, per `stats`'s layout, its scatter (sdd) or
+// squared deviations (sdd_diag, unless `pooled`) about shift row j, with the tile weights
+// already in scratch->tiles.
+void ComponentMoments(int j, const Eigen::MatrixXd& shift, bool pooled, KernelScratch* scratch,
+                      GmmStats* s) {
+  const bool scatter = !s->sdd.empty();
+  Eigen::RowVectorXd& mu = scratch->mu;
+  Eigen::RowVectorXd& first = scratch->first;
+  Eigen::RowVectorXd& squares = scratch->squares;
+  mu = shift.row(j);
+  first.setZero(scratch->cols);
+  squares.setZero(scratch->cols);
+  Moments(scratch, mu.data(),
+          {&s->nk[j], first.data(), scatter ? &s->sdd[j] : nullptr,
+           scatter || pooled ? nullptr : squares.data()});
+  s->delta.row(j) += first;
+  if (!scatter && !pooled) s->sdd_diag.row(j) += squares;
 }
 
 }  // namespace
@@ -380,51 +376,29 @@ void AccumulateTiled(const Eigen::MatrixXd& resp, const Eigen::Ref<const Eigen::
                      const Eigen::MatrixXd& shift, KernelScratch* scratch, GmmStats* s) {
   const Eigen::Index n = scratch->rows;
   const Eigen::Index tile_count = scratch->ld / R;
-  const int d = scratch->cols;
   const int k = static_cast<int>(resp.cols());
   const double* wp = w.size() != 0 ? w.data() : nullptr;
-  const bool scatter = !s->sdd.empty();
   const bool pooled = s->sxx.size() != 0;
   s->total_weight += wp != nullptr ? w.sum() : static_cast<double>(n);
   ReserveMomentTiles(scratch);
   Lanes* wr = scratch->tiles.data();
-  const Eigen::RowVectorXd zero = Eigen::RowVectorXd::Zero(d);
   if (pooled) {
     // Tied, complete data: sum_i w_i x_i x_i^T about the origin (the fit centres the data).
     TileWeights(n, tile_count, wp, nullptr, wr);
-    Moments(scratch, zero.data(), {nullptr, nullptr, &s->sxx, nullptr});
+    scratch->mu.setZero(scratch->cols);
+    Moments(scratch, scratch->mu.data(), {nullptr, nullptr, &s->sxx, nullptr});
   }
-  Eigen::RowVectorXd mu(d), first(d), squares(d);
   for (int j = 0; j < k; ++j) {
     TileWeights(n, tile_count, wp, resp.col(j).data(), wr);
-    mu = shift.row(j);
-    first.setZero();
-    squares.setZero();
-    Moments(scratch, mu.data(),
-            {&s->nk[j], first.data(), scatter ? &s->sdd[j] : nullptr,
-             scatter || pooled ? nullptr : squares.data()});
-    s->delta.row(j) += first;
-    if (!scatter && !pooled) s->sdd_diag.row(j) += squares;
+    ComponentMoments(j, shift, pooled, scratch, s);
   }
 }
 
 void AccumulateComponentTiled(int j, const double* wr_rows, const Eigen::MatrixXd& shift,
                               KernelScratch* scratch, GmmStats* s) {
-  const int d = scratch->cols;
-  const bool scatter = !s->sdd.empty();
   ReserveMomentTiles(scratch);
   TileWeights(scratch->rows, scratch->ld / R, wr_rows, nullptr, scratch->tiles.data());
-  Eigen::RowVectorXd& mu = scratch->mu;
-  Eigen::RowVectorXd& first = scratch->first;
-  Eigen::RowVectorXd& squares = scratch->squares;
-  mu = shift.row(j);
-  first.setZero(d);
-  squares.setZero(d);
-  Moments(scratch, mu.data(),
-          {&s->nk[j], first.data(), scatter ? &s->sdd[j] : nullptr,
-           scatter ? nullptr : squares.data()});
-  s->delta.row(j) += first;
-  if (!scatter) s->sdd_diag.row(j) += squares;
+  ComponentMoments(j, shift, /*pooled=*/false, scratch, s);
 }
 
 void LogJoint(const Components& c, const Eigen::Ref<const RowMatrix>& block, Eigen::MatrixXd* out,

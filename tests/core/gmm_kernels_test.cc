@@ -1,12 +1,17 @@
 // The tiled E-step and statistics kernels against a row-by-row reference, for every covariance
-// type, block sizes around the tile width (padding), row weights, and data far from the origin.
+// type, block sizes around the tile width (padding), row weights, and data far from the origin;
+// with missing values too (marginal E-step, completed rows, conditional covariances).
 #include <Eigen/Cholesky>
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
+#include <string>
 
 #include "exec/stripes.h"
 #include "gmm/components.h"
 #include "gmm/kernels.h"
+#include "gmm/missing.h"
 #include "gmm/stats.h"
 #include "gtest/gtest.h"
 #include "testing/status_matchers.h"
@@ -209,6 +214,218 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(CovarianceTypeName(std::get<0>(info.param))) + "_n" +
              std::to_string(std::get<1>(info.param)) + (std::get<2>(info.param) ? "_weighted" : "");
     });
+
+// Expected sufficient statistics with missing values, row by row from the dense covariance
+// (docs/algorithms.md §2): responsibilities from the marginal density of the observed
+// coordinates, completed rows x_hat_ij and the conditional covariance C_ij of the missing ones.
+struct MissingReference {
+  Eigen::MatrixXd resp;
+  Eigen::VectorXd row_ll;
+  GmmStats stats;
+};
+
+MissingReference ReferenceMissing(const GmmParams& p, const RowMatrix& x,
+                                  const Eigen::VectorXd& w) {
+  const Eigen::Index n = x.rows();
+  const bool per_component =
+      p.covariance_type != CovarianceType::kDiag && p.covariance_type != CovarianceType::kSpherical;
+  MissingReference ref;
+  ref.stats.Reset(p.covariance_type, kK, kD, per_component);
+  ref.resp.resize(n, kK);
+  ref.row_ll.resize(n);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    std::vector<int> obs, mis;
+    for (int f = 0; f < kD; ++f) (std::isnan(x(i, f)) ? mis : obs).push_back(f);
+    const Eigen::VectorXd xo = x.row(i)(obs).transpose();
+    Eigen::VectorXd a(kK);
+    std::vector<Eigen::VectorXd> completed(kK);
+    std::vector<Eigen::MatrixXd> cond(kK);
+    for (int j = 0; j < kK; ++j) {
+      const Eigen::MatrixXd cov = p.ComponentCovariance(j);
+      const Eigen::VectorXd mu = p.means.row(j).transpose();
+      a[j] = std::log(p.weights[j]);
+      completed[j] = mu;
+      completed[j](obs) = xo;
+      cond[j] = Eigen::MatrixXd::Zero(kD, kD);
+      if (obs.empty()) {
+        cond[j] = cov;
+        continue;
+      }
+      const Eigen::MatrixXd soo = cov(obs, obs);
+      const Eigen::LDLT<Eigen::MatrixXd> ldlt(soo);
+      const Eigen::VectorXd diff = xo - mu(obs);
+      a[j] += -0.5 * static_cast<double>(obs.size()) * std::log(2 * M_PI) -
+              0.5 * ldlt.vectorD().array().log().sum() - 0.5 * diff.dot(ldlt.solve(diff));
+      if (mis.empty()) continue;
+      const Eigen::MatrixXd smo = cov(mis, obs);
+      completed[j](mis) = mu(mis) + smo * ldlt.solve(diff);
+      cond[j](mis, mis) = cov(mis, mis) - smo * ldlt.solve(Eigen::MatrixXd(smo.transpose()));
+    }
+    const double top = a.maxCoeff();
+    ref.row_ll[i] = top + std::log((a.array() - top).exp().sum());
+    const double wi = w.size() == 0 ? 1.0 : w[i];
+    ref.stats.total_weight += wi;
+    for (int j = 0; j < kK; ++j) {
+      ref.resp(i, j) = std::exp(a[j] - ref.row_ll[i]);
+      const double wr = wi * ref.resp(i, j);
+      const Eigen::VectorXd y = completed[j] - p.means.row(j).transpose();
+      ref.stats.nk[j] += wr;
+      ref.stats.delta.row(j) += wr * y.transpose();
+      const Eigen::MatrixXd scatter = y * y.transpose() + cond[j];
+      if (per_component) {
+        ref.stats.sdd[j] += wr * scatter;
+      } else {
+        ref.stats.sdd_diag.row(j) += wr * scatter.diagonal().transpose();
+      }
+    }
+  }
+  return ref;
+}
+
+void ExpectStatsNear(const GmmStats& got, const GmmStats& want) {
+  EXPECT_NEAR(got.total_weight, want.total_weight, 1e-12 * want.total_weight);
+  for (int j = 0; j < kK; ++j) {
+    const double scale = 1e-10 * (want.nk[j] + 1) * 100;
+    EXPECT_NEAR(got.nk[j], want.nk[j], 1e-11 * (want.nk[j] + 1)) << j;
+    for (int f = 0; f < kD; ++f) EXPECT_NEAR(got.delta(j, f), want.delta(j, f), scale) << j;
+    if (!want.sdd.empty()) {
+      ASSERT_EQ(got.sdd.size(), want.sdd.size());
+      for (int a = 0; a < kD; ++a) {
+        for (int b = 0; b <= a; ++b) EXPECT_NEAR(got.sdd[j](a, b), want.sdd[j](a, b), scale);
+      }
+    } else {
+      for (int f = 0; f < kD; ++f) EXPECT_NEAR(got.sdd_diag(j, f), want.sdd_diag(j, f), scale);
+    }
+  }
+}
+
+class MissingKernelsTest : public ::testing::TestWithParam<std::tuple<CovarianceType, int, bool>> {
+};
+
+TEST_P(MissingKernelsTest, MatchRowByRowReference) {
+  const auto [type, n, weighted] = GetParam();
+  std::mt19937_64 rng(29 + n);
+  const double offset = 1e3;
+  const GmmParams p = RandomParams(type, offset, &rng);
+  std::normal_distribution<double> normal;
+  std::bernoulli_distribution missing(0.3);
+  // Rows with every pattern: 30% MCAR gives complete rows, rows missing one or several
+  // coordinates and, now and then, rows with nothing observed.
+  RowMatrix x = RowMatrix::NullaryExpr(n, kD, [&] { return offset + 3 * normal(rng); });
+  for (Eigen::Index i = 0; i < n; ++i) {
+    for (int f = 0; f < kD; ++f) {
+      if (missing(rng)) x(i, f) = std::nan("");
+    }
+  }
+  if (n > 2) x.row(1).setConstant(std::nan(""));
+  Eigen::VectorXd w;
+  if (weighted) {
+    std::uniform_real_distribution<double> uniform(0.1, 3.0);
+    w = Eigen::VectorXd::NullaryExpr(n, [&] { return uniform(rng); });
+  }
+  absl::StatusOr<Components> c = Factorize(p, "test");
+  ASSERT_THAT(c, IsOk());
+  const MissingReference ref = ReferenceMissing(p, x, w);
+  const bool per_component = !ref.stats.sdd.empty();
+
+  // Rows in any order, grouped block by block (Score, the posteriors).
+  {
+    SCOPED_TRACE("MissingBlock, rows as given");
+    PatternCache cache(p);
+    MissingScratch scratch;
+    GmmStats s;
+    s.Reset(type, kK, kD, per_component);
+    Eigen::MatrixXd resp;
+    Eigen::VectorXd row_ll;
+    ASSERT_THAT(MissingBlock(p, *c, x, weighted ? w.data() : nullptr, p.means, &cache, &resp,
+                             &row_ll, &s, &scratch),
+                IsOk());
+    for (Eigen::Index i = 0; i < n; ++i) {
+      EXPECT_NEAR(row_ll[i], ref.row_ll[i], 1e-9 * (1 + std::abs(ref.row_ll[i]))) << i;
+      for (int j = 0; j < kK; ++j) EXPECT_NEAR(resp(i, j), ref.resp(i, j), 1e-9) << i;
+    }
+    ExpectStatsNear(s, ref.stats);
+  }
+
+  // Rows sorted by pattern, runs found once for every block (a fit).
+  {
+    SCOPED_TRACE("PatternLayout, rows sorted by pattern");
+    std::vector<Eigen::Index> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    auto key = [&](Eigen::Index i) {
+      std::string k(kD, '0');
+      for (int f = 0; f < kD; ++f) k[f] = std::isnan(x(i, f)) ? '0' : '1';
+      return k;
+    };
+    std::stable_sort(order.begin(), order.end(),
+                     [&](Eigen::Index a, Eigen::Index b) { return key(a) < key(b); });
+    RowMatrix sorted(n, kD);
+    Eigen::VectorXd sorted_w(w.size());
+    for (Eigen::Index i = 0; i < n; ++i) {
+      sorted.row(i) = x.row(order[i]);
+      if (weighted) sorted_w[i] = w[order[i]];
+    }
+    const PatternLayout layout(sorted);
+    PatternCache cache(p);
+    MissingScratch scratch;
+    GmmStats s;
+    s.Reset(type, kK, kD, per_component);
+    Eigen::MatrixXd resp;
+    Eigen::VectorXd row_ll;
+    for (Eigen::Index b = 0; b < n; b += ::emfit::internal::kBlockRows) {
+      const Eigen::Index rows = std::min<Eigen::Index>(::emfit::internal::kBlockRows, n - b);
+      const absl::Span<const PatternRun> runs = layout.BlockRuns(b);
+      Eigen::Index covered = 0;
+      for (const PatternRun& run : runs) covered += run.end - run.begin;
+      ASSERT_EQ(covered, rows);
+      ASSERT_THAT(MissingRuns(p, *c, sorted.middleRows(b, rows), nullptr, runs,
+                              weighted ? sorted_w.data() + b : nullptr, p.means, &cache, &resp,
+                              &row_ll, &s, &scratch),
+                  IsOk());
+      for (Eigen::Index i = 0; i < rows; ++i) {
+        const Eigen::Index orig = order[b + i];
+        EXPECT_NEAR(row_ll[i], ref.row_ll[orig], 1e-9 * (1 + std::abs(ref.row_ll[orig])));
+        for (int j = 0; j < kK; ++j) EXPECT_NEAR(resp(i, j), ref.resp(orig, j), 1e-9);
+      }
+    }
+    ExpectStatsNear(s, ref.stats);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllTypesAndSizes, MissingKernelsTest,
+    ::testing::Combine(::testing::Values(CovarianceType::kFull, CovarianceType::kTied,
+                                         CovarianceType::kDiag, CovarianceType::kSpherical),
+                       ::testing::Values(1, kTileRows + 1, 300, 1100), ::testing::Bool()),
+    [](const auto& info) {
+      return std::string(CovarianceTypeName(std::get<0>(info.param))) + "_n" +
+             std::to_string(std::get<1>(info.param)) + (std::get<2>(info.param) ? "_weighted" : "");
+    });
+
+TEST(GatherFeatureMajor, PicksRowsAndFeaturesAndPadsWithZeros) {
+  const RowMatrix x = RowMatrix::NullaryExpr(40, 6, [] {
+    static double v = 0.25;
+    return v += 1.0;
+  });
+  const std::vector<Eigen::Index> rows = {7, 3, 39, 0, 12};
+  for (const std::vector<int>& cols :
+       {std::vector<int>{0, 1, 2, 3, 4, 5}, std::vector<int>{1, 4}, std::vector<int>{5}}) {
+    for (bool listed : {false, true}) {
+      KernelScratch scratch;
+      scratch.xt.setConstant(64, 6, -7.0);  // stale contents must not survive
+      GatherFeatureMajor(x, listed ? rows.data() : nullptr, 9, 5, cols, &scratch);
+      ASSERT_EQ(scratch.rows, 5);
+      ASSERT_EQ(scratch.cols, static_cast<int>(cols.size()));
+      ASSERT_EQ(scratch.ld % kTileRows, 0);
+      for (size_t f = 0; f < cols.size(); ++f) {
+        for (Eigen::Index i = 0; i < scratch.ld; ++i) {
+          const double want = i >= 5 ? 0.0 : x(listed ? rows[i] : 9 + i, cols[f]);
+          EXPECT_EQ(scratch.x[f * scratch.ld + i], want) << i << "," << f;
+        }
+      }
+    }
+  }
+}
 
 }  // namespace
 }  // namespace emfit::gmm::internal

@@ -2,6 +2,7 @@
 #ifndef EMFIT_CORE_GMM_FAMILY_H_
 #define EMFIT_CORE_GMM_FAMILY_H_
 
+#include <memory>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -12,9 +13,18 @@
 #include "emfit/gmm/gmm.h"
 #include "exec/stripes.h"
 #include "gmm/kernels.h"
+#include "gmm/missing.h"
 #include "gmm/stats.h"
 
 namespace emfit::gmm::internal {
+
+// Work matrices of one stripe of the E-step, kept across blocks and iterations.
+struct BlockScratch {
+  KernelScratch kernel;
+  MissingScratch missing;
+  Eigen::MatrixXd resp;    // rows x k responsibilities
+  Eigen::VectorXd row_ll;  // rows
+};
 
 class GmmFamily {
  public:
@@ -29,7 +39,10 @@ class GmmFamily {
   // `data` must outlive the family; its values are finite or, if `missing`, NaN (validated by
   // the caller, with fully missing rows removed and rows sorted by missingness pattern).
   GmmFamily(const Dataset& data, const GmmSpec& spec, bool missing = false)
-      : data_(data), spec_(spec), missing_(missing) {}
+      : data_(data),
+        spec_(spec),
+        missing_(missing),
+        patterns_(missing ? std::make_shared<const PatternLayout>(data.x) : nullptr) {}
 
   // Tells the family that the data's blocks were rearranged by BlocksToFeatureMajor (complete
   // data only): the E-step then reads them in place instead of transposing each block every
@@ -67,6 +80,7 @@ class GmmFamily {
   const Dataset& data_;
   GmmSpec spec_;
   bool missing_;
+  std::shared_ptr<const PatternLayout> patterns_;  // with missing values: each block's runs
   bool feature_major_blocks_ = false;
 };
 

@@ -397,13 +397,14 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
   }
   EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
   Posteriors out;
-  internal::KernelScratch scratch;
   if (block.hasNaN()) {
     internal::PatternCache cache(params);
-    EMFIT_RETURN_IF_ERROR(internal::MissingBlock(params, c, block, Eigen::VectorXd(), params.means,
-                                                 &cache, &out.responsibilities, &out.log_likelihood,
+    internal::MissingScratch scratch;
+    EMFIT_RETURN_IF_ERROR(internal::MissingBlock(params, c, block, nullptr, params.means, &cache,
+                                                 &out.responsibilities, &out.log_likelihood,
                                                  nullptr, &scratch));
   } else {
+    internal::KernelScratch scratch;
     internal::Responsibilities(c, block, &out.responsibilities, &out.log_likelihood, &scratch);
   }
   out.labels.resize(block.rows());
@@ -434,6 +435,7 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
     Eigen::MatrixXd a;
     Eigen::VectorXd row_ll;
     internal::KernelScratch scratch;
+    internal::MissingScratch missing;
     internal::PatternCache cache(params);
     Partial& p = partial[s];
     for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += ::emfit::internal::kBlockRows) {
@@ -442,8 +444,8 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
       const int64_t rows = std::min<int64_t>(::emfit::internal::kBlockRows, stripes.End(s) - b);
       const auto block = data.x.middleRows(b, rows);
       if (block.hasNaN()) {
-        p.status = internal::MissingBlock(params, c, block, Eigen::VectorXd(), params.means, &cache,
-                                          &a, &row_ll, nullptr, &scratch);
+        p.status = internal::MissingBlock(params, c, block, nullptr, params.means, &cache, &a,
+                                          &row_ll, nullptr, &missing);
         if (!p.status.ok()) return;
       } else {
         internal::Responsibilities(c, block, &a, &row_ll, &scratch);

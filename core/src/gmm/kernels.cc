@@ -192,6 +192,50 @@ void ViewFeatureMajor(const double* block, Eigen::Index rows, int cols, KernelSc
   xt.topRows(rows) = Eigen::Map<const Eigen::MatrixXd>(block, rows, cols);
 }
 
+void GatherFeatureMajor(const Eigen::Ref<const RowMatrix>& block, const Eigen::Index* rows,
+                        Eigen::Index first, Eigen::Index count, const std::vector<int>& cols,
+                        KernelScratch* scratch) {
+  const int c = static_cast<int>(cols.size());
+  if (rows == nullptr && c == block.cols()) {
+    ToFeatureMajor(block.middleRows(first, count), scratch);  // through SIMD transposes
+    return;
+  }
+  const Eigen::Index padded = (count + R - 1) / R * R;
+  scratch->xt.resize(padded, c);
+  double* dst = scratch->xt.data();
+  const Eigen::Index stride = block.outerStride();
+  for (Eigen::Index i = 0; i < count; ++i) {
+    const double* src = block.data() + (rows == nullptr ? first + i : rows[i]) * stride;
+    for (int f = 0; f < c; ++f) dst[f * padded + i] = src[cols[f]];
+  }
+  if (padded > count) scratch->xt.bottomRows(padded - count).setZero();
+  scratch->x = scratch->xt.data();
+  scratch->ld = padded;
+  scratch->rows = count;
+  scratch->cols = c;
+}
+
+void ConditionalMeansTiled(const KernelScratch& observed, const std::vector<int>& obs,
+                           const std::vector<int>& mis, const Eigen::MatrixXd& b, const double* mu,
+                           KernelScratch* completed) {
+  const Eigen::Index ld = observed.ld;
+  const int no = static_cast<int>(obs.size());
+  const int nm = static_cast<int>(mis.size());
+  double* out = completed->xt.data();
+  LanesVector& tiles = completed->tiles;
+  tiles.resize(static_cast<size_t>(no));
+  Lanes* y = tiles.data();
+  const double* bp = b.data();
+  for (Eigen::Index i0 = 0; i0 < ld; i0 += R) {
+    for (int o = 0; o < no; ++o) y[o] = Feature(observed.x, ld, i0, o) - mu[obs[o]];
+    for (int m = 0; m < nm; ++m) {
+      Lanes acc = Lanes::Constant(mu[mis[m]]);
+      for (int o = 0; o < no; ++o) acc += bp[o * nm + m] * y[o];
+      Eigen::Map<Lanes>(out + mis[m] * ld + i0) = acc;
+    }
+  }
+}
+
 void BlocksToFeatureMajor(RowMatrix* x) {
   const Eigen::Index n = x->rows(), d = x->cols();
   Eigen::MatrixXd block;

@@ -52,6 +52,20 @@ void ViewFeatureMajor(const double* block, Eigen::Index rows, int cols, KernelSc
 // the caller fills the first `rows` values of each column.
 Eigen::MatrixXd& ZeroedFeatureMajor(Eigen::Index rows, int cols, KernelScratch* scratch);
 
+// Copies features `cols` (ascending indices) of rows `rows` of `block` (`count` of them; null:
+// rows [first, first + count)) feature-major into scratch->xt, padded with zeros.
+void GatherFeatureMajor(const Eigen::Ref<const RowMatrix>& block, const Eigen::Index* rows,
+                        Eigen::Index first, Eigen::Index count, const std::vector<int>& cols,
+                        KernelScratch* scratch);
+
+// Sets features `mis` of the rows in `completed` (feature-major, `ld` values per feature) to
+// the conditional means mu_m + B (x_o - mu_o) of a Gaussian with mean `mu` (d) given features
+// `obs`, read from `observed` (the same rows, feature-major over `obs` only, the same `ld`).
+// `b` is B (|mis| x |obs|, column-major; docs/algorithms.md §2). Padding rows get finite values.
+void ConditionalMeansTiled(const KernelScratch& observed, const std::vector<int>& obs,
+                           const std::vector<int>& mis, const Eigen::MatrixXd& b, const double* mu,
+                           KernelScratch* completed);
+
 // Rearranges the rows of `x` in place, block of kBlockRows rows by block: each block's
 // values become feature-major within the block's own storage (column f of the block at
 // offset f * rows). What ViewFeatureMajor reads without copying.
@@ -84,13 +98,6 @@ void Responsibilities(const Components& c, const Eigen::Ref<const RowMatrix>& bl
 void AccumulateBlock(const Eigen::Ref<const RowMatrix>& block,
                      const Eigen::Ref<const Eigen::VectorXd>& w, const Eigen::MatrixXd& resp,
                      const Eigen::MatrixXd& shift, GmmStats* stats, KernelScratch* scratch);
-
-// Work matrices of one stripe of the E-step, kept across blocks and iterations.
-struct BlockScratch {
-  KernelScratch kernel;
-  Eigen::MatrixXd resp;    // rows x k responsibilities
-  Eigen::VectorXd row_ll;  // rows
-};
 
 }  // namespace emfit::gmm::internal
 

@@ -8,6 +8,8 @@
 //                  (fit with max_iter=5 - fit with max_iter=0) / 5, both from the same
 //                  starting parameters with tol=0.
 //   BM_Posteriors  gmm::ComputePosteriors on one 512-row block (the E-step kernel).
+//   BM_IterationMissing, BM_EStepMissing, BM_ScoreMissing: the same with 20% of the values
+//                  missing completely at random.
 //
 // Every fit starts from the same parameters (init_params), computed once from the data, so the
 // work is identical across repetitions. Data are synthetic and seeded. Not part of ctest; run
@@ -241,6 +243,34 @@ BENCHMARK(BM_IterationMissing)
     ->Apply(TypesAndThreads)
     ->Unit(benchmark::kMillisecond)
     ->UseManualTime();
+
+// A fit with max_iter=0 on the missing data: validation, grouping the rows by pattern,
+// centring and one E-step; what a fit costs besides its iterations.
+void BM_EStepMissing(benchmark::State& state) {
+  const CovarianceType type = TypeArg(state);
+  StartingParams(type);
+  const std::unique_ptr<ThreadPool> pool = MakePool(static_cast<int>(state.range(1)));
+  for (auto _ : state) state.SetIterationTime(TimeFit(type, 0, pool.get(), MissingData()));
+  SetLabels(state);
+}
+
+// Score of the missing data in the order they come (patterns mixed in every block, as a user
+// sends them).
+void BM_ScoreMissing(benchmark::State& state) {
+  const gmm::GmmParams& params = StartingParams(TypeArg(state));
+  const std::unique_ptr<ThreadPool> pool = MakePool(static_cast<int>(state.range(1)));
+  FitControls controls;
+  controls.pool = pool.get();
+  for (auto _ : state) {
+    absl::StatusOr<gmm::ScoreResult> r = gmm::Score(params, MissingData(), controls);
+    Check(r.status());
+    benchmark::DoNotOptimize(r->log_likelihood);
+  }
+  SetLabels(state);
+}
+
+BENCHMARK(BM_EStepMissing)->Apply(TypesAndThreads)->Unit(benchmark::kMillisecond)->UseManualTime();
+BENCHMARK(BM_ScoreMissing)->Apply(TypesAndThreads)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Posteriors)->Apply(Types)->Unit(benchmark::kMicrosecond);
 
 }  // namespace

@@ -328,44 +328,29 @@ TEST_P(MissingKernelsTest, MatchRowByRowReference) {
   const MissingReference ref = ReferenceMissing(p, x, w);
   const bool per_component = !ref.stats.sdd.empty();
 
-  // Rows in any order, grouped block by block (Score, the posteriors).
-  {
-    SCOPED_TRACE("MissingBlock, rows as given");
-    PatternCache cache(p);
-    MissingScratch scratch;
-    GmmStats s;
-    s.Reset(type, kK, kD, per_component);
-    Eigen::MatrixXd resp;
-    Eigen::VectorXd row_ll;
-    ASSERT_THAT(MissingBlock(p, *c, x, weighted ? w.data() : nullptr, p.means, &cache, &resp,
-                             &row_ll, &s, &scratch),
-                IsOk());
-    for (Eigen::Index i = 0; i < n; ++i) {
-      EXPECT_NEAR(row_ll[i], ref.row_ll[i], 1e-9 * (1 + std::abs(ref.row_ll[i]))) << i;
-      for (int j = 0; j < kK; ++j) EXPECT_NEAR(resp(i, j), ref.resp(i, j), 1e-9) << i;
-    }
-    ExpectStatsNear(s, ref.stats);
-  }
-
-  // Rows sorted by pattern, runs found once for every block (a fit).
-  {
-    SCOPED_TRACE("PatternLayout, rows sorted by pattern");
+  // Rows in any order, grouped by pattern (Score, the posteriors), and rows sorted by pattern
+  // taken as they come (a fit).
+  for (bool group : {true, false}) {
+    SCOPED_TRACE(group ? "rows grouped by the layout" : "rows sorted before");
     std::vector<Eigen::Index> order(n);
     std::iota(order.begin(), order.end(), 0);
-    auto key = [&](Eigen::Index i) {
-      std::string k(kD, '0');
-      for (int f = 0; f < kD; ++f) k[f] = std::isnan(x(i, f)) ? '0' : '1';
-      return k;
-    };
-    std::stable_sort(order.begin(), order.end(),
-                     [&](Eigen::Index a, Eigen::Index b) { return key(a) < key(b); });
-    RowMatrix sorted(n, kD);
-    Eigen::VectorXd sorted_w(w.size());
-    for (Eigen::Index i = 0; i < n; ++i) {
-      sorted.row(i) = x.row(order[i]);
-      if (weighted) sorted_w[i] = w[order[i]];
+    RowMatrix rows_in = x;
+    Eigen::VectorXd w_in = w;
+    if (!group) {
+      auto key = [&](Eigen::Index i) {
+        std::string k(kD, '0');
+        for (int f = 0; f < kD; ++f) k[f] = std::isnan(x(i, f)) ? '0' : '1';
+        return k;
+      };
+      std::stable_sort(order.begin(), order.end(),
+                       [&](Eigen::Index a, Eigen::Index b) { return key(a) < key(b); });
+      for (Eigen::Index i = 0; i < n; ++i) {
+        rows_in.row(i) = x.row(order[i]);
+        if (weighted) w_in[i] = w[order[i]];
+      }
     }
-    const PatternLayout layout(sorted);
+    const PatternLayout layout(rows_in, group);
+    ASSERT_EQ(layout.order() != nullptr, group);
     PatternCache cache(p);
     MissingScratch scratch;
     GmmStats s;
@@ -376,22 +361,28 @@ TEST_P(MissingKernelsTest, MatchRowByRowReference) {
       const Eigen::Index rows = std::min<Eigen::Index>(::emfit::internal::kBlockRows, n - b);
       const absl::Span<const PatternRun> runs = layout.BlockRuns(b);
       Eigen::Index covered = 0;
-      for (const PatternRun& run : runs) covered += run.end - run.begin;
+      for (const PatternRun& run : runs) {
+        ASSERT_EQ(run.begin, covered);
+        covered = run.end;
+      }
       ASSERT_EQ(covered, rows);
-      ASSERT_THAT(MissingRuns(p, *c, sorted.middleRows(b, rows), nullptr, runs,
-                              weighted ? sorted_w.data() + b : nullptr, p.means, &cache, &resp,
-                              &row_ll, &s, &scratch),
+      // The fit passes one block; Score the whole data with the block's part of the order.
+      const Eigen::Index* block_order = group ? layout.order() + b : nullptr;
+      const auto in = rows_in.middleRows(group ? 0 : b, group ? n : rows);
+      ASSERT_THAT(MissingRuns(p, *c, in, block_order, runs,
+                              weighted ? w_in.data() + (group ? 0 : b) : nullptr, p.means, &cache,
+                              &resp, &row_ll, &s, &scratch),
                   IsOk());
-      for (Eigen::Index i = 0; i < rows; ++i) {
-        const Eigen::Index orig = order[b + i];
-        EXPECT_NEAR(row_ll[i], ref.row_ll[orig], 1e-9 * (1 + std::abs(ref.row_ll[orig])));
-        for (int j = 0; j < kK; ++j) EXPECT_NEAR(resp(i, j), ref.resp(orig, j), 1e-9);
+      ASSERT_EQ(row_ll.size(), rows);
+      for (Eigen::Index q = 0; q < rows; ++q) {
+        const Eigen::Index orig = group ? layout.order()[b + q] : order[b + q];
+        EXPECT_NEAR(row_ll[q], ref.row_ll[orig], 1e-9 * (1 + std::abs(ref.row_ll[orig])));
+        for (int j = 0; j < kK; ++j) EXPECT_NEAR(resp(q, j), ref.resp(orig, j), 1e-9);
       }
     }
     ExpectStatsNear(s, ref.stats);
   }
 }
-
 INSTANTIATE_TEST_SUITE_P(
     AllTypesAndSizes, MissingKernelsTest,
     ::testing::Combine(::testing::Values(CovarianceType::kFull, CovarianceType::kTied,
@@ -401,6 +392,53 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(CovarianceTypeName(std::get<0>(info.param))) + "_n" +
              std::to_string(std::get<1>(info.param)) + (std::get<2>(info.param) ? "_weighted" : "");
     });
+
+TEST(OrderByPattern, SortsByKeyAndKeepsRowOrderWithinAPattern) {
+  for (int d : {3, 70}) {  // one word of key per row, and two
+    SCOPED_TRACE(::testing::Message() << "d=" << d);
+    std::mt19937_64 rng(3);
+    std::bernoulli_distribution missing(0.4);
+    RowMatrix x = RowMatrix::Constant(500, d, 1.0);
+    for (Eigen::Index i = 0; i < x.rows(); ++i) {
+      for (int f = 0; f < d; ++f) {
+        if (missing(rng)) x(i, f) = std::nan("");
+      }
+    }
+    const int words = (d + 63) / 64;
+    std::vector<uint64_t> keys;
+    PatternKeys(x, &keys);
+    const std::vector<Eigen::Index> order = OrderByPattern(keys, words);
+    ASSERT_EQ(order.size(), 500u);
+    std::vector<Eigen::Index> want(500);
+    std::iota(want.begin(), want.end(), 0);
+    // Observed is 1, column 0 first: the order of the patterns as strings of '0' and '1'.
+    auto pattern = [&](Eigen::Index i) {
+      std::string k(d, '0');
+      for (int f = 0; f < d; ++f) k[f] = std::isnan(x(i, f)) ? '0' : '1';
+      return k;
+    };
+    std::stable_sort(want.begin(), want.end(),
+                     [&](Eigen::Index a, Eigen::Index b) { return pattern(a) < pattern(b); });
+    EXPECT_EQ(order, want);
+  }
+}
+
+TEST(PatternCache, WithoutRoomFactorsEveryPatternForItsCaller) {
+  std::mt19937_64 rng(8);
+  const GmmParams p = RandomParams(CovarianceType::kFull, 0.0, &rng);
+  const Pattern pattern = {1, 0, 1, 1, 0};
+  PatternCache kept(p), not_kept(p, /*max_bytes=*/0);
+  for (PatternCache* cache : {&kept, &not_kept}) {
+    absl::StatusOr<std::shared_ptr<const PatternFactors>> a = cache->Get(pattern);
+    absl::StatusOr<std::shared_ptr<const PatternFactors>> b = cache->Get(pattern);
+    ASSERT_THAT(a, IsOk());
+    ASSERT_THAT(b, IsOk());
+    EXPECT_EQ(*a == *b, cache == &kept);  // the same factors only when there was room
+    EXPECT_EQ((*a)->obs, std::vector<int>({0, 2, 3}));
+    EXPECT_EQ((*a)->mis, std::vector<int>({1, 4}));
+    EXPECT_TRUE((*a)->regression[2].isApprox((*b)->regression[2], 0.0));
+  }
+}
 
 TEST(GatherFeatureMajor, PicksRowsAndFeaturesAndPadsWithZeros) {
   const RowMatrix x = RowMatrix::NullaryExpr(40, 6, [] {

@@ -36,8 +36,7 @@ namespace {
 
 // Runs `block_fn(begin, rows, stats, scratch)` over every block of every stripe on the pool,
 // each stripe into its own partial, then reduces the partials in stripe order into `total`.
-// `block_fn(stripe, begin, rows, stats, scratch)` returns a status; the first error stops
-// every stripe and is returned.
+// `block_fn` returns a status; the first error stops every stripe and is returned.
 template <class BlockFn>
 absl::Status ForEachBlock(const RowStripes& stripes, const Dataset& data, CovarianceType type,
                           int k, bool per_component, const FitControls& controls,
@@ -59,7 +58,7 @@ absl::Status ForEachBlock(const RowStripes& stripes, const Dataset& data, Covari
         return;
       }
       const int64_t rows = std::min<int64_t>(kBlockRows, stripes.End(s) - b);
-      errors[s] = block_fn(s, b, rows, &part, &scratch);
+      errors[s] = block_fn(b, rows, &part, &scratch);
       if (!errors[s].ok()) {
         stop.store(true, std::memory_order_relaxed);
         return;
@@ -85,13 +84,12 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
   stats->shift = params.means;
   const bool weighted = data_.weights.size() != 0;
   const bool per_component = missing_ && spec_.covariance_type == CovarianceType::kTied;
-  std::vector<PatternCache> caches;
+  PatternCache cache(params);  // shared by the stripes: each pattern is factored once
   const RowStripes stripes = Stripes();
-  if (missing_) caches.assign(stripes.count, PatternCache(params));
   absl::Status st =
       ForEachBlock(stripes, data_, spec_.covariance_type, c.k, per_component, controls,
                    &stats->stripes, &stats->scratch, &stats->total,
-                   [&](int s, int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
+                   [&](int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
                      const auto block = data_.x.middleRows(begin, rows);
                      const Eigen::Ref<const Eigen::VectorXd> w =
                          data_.weights.segment(weighted ? begin : 0, weighted ? rows : 0);
@@ -102,7 +100,7 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
                      if (runs.size() > 1 || (runs.size() == 1 && runs[0].pattern != nullptr)) {
                        EMFIT_RETURN_IF_ERROR(MissingRuns(
                            params, c, block, nullptr, runs, weighted ? w.data() : nullptr,
-                           stats->shift, &caches[s], nullptr, &row_ll, part, &scratch->missing));
+                           stats->shift, &cache, nullptr, &row_ll, part, &scratch->missing));
                      } else {
                        if (feature_major_blocks_) {
                          ViewFeatureMajor(data_.x.data() + begin * data_.x.cols(), rows,
@@ -145,7 +143,7 @@ absl::StatusOr<GmmParams> GmmFamily::ParamsFromResponsibilities(const Eigen::Mat
   EMFIT_RETURN_IF_ERROR(
       ForEachBlock(stripes, data_, spec_.covariance_type, k, /*per_component=*/false, controls,
                    &stats.stripes, &stats.scratch, &stats.total,
-                   [&](int, int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
+                   [&](int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
                      Eigen::MatrixXd& resp = scratch->resp;
                      resp.resize(rows, k);
                      resp_fn(begin, rows, &resp);

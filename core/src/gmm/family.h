@@ -42,7 +42,8 @@ class GmmFamily {
       : data_(data),
         spec_(spec),
         missing_(missing),
-        patterns_(missing ? std::make_shared<const PatternLayout>(data.x) : nullptr) {}
+        patterns_(missing ? std::make_shared<const PatternLayout>(data.x, /*group=*/false)
+                          : nullptr) {}
 
   // Tells the family that the data's blocks were rearranged by BlocksToFeatureMajor (complete
   // data only): the E-step then reads them in place instead of transposing each block every

@@ -188,35 +188,42 @@ void SetCriteria(double ll, double total_weight, int64_t p, double* bic, double*
 namespace {
 
 // Removes rows with no observed value and sorts the rest by missingness pattern (stable), so
-// that rows of a pattern are contiguous (algorithms.md §2, Implementation). Returns the number
-// of rows removed.
-int64_t PrepareMissing(Dataset* data) {
+// that rows of a pattern are contiguous (algorithms.md §2, Implementation); rows with every
+// value observed come last. Returns the number of rows removed, and each column's sum and
+// count of observed values.
+int64_t PrepareMissing(Dataset* data, Eigen::RowVectorXd* observed_sum,
+                       Eigen::RowVectorXd* observed_count) {
   const Eigen::Index n = data->rows();
   const Eigen::Index d = data->cols();
-  std::vector<std::string> patterns(n, std::string(d, '\0'));
-  std::vector<Eigen::Index> keep;
-  keep.reserve(n);
-  for (Eigen::Index i = 0; i < n; ++i) {
-    bool any = false;
-    for (Eigen::Index j = 0; j < d; ++j) {
-      const bool observed = !std::isnan(data->x(i, j));
-      patterns[i][j] = observed ? '1' : '0';
-      any = any || observed;
-    }
-    if (any) keep.push_back(i);
+  const int words = static_cast<int>((d + 63) / 64);
+  std::vector<uint64_t> keys;
+  internal::PatternKeys(data->x, &keys);
+  const std::vector<Eigen::Index> order = internal::OrderByPattern(keys, words);
+  // Rows with nothing observed have the smallest key, 0: they come first.
+  Eigen::Index skipped = 0;
+  while (skipped < n &&
+         std::all_of(&keys[order[skipped] * words], &keys[order[skipped] * words] + words,
+                     [](uint64_t word) { return word == 0; })) {
+    ++skipped;
   }
-  // Complete rows ('1' everywhere) sort last; the order among patterns does not matter.
-  std::stable_sort(keep.begin(), keep.end(),
-                   [&](Eigen::Index a, Eigen::Index b) { return patterns[a] < patterns[b]; });
-  RowMatrix x(static_cast<Eigen::Index>(keep.size()), d);
-  Eigen::VectorXd w(data->weights.size() == 0 ? 0 : static_cast<Eigen::Index>(keep.size()));
-  for (size_t r = 0; r < keep.size(); ++r) {
-    x.row(static_cast<Eigen::Index>(r)) = data->x.row(keep[r]);
-    if (w.size() != 0) w[static_cast<Eigen::Index>(r)] = data->weights[keep[r]];
+  RowMatrix x(n - skipped, d);
+  Eigen::VectorXd w(data->weights.size() == 0 ? 0 : n - skipped);
+  observed_sum->setZero(d);
+  observed_count->setZero(d);
+  for (Eigen::Index r = 0; r < n - skipped; ++r) {
+    const Eigen::Index from = order[skipped + r];
+    x.row(r) = data->x.row(from);
+    if (w.size() != 0) w[r] = data->weights[from];
+    for (Eigen::Index j = 0; j < d; ++j) {
+      const double v = x(r, j);
+      if (std::isnan(v)) continue;
+      (*observed_sum)[j] += v;
+      (*observed_count)[j] += 1;
+    }
   }
   data->x.swap(x);
   data->weights.swap(w);
-  return n - static_cast<int64_t>(keep.size());
+  return skipped;
 }
 
 }  // namespace
@@ -228,14 +235,15 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
   EMFIT_RETURN_IF_ERROR(data.ValidateAllowingMissing());
   const bool missing = data.HasMissing();
   int64_t skipped = 0;
+  Eigen::RowVectorXd observed_sum, observed_count;
   if (missing) {
+    skipped = PrepareMissing(&data, &observed_sum, &observed_count);
     for (Eigen::Index j = 0; j < data.cols(); ++j) {
-      if (data.x.col(j).array().isNaN().all()) {
+      if (observed_count[j] == 0) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "data: column %d has no observed value; its parameters are not identifiable", j));
       }
     }
-    skipped = PrepareMissing(&data);
   }
   if (data.rows() < 2) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -266,14 +274,7 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
   // One row-wise pass (the data are row-major).
   Eigen::RowVectorXd center;
   if (missing) {
-    Eigen::RowVectorXd sum = Eigen::RowVectorXd::Zero(data.cols());
-    Eigen::RowVectorXd count = Eigen::RowVectorXd::Zero(data.cols());
-    for (Eigen::Index i = 0; i < data.rows(); ++i) {
-      const auto observed = data.x.row(i).array().isNaN() == false;
-      sum.array() += observed.select(data.x.row(i).array(), 0.0);
-      count.array() += observed.cast<double>();
-    }
-    center = sum.array() / count.array();
+    center = observed_sum.array() / observed_count.array();
   } else {
     center = data.x.colwise().mean();
   }
@@ -398,11 +399,24 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
   EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
   Posteriors out;
   if (block.hasNaN()) {
+    // Rows grouped by pattern, evaluated block by block, put back in their order.
+    const internal::PatternLayout layout(block, /*group=*/true);
     internal::PatternCache cache(params);
     internal::MissingScratch scratch;
-    EMFIT_RETURN_IF_ERROR(internal::MissingBlock(params, c, block, nullptr, params.means, &cache,
-                                                 &out.responsibilities, &out.log_likelihood,
-                                                 nullptr, &scratch));
+    Eigen::MatrixXd resp;
+    Eigen::VectorXd row_ll;
+    out.responsibilities.resize(block.rows(), params.k());
+    out.log_likelihood.resize(block.rows());
+    for (Eigen::Index b = 0; b < block.rows(); b += ::emfit::internal::kBlockRows) {
+      const Eigen::Index* order = layout.order() + b;
+      EMFIT_RETURN_IF_ERROR(internal::MissingRuns(params, c, block, order, layout.BlockRuns(b),
+                                                  nullptr, params.means, &cache, &resp, &row_ll,
+                                                  nullptr, &scratch));
+      for (Eigen::Index p = 0; p < row_ll.size(); ++p) {
+        out.responsibilities.row(order[p]) = resp.row(p);
+        out.log_likelihood[order[p]] = row_ll[p];
+      }
+    }
   } else {
     internal::KernelScratch scratch;
     internal::Responsibilities(c, block, &out.responsibilities, &out.log_likelihood, &scratch);
@@ -425,6 +439,12 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
   }
   EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
   const ::emfit::internal::RowStripes stripes(data.rows());
+  // With missing values, the rows are visited grouped by pattern, so that each block holds a
+  // few long runs and each pattern is factored once for all blocks.
+  const std::unique_ptr<const internal::PatternLayout> layout =
+      data.HasMissing() ? std::make_unique<const internal::PatternLayout>(data.x, /*group=*/true)
+                        : nullptr;
+  internal::PatternCache cache(params);
   struct Partial {
     double log_likelihood = 0, weight = 0;
     int64_t skipped = 0;
@@ -436,28 +456,36 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
     Eigen::VectorXd row_ll;
     internal::KernelScratch scratch;
     internal::MissingScratch missing;
-    internal::PatternCache cache(params);
     Partial& p = partial[s];
     for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += ::emfit::internal::kBlockRows) {
       p.status = CheckInterrupted(controls);
       if (!p.status.ok()) return;
       const int64_t rows = std::min<int64_t>(::emfit::internal::kBlockRows, stripes.End(s) - b);
-      const auto block = data.x.middleRows(b, rows);
-      if (block.hasNaN()) {
-        p.status = internal::MissingBlock(params, c, block, nullptr, params.means, &cache, &a,
-                                          &row_ll, nullptr, &missing);
-        if (!p.status.ok()) return;
-      } else {
-        internal::Responsibilities(c, block, &a, &row_ll, &scratch);
+      if (layout == nullptr) {
+        internal::Responsibilities(c, data.x.middleRows(b, rows), &a, &row_ll, &scratch);
+        for (int64_t i = 0; i < rows; ++i) {
+          const double w = data.weights.size() == 0 ? 1.0 : data.weights[b + i];
+          p.log_likelihood += w * row_ll[i];
+          p.weight += w;
+        }
+        continue;
       }
-      for (int64_t i = 0; i < rows; ++i) {
-        if (block.row(i).array().isNaN().all()) {
-          ++p.skipped;  // nothing observed: no information, not counted (as in Fit)
+      const Eigen::Index* order = layout->order() + b;
+      const absl::Span<const internal::PatternRun> runs = layout->BlockRuns(b);
+      p.status = internal::MissingRuns(params, c, data.x, order, runs, nullptr, params.means,
+                                       &cache, nullptr, &row_ll, nullptr, &missing);
+      if (!p.status.ok()) return;
+      for (const internal::PatternRun& run : runs) {
+        if (run.pattern != nullptr &&
+            std::none_of(run.pattern->begin(), run.pattern->end(), [](uint8_t o) { return o; })) {
+          p.skipped += run.end - run.begin;  // nothing observed: no information, as in Fit
           continue;
         }
-        const double w = data.weights.size() == 0 ? 1.0 : data.weights[b + i];
-        p.log_likelihood += w * row_ll[i];
-        p.weight += w;
+        for (Eigen::Index q = run.begin; q < run.end; ++q) {
+          const double w = data.weights.size() == 0 ? 1.0 : data.weights[order[q]];
+          p.log_likelihood += w * row_ll[q];
+          p.weight += w;
+        }
       }
     }
   });

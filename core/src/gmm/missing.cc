@@ -90,41 +90,121 @@ absl::StatusOr<PatternFactors> FactorPattern(const GmmParams& params, const Patt
   return f;
 }
 
-absl::StatusOr<std::shared_ptr<const PatternFactors>> PatternCache::Get(const Pattern& pattern) {
-  if (last_ == nullptr || last_->pattern != pattern) {
-    EMFIT_ASSIGN_OR_RETURN(PatternFactors f, FactorPattern(*params_, pattern));
-    last_ = std::make_shared<const PatternFactors>(std::move(f));
-  }
-  return last_;
+namespace {
+
+// Memory held by a pattern's factors, roughly.
+size_t FactorBytes(const PatternFactors& f) {
+  size_t values = f.sub.means.size() + f.sub.aux.size() + 4 * static_cast<size_t>(f.sub.k);
+  for (const Eigen::MatrixXd& m : f.sub.prec_chol) values += m.size();
+  for (const Eigen::MatrixXd& m : f.regression) values += m.size();
+  for (const Eigen::MatrixXd& m : f.cond_cov) values += m.size();
+  return sizeof(PatternFactors) + f.pattern.size() + sizeof(double) * values +
+         64 * (f.sub.prec_chol.size() + f.regression.size() + f.cond_cov.size());
 }
 
-PatternLayout::PatternLayout(const RowMatrix& x) {
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const PatternFactors>> PatternCache::Get(const Pattern& pattern) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = table_.find(pattern);
+    if (it != table_.end()) return it->second;
+  }
+  // Factored outside the lock; two tasks may factor the same pattern at once and keep either
+  // (the factors are a function of the pattern and the parameters only).
+  EMFIT_ASSIGN_OR_RETURN(PatternFactors f, FactorPattern(*params_, pattern));
+  auto factors = std::make_shared<const PatternFactors>(std::move(f));
+  const size_t bytes = FactorBytes(*factors);
+  absl::MutexLock lock(&mu_);
+  if (bytes_ + bytes > max_bytes_) return factors;
+  const auto [it, added] = table_.try_emplace(pattern, factors);
+  if (added) bytes_ += bytes;
+  return it->second;
+}
+
+void PatternKeys(const Eigen::Ref<const RowMatrix>& x, std::vector<uint64_t>* keys) {
   const Eigen::Index n = x.rows();
   const int d = static_cast<int>(x.cols());
-  absl::flat_hash_map<Pattern, int> ids;
-  std::vector<int> run_ids;  // per run: index into patterns_, -1 complete
-  Pattern pattern(d), previous;
-  for (Eigen::Index b = 0; b < n; b += ::emfit::internal::kBlockRows) {
-    block_start_.push_back(runs_.size());
-    const Eigen::Index end = std::min<Eigen::Index>(n, b + ::emfit::internal::kBlockRows);
-    for (Eigen::Index i = b; i < end; ++i) {
-      for (int j = 0; j < d; ++j) pattern[j] = std::isnan(x(i, j)) ? 0 : 1;
-      if (i > b && pattern == previous) {
-        ++runs_.back().end;
-        continue;
-      }
-      runs_.push_back({i - b, i - b + 1, nullptr});
-      previous = pattern;
-      if (std::all_of(pattern.begin(), pattern.end(), [](uint8_t o) { return o; })) {
-        run_ids.push_back(-1);
-        continue;
-      }
-      const auto [it, added] = ids.try_emplace(pattern, static_cast<int>(patterns_.size()));
-      if (added) patterns_.push_back(pattern);
-      run_ids.push_back(it->second);
+  const int words = (d + 63) / 64;
+  keys->assign(static_cast<size_t>(n) * words, 0);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const double* row = x.data() + i * x.outerStride();
+    uint64_t* key = keys->data() + i * words;
+    for (int j = 0; j < d; ++j) {
+      key[j / 64] |= static_cast<uint64_t>(!std::isnan(row[j])) << (63 - j % 64);
     }
   }
+}
+
+std::vector<Eigen::Index> OrderByPattern(const std::vector<uint64_t>& keys, int words) {
+  const size_t n = keys.size() / static_cast<size_t>(std::max(words, 1));
+  // A counting sort: the distinct keys (few, usually) are sorted, the rows scattered to their
+  // key's place in row order, which keeps it stable.
+  using Key = absl::Span<const uint64_t>;
+  absl::flat_hash_map<Key, uint32_t> ids;
+  std::vector<Key> distinct;
+  std::vector<uint32_t> row_id(n);
+  for (size_t i = 0; i < n; ++i) {
+    const Key key(keys.data() + i * words, static_cast<size_t>(words));
+    const auto [it, added] = ids.try_emplace(key, static_cast<uint32_t>(distinct.size()));
+    if (added) distinct.push_back(key);
+    row_id[i] = it->second;
+  }
+  std::vector<uint32_t> by_key(distinct.size());
+  std::iota(by_key.begin(), by_key.end(), 0);
+  std::sort(by_key.begin(), by_key.end(), [&](uint32_t a, uint32_t b) {
+    return std::lexicographical_compare(distinct[a].begin(), distinct[a].end(), distinct[b].begin(),
+                                        distinct[b].end());
+  });
+  std::vector<size_t> next(distinct.size() + 1, 0);  // first position of each id
+  for (uint32_t id : row_id) ++next[id + 1];
+  std::vector<size_t> count(next.begin() + 1, next.end());
+  size_t position = 0;
+  for (uint32_t id : by_key) {
+    next[id] = position;
+    position += count[id];
+  }
+  std::vector<Eigen::Index> order(n);
+  for (size_t i = 0; i < n; ++i) order[next[row_id[i]]++] = static_cast<Eigen::Index>(i);
+  return order;
+}
+
+PatternLayout::PatternLayout(const Eigen::Ref<const RowMatrix>& x, bool group) {
+  const Eigen::Index n = x.rows();
+  const int d = static_cast<int>(x.cols());
+  const int words = (d + 63) / 64;
+  std::vector<uint64_t> keys;
+  PatternKeys(x, &keys);
+  if (group) order_ = OrderByPattern(keys, words);
+  // The key of a row with every value observed.
+  std::vector<uint64_t> complete(static_cast<size_t>(words), 0);
+  for (int j = 0; j < d; ++j) complete[j / 64] |= uint64_t{1} << (63 - j % 64);
+  absl::flat_hash_map<Pattern, int> ids;
+  std::vector<int> run_ids;  // per run: index into patterns_, -1 complete
+  const uint64_t* previous = nullptr;
+  for (Eigen::Index p = 0; p < n; ++p) {
+    const Eigen::Index row = group ? order_[p] : p;
+    const uint64_t* key = keys.data() + row * words;
+    const Eigen::Index offset = p % ::emfit::internal::kBlockRows;
+    if (offset == 0) block_start_.push_back(runs_.size());
+    if (offset != 0 && std::equal(key, key + words, previous)) {
+      ++runs_.back().end;
+      continue;
+    }
+    previous = key;
+    runs_.push_back({offset, offset + 1, nullptr});
+    if (std::equal(key, key + words, complete.begin())) {
+      run_ids.push_back(-1);
+      continue;
+    }
+    Pattern pattern(d);
+    for (int j = 0; j < d; ++j) pattern[j] = (key[j / 64] >> (63 - j % 64)) & 1;
+    const auto [it, added] = ids.try_emplace(pattern, static_cast<int>(patterns_.size()));
+    if (added) patterns_.push_back(std::move(pattern));
+    run_ids.push_back(it->second);
+  }
   block_start_.push_back(runs_.size());
+  // Pointers only once patterns_ stops growing.
   for (size_t r = 0; r < runs_.size(); ++r) {
     if (run_ids[r] >= 0) runs_[r].pattern = &patterns_[static_cast<size_t>(run_ids[r])];
   }
@@ -136,15 +216,16 @@ absl::Span<const PatternRun> PatternLayout::BlockRuns(int64_t begin) const {
 }
 
 absl::Status MissingRuns(const GmmParams& params, const Components& complete,
-                         const Eigen::Ref<const RowMatrix>& block, const Eigen::Index* order,
+                         const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
                          absl::Span<const PatternRun> runs, const double* w,
                          const Eigen::MatrixXd& shift, PatternCache* cache, Eigen::MatrixXd* resp,
                          Eigen::VectorXd* row_ll, GmmStats* stats, MissingScratch* scratch) {
   const int d = params.dim();
   const int k = params.k();
   const CovarianceType type = params.covariance_type;
-  if (resp != nullptr) resp->resize(block.rows(), k);
-  row_ll->resize(block.rows());
+  const Eigen::Index positions = runs.empty() ? 0 : runs.back().end;
+  if (resp != nullptr) resp->resize(positions, k);
+  row_ll->resize(positions);
   std::vector<int> all(d);
   std::iota(all.begin(), all.end(), 0);
   KernelScratch& observed = scratch->observed;
@@ -161,7 +242,7 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     const std::vector<int>& obs = factors == nullptr ? all : factors->obs;
 
     // E-step on the observed coordinates, a tile of rows at a time.
-    GatherFeatureMajor(block, rows, run.begin, m, obs, &observed);
+    GatherFeatureMajor(x, rows, run.begin, m, obs, &observed);
     if (obs.empty()) {
       // No observed coordinate: the marginal density is 1, so a_ik = ln pi_k.
       r = factors->sub.log_weights.transpose().replicate(m, 1);
@@ -169,10 +250,8 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     } else {
       EStepTiled(factors == nullptr ? complete : factors->sub, &observed, &r, &ll);
     }
-    for (Eigen::Index i = 0; i < m; ++i) (*row_ll)[row_of(i)] = ll[i];
-    if (resp != nullptr) {
-      for (Eigen::Index i = 0; i < m; ++i) resp->row(row_of(i)) = r.row(i);
-    }
+    row_ll->segment(run.begin, m) = ll;
+    if (resp != nullptr) resp->middleRows(run.begin, m) = r;
     if (stats == nullptr) continue;
 
     Eigen::VectorXd& wv = scratch->w;
@@ -185,32 +264,32 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     }
     // The completed rows, feature-major: the observed coordinates once per run, the
     // conditional means of the missing ones per component (every padding row included).
-    KernelScratch* x = &observed;
+    KernelScratch* rows_hat = &observed;
     if (factors != nullptr) {
-      x = &scratch->completed;
-      x->xt.resize(observed.ld, d);
-      x->x = x->xt.data();
-      x->ld = observed.ld;
-      x->rows = m;
-      x->cols = d;
-      for (size_t j = 0; j < obs.size(); ++j) x->xt.col(obs[j]) = observed.xt.col(j);
+      rows_hat = &scratch->completed;
+      rows_hat->xt.resize(observed.ld, d);
+      rows_hat->x = rows_hat->xt.data();
+      rows_hat->ld = observed.ld;
+      rows_hat->rows = m;
+      rows_hat->cols = d;
+      for (size_t j = 0; j < obs.size(); ++j) rows_hat->xt.col(obs[j]) = observed.xt.col(j);
     }
     Eigen::VectorXd& wr = scratch->wr;
     for (int c = 0; c < k; ++c) {
       wr = w != nullptr ? Eigen::VectorXd(r.col(c).cwiseProduct(wv)) : r.col(c);
       if (factors == nullptr) {
-        AccumulateComponentTiled(c, wr.data(), shift, x, stats);
+        AccumulateComponentTiled(c, wr.data(), shift, rows_hat, stats);
         continue;
       }
       const PatternFactors& f = *factors;
       const double* mu = complete.means.data() + static_cast<Eigen::Index>(c) * d;
       if (!f.regression.empty() && !f.obs.empty()) {
         ConditionalMeansTiled(observed, f.obs, f.mis,
-                              f.regression[type == CovarianceType::kFull ? c : 0], mu, x);
+                              f.regression[type == CovarianceType::kFull ? c : 0], mu, rows_hat);
       } else {
-        for (int j : f.mis) x->xt.col(j).setConstant(mu[j]);
+        for (int j : f.mis) rows_hat->xt.col(j).setConstant(mu[j]);
       }
-      AccumulateComponentTiled(c, wr.data(), shift, x, stats);
+      AccumulateComponentTiled(c, wr.data(), shift, rows_hat, stats);
       // The conditional covariance of the missing coordinates, weighted by sum_i w_i r_ic.
       const double mass = wr.sum();
       if (!stats->sdd.empty()) {
@@ -229,54 +308,6 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     }
   }
   return absl::OkStatus();
-}
-
-absl::Status MissingBlock(const GmmParams& params, const Components& complete,
-                          const Eigen::Ref<const RowMatrix>& block, const double* w,
-                          const Eigen::MatrixXd& shift, PatternCache* cache, Eigen::MatrixXd* resp,
-                          Eigen::VectorXd* row_ll, GmmStats* stats, MissingScratch* scratch) {
-  const Eigen::Index n = block.rows();
-  const int d = params.dim();
-  // Each row's pattern as bits (column 0 the most significant, so that keys order as the
-  // fit sorts its rows); rows grouped by pattern (stable, and skipped when the rows already
-  // come sorted).
-  const int words = (d + 63) / 64;
-  std::vector<uint64_t>& keys = scratch->keys;
-  keys.assign(static_cast<size_t>(n) * words, 0);
-  for (Eigen::Index i = 0; i < n; ++i) {
-    for (int j = 0; j < d; ++j) {
-      if (!std::isnan(block(i, j))) keys[i * words + j / 64] |= uint64_t{1} << (63 - j % 64);
-    }
-  }
-  auto pattern_less = [&](Eigen::Index a, Eigen::Index b) {
-    return std::lexicographical_compare(&keys[a * words], &keys[a * words] + words,
-                                        &keys[b * words], &keys[b * words] + words);
-  };
-  std::vector<Eigen::Index>& order = scratch->order;
-  order.resize(n);
-  std::iota(order.begin(), order.end(), 0);
-  const bool sorted = std::is_sorted(order.begin(), order.end(), pattern_less);
-  if (!sorted) std::stable_sort(order.begin(), order.end(), pattern_less);
-  std::vector<Pattern>& patterns = scratch->patterns;
-  std::vector<PatternRun>& runs = scratch->runs;
-  patterns.clear();
-  runs.clear();
-  for (Eigen::Index r = 0; r < n;) {
-    Eigen::Index e = r + 1;
-    while (e < n && !pattern_less(order[r], order[e])) ++e;
-    Pattern pat(d);
-    for (int j = 0; j < d; ++j) pat[j] = std::isnan(block(order[r], j)) ? 0 : 1;
-    runs.push_back({r, e, nullptr});
-    patterns.push_back(std::move(pat));
-    r = e;
-  }
-  // Pointers only once `patterns` stops growing.
-  for (size_t i = 0; i < runs.size(); ++i) {
-    const Pattern& p = patterns[i];
-    if (!std::all_of(p.begin(), p.end(), [](uint8_t o) { return o; })) runs[i].pattern = &p;
-  }
-  return MissingRuns(params, complete, block, sorted ? nullptr : order.data(), runs, w, shift,
-                     cache, resp, row_ll, stats, scratch);
 }
 
 }  // namespace emfit::gmm::internal

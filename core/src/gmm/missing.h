@@ -8,7 +8,10 @@
 #include <memory>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "emfit/data/dataset.h"
 #include "emfit/gmm/gmm.h"
@@ -35,40 +38,56 @@ struct PatternFactors {
 
 absl::StatusOr<PatternFactors> FactorPattern(const GmmParams& params, const Pattern& pattern);
 
-// Remembers the factors of the last pattern seen; rows sorted by pattern make it hit almost
-// always, so each pattern is factored about once per component per iteration (once per stripe
-// it spans). Not thread-safe: one per task.
+// The factors of every pattern met in one E-step (or one Score), shared by its tasks so that
+// each pattern is factored once. Thread-safe. Beyond `max_bytes` of factors, new patterns are
+// factored for their caller and not kept (data with a pattern per row need no table).
 class PatternCache {
  public:
-  explicit PatternCache(const GmmParams& params) : params_(&params) {}
+  static constexpr size_t kDefaultMaxBytes = size_t{64} << 20;
+  explicit PatternCache(const GmmParams& params, size_t max_bytes = kDefaultMaxBytes)
+      : params_(&params), max_bytes_(max_bytes) {}
   absl::StatusOr<std::shared_ptr<const PatternFactors>> Get(const Pattern& pattern);
 
  private:
   const GmmParams* params_;
-  std::shared_ptr<const PatternFactors> last_;
+  const size_t max_bytes_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<Pattern, std::shared_ptr<const PatternFactors>> table_ ABSL_GUARDED_BY(mu_);
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-// Rows of a block that share a missingness pattern: rows [begin, end) of the block, or of the
-// block's row order when one is given.
+// Rows that share a missingness pattern: positions [begin, end) of a block (rows of the block,
+// or entries of its row order when it has one).
 struct PatternRun {
   Eigen::Index begin = 0, end = 0;
   const Pattern* pattern = nullptr;  // null: every coordinate observed
 };
 
-// The runs of every block of kBlockRows rows of a data set, found once (a fit's rows do not
-// change between iterations). Runs are maximal stretches of consecutive rows with one pattern:
-// long when the rows come sorted by pattern, as a fit sorts them.
+// Each row's pattern as bits, `words` = ceil(d / 64) per row, column 0 the most significant bit
+// and 1 for observed: keys order as the patterns do, rows with every value observed last.
+void PatternKeys(const Eigen::Ref<const RowMatrix>& x, std::vector<uint64_t>* keys);
+// Row indices in order of pattern key (stable).
+std::vector<Eigen::Index> OrderByPattern(const std::vector<uint64_t>& keys, int words);
+
+// The runs of every block of kBlockRows positions of a data set, found once: a fit's rows do
+// not change between iterations, and a Score visits each block once. With `group`, the rows
+// are first put in order of pattern (order()), so that each pattern is one run per block it
+// spans; without, runs are the stretches of consecutive rows with one pattern (long when the
+// rows come sorted by pattern, as a fit sorts them).
 class PatternLayout {
  public:
-  explicit PatternLayout(const RowMatrix& x);
+  PatternLayout(const Eigen::Ref<const RowMatrix>& x, bool group);
   PatternLayout(const PatternLayout&) = delete;
   PatternLayout& operator=(const PatternLayout&) = delete;
 
-  // The runs of the block whose first row is `begin` (a multiple of kBlockRows).
+  // The runs of the block whose first position is `begin` (a multiple of kBlockRows).
   absl::Span<const PatternRun> BlockRuns(int64_t begin) const;
+  // With `group`: the row at each position, else null.
+  const Eigen::Index* order() const { return order_.empty() ? nullptr : order_.data(); }
   int num_patterns() const { return static_cast<int>(patterns_.size()); }
 
  private:
+  std::vector<Eigen::Index> order_;
   std::vector<Pattern> patterns_;    // distinct incomplete patterns
   std::vector<PatternRun> runs_;     // block by block, pointing into patterns_
   std::vector<size_t> block_start_;  // block b's runs: [block_start_[b], block_start_[b + 1])
@@ -80,32 +99,20 @@ struct MissingScratch {
   KernelScratch completed;  // a run's rows completed by one component's conditional means
   Eigen::MatrixXd resp;     // a run's responsibilities
   Eigen::VectorXd row_ll, w, wr;
-  // MissingBlock's grouping of a block's rows.
-  std::vector<uint64_t> keys;
-  std::vector<Eigen::Index> order;
-  std::vector<Pattern> patterns;
-  std::vector<PatternRun> runs;
 };
 
-// The E-step for the rows of `block` grouped in `runs` (positions in `order`, or in the block
-// when `order` is null); each run is evaluated on its observed coordinates (algorithms.md §2).
-// Writes each row's log-likelihood into `row_ll` (block rows) and, when `resp` is not null, its
-// responsibilities (block rows x k). With `stats`, also accumulates the expected sufficient
-// statistics with row weights `w` (null: 1) about `shift`: completed rows x_hat_ik and the
-// conditional covariance correction (M-step). `stats` must keep a scatter per component for
-// full and tied covariance.
+// The E-step for the positions of one block grouped in `runs`: position p is row order[p] of
+// `x` (p itself when `order` is null). Each run is evaluated on its observed coordinates
+// (algorithms.md §2). Writes each position's log-likelihood into `row_ll` and, when `resp` is
+// not null, its responsibilities (positions x k). With `stats`, also accumulates the expected
+// sufficient statistics with row weights `w` (indexed like the rows of `x`; null: 1) about
+// `shift`: completed rows x_hat_ik and the conditional covariance correction (M-step). `stats`
+// must keep a scatter per component for full and tied covariance.
 absl::Status MissingRuns(const GmmParams& params, const Components& complete,
-                         const Eigen::Ref<const RowMatrix>& block, const Eigen::Index* order,
+                         const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
                          absl::Span<const PatternRun> runs, const double* w,
                          const Eigen::MatrixXd& shift, PatternCache* cache, Eigen::MatrixXd* resp,
                          Eigen::VectorXd* row_ll, GmmStats* stats, MissingScratch* scratch);
-
-// The same for a block of rows in any order, that may contain NaN: groups the rows by pattern
-// first.
-absl::Status MissingBlock(const GmmParams& params, const Components& complete,
-                          const Eigen::Ref<const RowMatrix>& block, const double* w,
-                          const Eigen::MatrixXd& shift, PatternCache* cache, Eigen::MatrixXd* resp,
-                          Eigen::VectorXd* row_ll, GmmStats* stats, MissingScratch* scratch);
 
 }  // namespace emfit::gmm::internal
 

@@ -7,6 +7,8 @@
 //   capacity   = workers / t_alone           (fits per second if the workers never idle)
 //   throughput = clients * rounds / t_all
 //   efficiency = throughput / capacity       (issue 4 asks for >= 0.9) and the failures (0).
+//   fitting_share = throughput * t_fit / workers: the part of the workers' time spent fitting,
+//                with t_fit the server's own fit time (FitSummary.elapsed_seconds) alone.
 // The clients share the machine with the server; client_cpu_share is the part of all cores
 // they used while the clock ran. --client_nice runs them at a lower priority (e.g. 19), so
 // that they use only what the server leaves, as clients on other machines would.
@@ -119,14 +121,18 @@ int Main(int argc, char** argv) {
   std::vector<double> efficiencies;
   const double cores = std::max(1u, std::thread::hardware_concurrency());
   for (int cycle = 0; cycle < cycles; ++cycle) {
-    std::vector<double> alone;
+    std::vector<double> alone, fit_alone;
     for (int r = 0; r < alone_repeats; ++r) {
       const auto start = std::chrono::steady_clock::now();
-      if (!client.Fit(header, values).ok()) Die("fit failed");
+      absl::StatusOr<v1::FitResult> result = client.Fit(header, values);
+      if (!result.ok()) Die("fit failed");
       alone.push_back(Seconds(start));
+      fit_alone.push_back(result->summary().elapsed_seconds());
     }
     std::sort(alone.begin(), alone.end());
+    std::sort(fit_alone.begin(), fit_alone.end());
     const double t_alone = alone[alone.size() / 2];
+    const double t_fit = fit_alone[fit_alone.size() / 2];
 
     // Every client thread waits at the start line, so the clock measures the fits, not thread
     // creation.
@@ -162,10 +168,11 @@ int Main(int argc, char** argv) {
         "{\"cycle\": %d, \"clients\": %d, \"rounds\": %d, \"workers\": %d, \"rows\": %ld, "
         "\"k\": %d, \"iters\": %d, \"client_nice\": %d, \"seconds_alone\": %.6f, "
         "\"seconds_all\": %.6f, \"capacity_fits_per_s\": %.2f, \"throughput_fits_per_s\": %.2f, "
-        "\"efficiency\": %.3f, \"client_cpu_share\": %.3f, \"failures\": %d}\n",
+        "\"efficiency\": %.3f, \"seconds_fit_alone\": %.6f, \"fitting_share\": %.3f, "
+        "\"client_cpu_share\": %.3f, \"failures\": %d}\n",
         cycle, clients, rounds, workers, static_cast<long>(rows), k, iters, client_nice, t_alone,
-        t_all, capacity, throughput, throughput / capacity, client_cpu / (cores * t_all),
-        failures.load());
+        t_all, capacity, throughput, throughput / capacity, t_fit, throughput * t_fit / workers,
+        client_cpu / (cores * t_all), failures.load());
     std::fflush(stdout);
   }
   kill(server, SIGTERM);

@@ -86,34 +86,33 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
   const bool per_component = missing_ && spec_.covariance_type == CovarianceType::kTied;
   PatternCache cache(params);  // shared by the stripes: each pattern is factored once
   const RowStripes stripes = Stripes();
-  absl::Status st =
+  auto e_step = [&](int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
+    const auto block = data_.x.middleRows(begin, rows);
+    const Eigen::Ref<const Eigen::VectorXd> w =
+        data_.weights.segment(weighted ? begin : 0, weighted ? rows : 0);
+    Eigen::VectorXd& row_ll = scratch->row_ll;
+    const absl::Span<const PatternRun> runs =
+        missing_ ? patterns_->BlockRuns(begin) : absl::Span<const PatternRun>();
+    if (runs.size() > 1 || (runs.size() == 1 && runs[0].pattern != nullptr)) {
+      EMFIT_RETURN_IF_ERROR(MissingRuns(params, c, block, nullptr, runs,
+                                        weighted ? w.data() : nullptr, stats->shift, &cache,
+                                        nullptr, &row_ll, part, &scratch->missing));
+    } else {
+      if (feature_major_blocks_) {
+        ViewFeatureMajor(data_.x.data() + begin * data_.x.cols(), rows,
+                         static_cast<int>(data_.x.cols()), &scratch->kernel);
+      } else {
+        ToFeatureMajor(block, &scratch->kernel);
+      }
+      EStepTiled(c, &scratch->kernel, &scratch->resp, &row_ll);
+      AccumulateTiled(scratch->resp, w, stats->shift, &scratch->kernel, part);
+    }
+    part->log_likelihood += weighted ? w.dot(row_ll) : row_ll.sum();
+    return absl::OkStatus();
+  };
+  const absl::Status st =
       ForEachBlock(stripes, data_, spec_.covariance_type, c.k, per_component, controls,
-                   &stats->stripes, &stats->scratch, &stats->total,
-                   [&](int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
-                     const auto block = data_.x.middleRows(begin, rows);
-                     const Eigen::Ref<const Eigen::VectorXd> w =
-                         data_.weights.segment(weighted ? begin : 0, weighted ? rows : 0);
-                     Eigen::MatrixXd& resp = scratch->resp;
-                     Eigen::VectorXd& row_ll = scratch->row_ll;
-                     const absl::Span<const PatternRun> runs =
-                         missing_ ? patterns_->BlockRuns(begin) : absl::Span<const PatternRun>();
-                     if (runs.size() > 1 || (runs.size() == 1 && runs[0].pattern != nullptr)) {
-                       EMFIT_RETURN_IF_ERROR(MissingRuns(
-                           params, c, block, nullptr, runs, weighted ? w.data() : nullptr,
-                           stats->shift, &cache, nullptr, &row_ll, part, &scratch->missing));
-                     } else {
-                       if (feature_major_blocks_) {
-                         ViewFeatureMajor(data_.x.data() + begin * data_.x.cols(), rows,
-                                          static_cast<int>(data_.x.cols()), &scratch->kernel);
-                       } else {
-                         ToFeatureMajor(block, &scratch->kernel);
-                       }
-                       EStepTiled(c, &scratch->kernel, &resp, &row_ll);
-                       AccumulateTiled(resp, w, stats->shift, &scratch->kernel, part);
-                     }
-                     part->log_likelihood += weighted ? w.dot(row_ll) : row_ll.sum();
-                     return absl::OkStatus();
-                   });
+                   &stats->stripes, &stats->scratch, &stats->total, e_step);
   if (!st.ok()) return st;
   return stats->total.log_likelihood;
 }

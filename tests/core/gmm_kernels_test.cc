@@ -54,6 +54,20 @@ GmmParams RandomParams(CovarianceType type, double offset, std::mt19937_64* rng)
   return p;
 }
 
+// Row weights in [0.1, 3) when `weighted`, else none.
+Eigen::VectorXd RandomWeights(bool weighted, Eigen::Index n, std::mt19937_64* rng) {
+  if (!weighted) return Eigen::VectorXd();
+  std::uniform_real_distribution<double> uniform(0.1, 3.0);
+  return Eigen::VectorXd::NullaryExpr(n, [&] { return uniform(*rng); });
+}
+
+// Row i's missingness pattern as a string, '1' observed, column 0 first: the patterns' order.
+std::string PatternString(const RowMatrix& x, Eigen::Index i) {
+  std::string k(x.cols(), '0');
+  for (Eigen::Index f = 0; f < x.cols(); ++f) k[f] = std::isnan(x(i, f)) ? '0' : '1';
+  return k;
+}
+
 // ln pi_j + ln N(x | mu_j, Sigma_j) from the dense covariance, row by row.
 Eigen::MatrixXd ReferenceLogJoint(const GmmParams& p, const RowMatrix& x) {
   Eigen::MatrixXd a(x.rows(), kK);
@@ -81,11 +95,7 @@ TEST_P(KernelsTest, MatchRowByRowReference) {
   const GmmParams p = RandomParams(type, offset, &rng);
   std::normal_distribution<double> normal;
   const RowMatrix x = RowMatrix::NullaryExpr(n, kD, [&] { return offset + 3 * normal(rng); });
-  Eigen::VectorXd w;
-  if (weighted) {
-    std::uniform_real_distribution<double> uniform(0.1, 3.0);
-    w = Eigen::VectorXd::NullaryExpr(n, [&] { return uniform(rng); });
-  }
+  const Eigen::VectorXd w = RandomWeights(weighted, n, &rng);
   absl::StatusOr<Components> c = Factorize(p, "test");
   ASSERT_THAT(c, IsOk());
 
@@ -318,11 +328,7 @@ TEST_P(MissingKernelsTest, MatchRowByRowReference) {
     }
   }
   if (n > 2) x.row(1).setConstant(std::nan(""));
-  Eigen::VectorXd w;
-  if (weighted) {
-    std::uniform_real_distribution<double> uniform(0.1, 3.0);
-    w = Eigen::VectorXd::NullaryExpr(n, [&] { return uniform(rng); });
-  }
+  const Eigen::VectorXd w = RandomWeights(weighted, n, &rng);
   absl::StatusOr<Components> c = Factorize(p, "test");
   ASSERT_THAT(c, IsOk());
   const MissingReference ref = ReferenceMissing(p, x, w);
@@ -337,13 +343,9 @@ TEST_P(MissingKernelsTest, MatchRowByRowReference) {
     RowMatrix rows_in = x;
     Eigen::VectorXd w_in = w;
     if (!group) {
-      auto key = [&](Eigen::Index i) {
-        std::string k(kD, '0');
-        for (int f = 0; f < kD; ++f) k[f] = std::isnan(x(i, f)) ? '0' : '1';
-        return k;
-      };
-      std::stable_sort(order.begin(), order.end(),
-                       [&](Eigen::Index a, Eigen::Index b) { return key(a) < key(b); });
+      std::stable_sort(order.begin(), order.end(), [&](Eigen::Index a, Eigen::Index b) {
+        return PatternString(x, a) < PatternString(x, b);
+      });
       for (Eigen::Index i = 0; i < n; ++i) {
         rows_in.row(i) = x.row(order[i]);
         if (weighted) w_in[i] = w[order[i]];
@@ -411,14 +413,9 @@ TEST(OrderByPattern, SortsByKeyAndKeepsRowOrderWithinAPattern) {
     ASSERT_EQ(order.size(), 500u);
     std::vector<Eigen::Index> want(500);
     std::iota(want.begin(), want.end(), 0);
-    // Observed is 1, column 0 first: the order of the patterns as strings of '0' and '1'.
-    auto pattern = [&](Eigen::Index i) {
-      std::string k(d, '0');
-      for (int f = 0; f < d; ++f) k[f] = std::isnan(x(i, f)) ? '0' : '1';
-      return k;
-    };
-    std::stable_sort(want.begin(), want.end(),
-                     [&](Eigen::Index a, Eigen::Index b) { return pattern(a) < pattern(b); });
+    std::stable_sort(want.begin(), want.end(), [&](Eigen::Index a, Eigen::Index b) {
+      return PatternString(x, a) < PatternString(x, b);
+    });
     EXPECT_EQ(order, want);
   }
 }

@@ -223,6 +223,10 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
   const int d = params.dim();
   const int k = params.k();
   const CovarianceType type = params.covariance_type;
+  if (stats != nullptr && stats->sxx.size() != 0) {
+    // The completed rows differ by component: a pooled second moment cannot hold them.
+    return absl::InternalError("missing values need a scatter per component for tied covariance");
+  }
   const Eigen::Index positions = runs.empty() ? 0 : runs.back().end;
   if (resp != nullptr) resp->resize(positions, k);
   row_ll->resize(positions);
@@ -276,7 +280,11 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     }
     Eigen::VectorXd& wr = scratch->wr;
     for (int c = 0; c < k; ++c) {
-      wr = w != nullptr ? Eigen::VectorXd(r.col(c).cwiseProduct(wv)) : r.col(c);
+      if (w != nullptr) {
+        wr = r.col(c).cwiseProduct(wv);
+      } else {
+        wr = r.col(c);
+      }
       if (factors == nullptr) {
         AccumulateComponentTiled(c, wr.data(), shift, rows_hat, stats);
         continue;

@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "bench_common.h"
 #include "fit_client.h"
 
@@ -77,6 +78,8 @@ int Main(int argc, char** argv) {
     std::perror("execl");
     _exit(127);
   }
+  // As the emfit CLI does (client/main.cc): no lock-order graph on every absl::Mutex.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // Before any gRPC thread exists, so that every thread of the clients inherits it.
   if (client_nice != 0 && setpriority(PRIO_PROCESS, 0, client_nice) != 0) {
     std::perror("setpriority");

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "csv.h"
 #include "fit_client.h"
@@ -400,6 +401,9 @@ int RunSelect() {
 }  // namespace emfit::client
 
 int main(int argc, char** argv) {
+  // Debian's Abseil is built without NDEBUG: absl::Mutex (which gRPC locks with too) would keep
+  // a process-wide lock-order graph for deadlock detection on every acquisition.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage(emfit::client::kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (args.size() != 2) {

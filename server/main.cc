@@ -12,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -97,6 +98,10 @@ int main(int argc, char** argv) {
   // shared heaps reuse the freed chunks (docs/benchmarks.md). A fixed mmap threshold would also
   // do, but it sends Eigen's matrix-product buffers through mmap and slows fits down.
   mallopt(M_ARENA_MAX, 2);
+  // Debian's Abseil is built without NDEBUG, so by default every absl::Mutex acquisition also
+  // updates a process-wide lock-order graph (deadlock detection, a debugging aid) under a global
+  // lock. The tests keep it; the server does not pay for it on every call.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage("emfitd: fit statistical models by EM over gRPC.");
   absl::ParseCommandLine(argc, argv);
   spdlog::set_default_logger(spdlog::stderr_color_mt("emfitd"));

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <optional>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 
 namespace emfit::client {
@@ -40,16 +42,73 @@ void Upload(Stream* stream, const Request& header, absl::Span<const double> valu
   if (open) stream->WritesDone();
 }
 
-// A bidirectional call: upload, then read every event until the server ends the call.
+// A bidirectional call on gRPC's callback API: the upload (header, chunks, half-close) and the
+// reading of events run as reactions on gRPC's threads, each starting the next operation, and
+// the caller waits once, for the end of the call. The blocking API would wake the caller for
+// every event: two context switches per message, most of a small fit's client-side cost.
+template <class Request, class Event>
+class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
+ public:
+  Exchange(const Request& header, absl::Span<const double> values, size_t chunk_values,
+           absl::FunctionRef<void(const Event&)> on_event)
+      : request_(header),
+        values_(values),
+        chunk_(std::max<size_t>(1, chunk_values)),
+        on_event_(on_event) {}
+
+  // `start(context, reactor)` binds this reactor to a new call (stub->async()->Method).
+  template <class StartFn>
+  absl::Status Run(StartFn&& start, grpc::ClientContext* context) {
+    start(context, this);
+    this->StartWrite(&request_);  // the header
+    this->StartRead(&event_);
+    this->StartCall();
+    done_.WaitForNotification();
+    return FromGrpc(status_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return;  // the server ended the call; its status comes with OnDone
+    if (next_ >= values_.size()) {
+      this->StartWritesDone();
+      return;
+    }
+    const size_t n = std::min(chunk_, values_.size() - next_);
+    request_.mutable_chunk()->mutable_values()->Assign(values_.begin() + next_,
+                                                       values_.begin() + next_ + n);
+    next_ += n;
+    this->StartWrite(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // no more events
+    on_event_(event_);
+    this->StartRead(&event_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    status_ = status;
+    done_.Notify();  // last: the waiting caller may destroy this reactor at once
+  }
+
+ private:
+  Request request_;  // the header, then each chunk in turn
+  const absl::Span<const double> values_;
+  const size_t chunk_;
+  size_t next_ = 0;  // first value not yet sent
+  Event event_;
+  const absl::FunctionRef<void(const Event&)> on_event_;
+  grpc::Status status_;
+  absl::Notification done_;
+};
+
+// Runs one Exchange with `options`' context and deadline.
 template <class Request, class Event, class StartFn, class OnEvent>
-absl::Status Exchange(StartFn&& start, const Request& header, absl::Span<const double> values,
-                      const CallOptions& options, OnEvent&& on_event) {
+absl::Status RunExchange(StartFn&& start, const Request& header, absl::Span<const double> values,
+                         const CallOptions& options, OnEvent&& on_event) {
   grpc::ClientContext own;
-  auto stream = start(Context(options, &own));
-  Upload(stream.get(), header, values, options.chunk_values);
-  Event event;
-  while (stream->Read(&event)) on_event(event);
-  return FromGrpc(stream->Finish());
+  Exchange<Request, Event> exchange(header, values, options.chunk_values, on_event);
+  return exchange.Run(start, Context(options, &own));
 }
 
 }  // namespace
@@ -70,8 +129,9 @@ absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header,
   v1::FitRequest request;
   *request.mutable_header() = header;
   std::optional<v1::FitResult> result;
-  absl::Status status = Exchange<v1::FitRequest, v1::FitEvent>(
-      [&](grpc::ClientContext* c) { return stub_->Fit(c); }, request, values, options,
+  absl::Status status = RunExchange<v1::FitRequest, v1::FitEvent>(
+      [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->Fit(c, reactor); }, request,
+      values, options,
       [&](const v1::FitEvent& e) {
         if (on_event) on_event(e);
         if (e.has_result()) result = e.result();
@@ -87,9 +147,9 @@ absl::Status FitClient::Posterior(const v1::PosteriorHeader& header,
                                   const CallOptions& options) {
   v1::PosteriorRequest request;
   *request.mutable_header() = header;
-  return Exchange<v1::PosteriorRequest, v1::PosteriorResponse>(
-      [&](grpc::ClientContext* c) { return stub_->Posterior(c); }, request, values, options,
-      [&](const v1::PosteriorResponse& r) { on_block(r); });
+  return RunExchange<v1::PosteriorRequest, v1::PosteriorResponse>(
+      [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->Posterior(c, reactor); },
+      request, values, options, [&](const v1::PosteriorResponse& r) { on_block(r); });
 }
 
 absl::StatusOr<v1::ScoreResponse> FitClient::Score(const v1::PosteriorHeader& header,
@@ -112,8 +172,9 @@ absl::StatusOr<v1::SelectionResult> FitClient::SelectModel(
   v1::SelectModelRequest request;
   *request.mutable_header() = header;
   std::optional<v1::SelectionResult> result;
-  absl::Status status = Exchange<v1::SelectModelRequest, v1::SelectModelEvent>(
-      [&](grpc::ClientContext* c) { return stub_->SelectModel(c); }, request, values, options,
+  absl::Status status = RunExchange<v1::SelectModelRequest, v1::SelectModelEvent>(
+      [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->SelectModel(c, reactor); },
+      request, values, options,
       [&](const v1::SelectModelEvent& e) {
         if (on_event) on_event(e);
         if (e.has_result()) result = e.result();

@@ -25,7 +25,10 @@ struct CallOptions {
 };
 
 // A client of emfit.v1.EmFitService: streams data in chunks, reports events, returns the
-// result. One FitClient may serve many calls, from many threads.
+// result. One FitClient may serve many calls, from many threads. Each call blocks its caller
+// until the call ends; the event callbacks run meanwhile on one of gRPC's threads, one event at
+// a time and in order (the next event is read when the callback returns, so a slow callback
+// slows the server down rather than piling events up). A callback should not block for long.
 class FitClient {
  public:
   explicit FitClient(std::shared_ptr<grpc::Channel> channel);

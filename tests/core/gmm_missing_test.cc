@@ -5,6 +5,7 @@
 #include <limits>
 #include <random>
 
+#include "emfit/exec/thread_pool.h"
 #include "emfit/gmm/gmm.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -97,6 +98,43 @@ TEST(GmmMissing, ScoreLeavesOutFullyMissingRowsAsTheFitDoes) {
   EXPECT_NEAR(score->mean_log_likelihood, fit->summary.mean_log_likelihood, 1e-12);
   EXPECT_EQ(score->rows_used, fit->summary.rows_used);
   EXPECT_EQ(score->rows_skipped, fit->summary.rows_skipped);
+}
+
+TEST(GmmMissing, ScoreIsTheWeightedSumOfTheRowsMarginalLogLikelihoods) {
+  // Rows in the order given, patterns mixed in every block, several blocks and stripes: Score
+  // groups them by pattern across blocks and must still pair each row with its weight.
+  const RowMatrix x = RemoveCompletelyAtRandom(ThreeClusters(3000, 6), 0.3, 7);
+  std::mt19937_64 rng(8);
+  std::uniform_real_distribution<double> uniform(0.2, 2.0);
+  const Eigen::VectorXd w = Eigen::VectorXd::NullaryExpr(x.rows(), [&] { return uniform(rng); });
+  GmmSpec spec;
+  spec.k = 3;
+  absl::StatusOr<GmmFitResult> fit = Fit(Dataset{x, {}}, spec, FitOptions{});
+  ASSERT_THAT(fit, IsOk());
+  absl::StatusOr<Posteriors> rows = ComputePosteriors(fit->params, x);
+  ASSERT_THAT(rows, IsOk());
+  double want = 0, weight = 0;
+  int64_t skipped = 0;
+  for (Eigen::Index i = 0; i < x.rows(); ++i) {
+    if (x.row(i).array().isNaN().all()) {
+      ++skipped;
+      continue;
+    }
+    want += w[i] * rows->log_likelihood[i];
+    weight += w[i];
+  }
+  ASSERT_GT(skipped, 0);  // 0.3^3 of the rows have nothing observed
+  ThreadPool pool(1);
+  for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool}) {
+    FitControls controls;
+    controls.pool = p;
+    absl::StatusOr<ScoreResult> score = Score(fit->params, Dataset{x, w}, controls);
+    ASSERT_THAT(score, IsOk());
+    EXPECT_NEAR(score->log_likelihood, want, 1e-9 * std::abs(want));
+    EXPECT_NEAR(score->mean_log_likelihood, want / weight, 1e-9 * std::abs(want / weight));
+    EXPECT_EQ(score->rows_skipped, skipped);
+    EXPECT_EQ(score->rows_used, x.rows() - skipped);
+  }
 }
 
 TEST(GmmMissing, RowOrderDoesNotChangeTheFit) {

@@ -335,9 +335,17 @@ TEST_P(MissingKernelsTest, MatchRowByRowReference) {
   const bool per_component = !ref.stats.sdd.empty();
 
   // Rows in any order, grouped by pattern (Score, the posteriors), and rows sorted by pattern
-  // taken as they come (a fit).
-  for (bool group : {true, false}) {
-    SCOPED_TRACE(group ? "rows grouped by the layout" : "rows sorted before");
+  // taken as they come (a fit); every pattern factored on its observed coordinates, or every
+  // one in the Schur form, or each as its number of rows says.
+  for (const auto& [group, rare_rows] :
+       std::vector<std::pair<bool, int64_t>>{{true, 0},
+                                             {false, 0},
+                                             {true, int64_t{1} << 40},
+                                             {false, int64_t{1} << 40},
+                                             {true, PatternLayout::kRareRows}}) {
+    SCOPED_TRACE(::testing::Message()
+                 << (group ? "rows grouped by the layout" : "rows sorted before") << ", rare below "
+                 << rare_rows << " rows");
     std::vector<Eigen::Index> order(n);
     std::iota(order.begin(), order.end(), 0);
     RowMatrix rows_in = x;
@@ -351,9 +359,9 @@ TEST_P(MissingKernelsTest, MatchRowByRowReference) {
         if (weighted) w_in[i] = w[order[i]];
       }
     }
-    const PatternLayout layout(rows_in, group);
+    const PatternLayout layout(rows_in, group, rare_rows);
     ASSERT_EQ(layout.order() != nullptr, group);
-    PatternCache cache(p);
+    PatternCache cache(p, *c);
     MissingScratch scratch;
     GmmStats s;
     s.Reset(type, kK, kD, per_component);
@@ -423,17 +431,53 @@ TEST(OrderByPattern, SortsByKeyAndKeepsRowOrderWithinAPattern) {
 TEST(PatternCache, WithoutRoomFactorsEveryPatternForItsCaller) {
   std::mt19937_64 rng(8);
   const GmmParams p = RandomParams(CovarianceType::kFull, 0.0, &rng);
+  absl::StatusOr<Components> c = Factorize(p, "test");
+  ASSERT_THAT(c, IsOk());
   const Pattern pattern = {1, 0, 1, 1, 0};
-  PatternCache kept(p), not_kept(p, /*max_bytes=*/0);
+  PatternCache kept(p, *c), not_kept(p, *c, /*max_bytes=*/0);
   for (PatternCache* cache : {&kept, &not_kept}) {
-    absl::StatusOr<std::shared_ptr<const PatternFactors>> a = cache->Get(pattern);
-    absl::StatusOr<std::shared_ptr<const PatternFactors>> b = cache->Get(pattern);
+    absl::StatusOr<std::shared_ptr<const PatternFactors>> a = cache->Get(pattern, false);
+    absl::StatusOr<std::shared_ptr<const PatternFactors>> b = cache->Get(pattern, false);
     ASSERT_THAT(a, IsOk());
     ASSERT_THAT(b, IsOk());
     EXPECT_EQ(*a == *b, cache == &kept);  // the same factors only when there was room
     EXPECT_EQ((*a)->obs, std::vector<int>({0, 2, 3}));
     EXPECT_EQ((*a)->mis, std::vector<int>({1, 4}));
     EXPECT_TRUE((*a)->regression[2].isApprox((*b)->regression[2], 0.0));
+  }
+}
+
+TEST(FactorPatternSchur, AgreesWithTheFactorsOfTheObservedBlock) {
+  for (CovarianceType type : {CovarianceType::kFull, CovarianceType::kTied, CovarianceType::kDiag,
+                              CovarianceType::kSpherical}) {
+    SCOPED_TRACE(CovarianceTypeName(type));
+    std::mt19937_64 rng(12);
+    const GmmParams p = RandomParams(type, 0.0, &rng);
+    absl::StatusOr<Components> c = Factorize(p, "test");
+    ASSERT_THAT(c, IsOk());
+    std::vector<Eigen::MatrixXd> precisions;
+    for (const Eigen::MatrixXd& u : c->prec_chol) precisions.push_back(u * u.transpose());
+    for (const Pattern& pattern : {Pattern{1, 0, 1, 1, 0}, Pattern{0, 1, 1, 1, 1},
+                                   Pattern{0, 0, 0, 0, 1}, Pattern{0, 0, 0, 0, 0}}) {
+      absl::StatusOr<PatternFactors> sub = FactorPattern(p, pattern);
+      absl::StatusOr<PatternFactors> schur = FactorPatternSchur(p, precisions, pattern);
+      ASSERT_THAT(sub, IsOk());
+      ASSERT_THAT(schur, IsOk());
+      EXPECT_TRUE(schur->schur);
+      EXPECT_EQ(schur->obs, sub->obs);
+      EXPECT_EQ(schur->mis, sub->mis);
+      ASSERT_EQ(schur->regression.size(), sub->regression.size());
+      for (size_t j = 0; j < sub->regression.size(); ++j) {
+        EXPECT_LT((schur->regression[j] - sub->regression[j]).norm(), 1e-12);
+      }
+      ASSERT_EQ(schur->cond_cov.size(), sub->cond_cov.size());
+      for (size_t j = 0; j < sub->cond_cov.size(); ++j) {
+        EXPECT_LT((schur->cond_cov[j] - sub->cond_cov[j]).norm(), 1e-12);
+      }
+      // The marginal's constant: ln pi + ln|Sigma_oo|^(-1/2) - |o|/2 ln 2 pi.
+      const Eigen::VectorXd want = sub->obs.empty() ? sub->sub.log_weights : sub->sub.offset;
+      EXPECT_LT((c->offset + schur->schur_offset - want).norm(), 1e-12);
+    }
   }
 }
 

@@ -84,7 +84,7 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
   stats->shift = params.means;
   const bool weighted = data_.weights.size() != 0;
   const bool per_component = missing_ && spec_.covariance_type == CovarianceType::kTied;
-  PatternCache cache(params);  // shared by the stripes: each pattern is factored once
+  PatternCache cache(params, c);  // shared by the stripes: each pattern is factored once
   const RowStripes stripes = Stripes();
   auto e_step = [&](int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
     const auto block = data_.x.middleRows(begin, rows);

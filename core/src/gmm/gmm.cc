@@ -401,7 +401,7 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
   if (block.hasNaN()) {
     // Rows grouped by pattern, evaluated block by block, put back in their order.
     const internal::PatternLayout layout(block, /*group=*/true);
-    internal::PatternCache cache(params);
+    internal::PatternCache cache(params, c);
     internal::MissingScratch scratch;
     Eigen::MatrixXd resp;
     Eigen::VectorXd row_ll;
@@ -444,7 +444,7 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
   const std::unique_ptr<const internal::PatternLayout> layout =
       data.HasMissing() ? std::make_unique<const internal::PatternLayout>(data.x, /*group=*/true)
                         : nullptr;
-  internal::PatternCache cache(params);
+  internal::PatternCache cache(params, c);
   struct Partial {
     double log_likelihood = 0, weight = 0;
     int64_t skipped = 0;

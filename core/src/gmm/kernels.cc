@@ -303,6 +303,32 @@ void EStepTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* ou
   }
 }
 
+void ComponentLogJointTiled(const Components& c, int j, double extra, KernelScratch* scratch,
+                            double* out) {
+  const Eigen::Index n = scratch->rows;
+  const Eigen::Index ld = scratch->ld;
+  const int d = c.d;
+  const double* x = scratch->x;
+  const double* mu = c.means.data() + static_cast<Eigen::Index>(j) * d;
+  const double offset = c.offset[j] + extra;
+  scratch->tiles.resize(static_cast<size_t>(d));
+  Lanes* yp = scratch->tiles.data();
+  Lanes m;
+  for (Eigen::Index i0 = 0; i0 < n; i0 += R) {
+    const int valid = static_cast<int>(std::min<Eigen::Index>(R, n - i0));
+    if (c.type == CovarianceType::kFull || c.type == CovarianceType::kTied) {
+      CentredTile(x, ld, i0, d, mu, yp);
+      TriangularTimes(yp, d, c.prec_chol[c.type == CovarianceType::kFull ? j : 0].data(), nullptr,
+                      &m);
+    } else {
+      const double* sj = c.aux.data() + static_cast<Eigen::Index>(j) * d;
+      m = ((Feature(x, ld, i0, 0) - mu[0]) * sj[0]).square();
+      for (int f = 1; f < d; ++f) m += ((Feature(x, ld, i0, f) - mu[f]) * sj[f]).square();
+    }
+    StoreRows(offset - 0.5 * m, valid, out + i0);
+  }
+}
+
 namespace {
 
 // wr[t] = w times `col` (either may be null: 1) for every tile, zero past row n.

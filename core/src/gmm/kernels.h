@@ -77,6 +77,11 @@ void BlocksToFeatureMajor(RowMatrix* x);
 void EStepTiled(const Components& c, KernelScratch* scratch, Eigen::MatrixXd* out,
                 Eigen::VectorXd* row_ll);
 
+// For component j only: out[i] = `extra` + ln pi_j + ln N(x_i | mu_j, Sigma_j) for the rows of
+// the block in `scratch` (full d features), as EStepTiled's log-joint column j.
+void ComponentLogJointTiled(const Components& c, int j, double extra, KernelScratch* scratch,
+                            double* out);
+
 // Adds the statistics of the rows of the block in `scratch` to `stats`: responsibilities `resp` (n
 // x k), row weights `w` (empty: 1), moments about `shift` (k x d). What is accumulated follows the
 // layout `stats` was reset to: a scatter per component (sdd), one pooled second moment (sxx,

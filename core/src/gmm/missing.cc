@@ -1,10 +1,12 @@
 #include "gmm/missing.h"
 
+#include <Eigen/Cholesky>
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_format.h"
 #include "emfit/base/status_macros.h"
 #include "exec/stripes.h"
 #include "gmm/kernels.h"
@@ -90,6 +92,68 @@ absl::StatusOr<PatternFactors> FactorPattern(const GmmParams& params, const Patt
   return f;
 }
 
+absl::StatusOr<PatternFactors> FactorPatternSchur(const GmmParams& params,
+                                                  const std::vector<Eigen::MatrixXd>& precisions,
+                                                  const Pattern& pattern) {
+  constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+  PatternFactors f;
+  f.pattern = pattern;
+  f.schur = true;
+  const int d = params.dim();
+  const int k = params.k();
+  for (int j = 0; j < d; ++j) (pattern[j] ? f.obs : f.mis).push_back(j);
+  const Eigen::Index nm = static_cast<Eigen::Index>(f.mis.size());
+  const double half_m_log2pi = 0.5 * static_cast<double>(nm) * kLog2Pi;
+  f.schur_offset.resize(k);
+  switch (params.covariance_type) {
+    case CovarianceType::kFull:
+    case CovarianceType::kTied: {
+      const int blocks = params.covariance_type == CovarianceType::kFull ? k : 1;
+      for (int c = 0; c < blocks; ++c) {
+        const Eigen::MatrixXd& lambda = precisions[static_cast<size_t>(c)];
+        const Eigen::LLT<Eigen::MatrixXd> llt(lambda(f.mis, f.mis));
+        if (llt.info() != Eigen::Success || !(llt.matrixLLT().diagonal().array() > 0).all()) {
+          return absl::FailedPreconditionError(absl::StrFormat(
+              "model: the covariance of component %d is not positive definite; increase "
+              "reg_covar or reduce k",
+              c));
+        }
+        Eigen::MatrixXd cond = llt.solve(Eigen::MatrixXd::Identity(nm, nm));
+        Eigen::MatrixXd b = -(cond * lambda(f.mis, f.obs));
+        // ln|C| = -ln|Lambda_mm| = -2 sum ln L_ii.
+        const double log_det_cond = -2.0 * llt.matrixLLT().diagonal().array().log().sum();
+        f.regression.push_back(std::move(b));
+        f.cond_cov.push_back(std::move(cond));
+        f.schur_offset[c] = half_m_log2pi + 0.5 * log_det_cond;
+      }
+      if (params.covariance_type == CovarianceType::kTied) {
+        f.schur_offset.setConstant(f.schur_offset[0]);
+      }
+      break;
+    }
+    case CovarianceType::kDiag:
+      for (int c = 0; c < k; ++c) {
+        const Eigen::VectorXd var = params.covariances.row(c)(f.mis).transpose();
+        f.schur_offset[c] = half_m_log2pi + 0.5 * var.array().log().sum();
+        f.cond_cov.push_back(var);
+      }
+      break;
+    case CovarianceType::kSpherical:
+      for (int c = 0; c < k; ++c) {
+        const double var = params.covariances(c, 0);
+        f.schur_offset[c] = half_m_log2pi + 0.5 * static_cast<double>(nm) * std::log(var);
+        f.cond_cov.push_back(Eigen::VectorXd::Constant(nm, var));
+      }
+      break;
+  }
+  if (!f.schur_offset.allFinite()) {
+    return absl::FailedPreconditionError(
+        "model: a conditional covariance of a missingness pattern is not positive definite; "
+        "increase reg_covar");
+  }
+  return f;
+}
+
 namespace {
 
 // Memory held by a pattern's factors, roughly.
@@ -104,7 +168,17 @@ size_t FactorBytes(const PatternFactors& f) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<const PatternFactors>> PatternCache::Get(const Pattern& pattern) {
+const std::vector<Eigen::MatrixXd>& PatternCache::Precisions() {
+  absl::call_once(precisions_once_, [this] {
+    for (const Eigen::MatrixXd& u : complete_->prec_chol) {
+      precisions_.push_back(u * u.transpose());  // Sigma^{-1} = U U^T
+    }
+  });
+  return precisions_;
+}
+
+absl::StatusOr<std::shared_ptr<const PatternFactors>> PatternCache::Get(const Pattern& pattern,
+                                                                        bool rare) {
   {
     absl::MutexLock lock(&mu_);
     auto it = table_.find(pattern);
@@ -112,7 +186,9 @@ absl::StatusOr<std::shared_ptr<const PatternFactors>> PatternCache::Get(const Pa
   }
   // Factored outside the lock; two tasks may factor the same pattern at once and keep either
   // (the factors are a function of the pattern and the parameters only).
-  EMFIT_ASSIGN_OR_RETURN(PatternFactors f, FactorPattern(*params_, pattern));
+  absl::StatusOr<PatternFactors> factored =
+      rare ? FactorPatternSchur(*params_, Precisions(), pattern) : FactorPattern(*params_, pattern);
+  EMFIT_ASSIGN_OR_RETURN(PatternFactors f, std::move(factored));
   auto factors = std::make_shared<const PatternFactors>(std::move(f));
   const size_t bytes = FactorBytes(*factors);
   absl::MutexLock lock(&mu_);
@@ -169,7 +245,7 @@ std::vector<Eigen::Index> OrderByPattern(const std::vector<uint64_t>& keys, int 
   return order;
 }
 
-PatternLayout::PatternLayout(const Eigen::Ref<const RowMatrix>& x, bool group) {
+PatternLayout::PatternLayout(const Eigen::Ref<const RowMatrix>& x, bool group, int64_t rare_rows) {
   const Eigen::Index n = x.rows();
   const int d = static_cast<int>(x.cols());
   const int words = (d + 63) / 64;
@@ -204,9 +280,17 @@ PatternLayout::PatternLayout(const Eigen::Ref<const RowMatrix>& x, bool group) {
     run_ids.push_back(it->second);
   }
   block_start_.push_back(runs_.size());
+  std::vector<int64_t> pattern_rows(patterns_.size(), 0);
+  for (size_t r = 0; r < runs_.size(); ++r) {
+    if (run_ids[r] >= 0)
+      pattern_rows[static_cast<size_t>(run_ids[r])] += runs_[r].end - runs_[r].begin;
+  }
   // Pointers only once patterns_ stops growing.
   for (size_t r = 0; r < runs_.size(); ++r) {
-    if (run_ids[r] >= 0) runs_[r].pattern = &patterns_[static_cast<size_t>(run_ids[r])];
+    if (run_ids[r] < 0) continue;
+    const size_t id = static_cast<size_t>(run_ids[r]);
+    runs_[r].pattern = &patterns_[id];
+    runs_[r].rare = pattern_rows[id] < rare_rows;
   }
 }
 
@@ -214,6 +298,36 @@ absl::Span<const PatternRun> PatternLayout::BlockRuns(int64_t begin) const {
   const size_t b = static_cast<size_t>(begin / ::emfit::internal::kBlockRows);
   return absl::MakeConstSpan(runs_.data() + block_start_[b], runs_.data() + block_start_[b + 1]);
 }
+
+namespace {
+
+// Sizes scratch->completed for the rows in `observed` with all d features, and copies the
+// observed ones (`obs`) into their columns.
+KernelScratch& CompletedRows(const KernelScratch& observed, const std::vector<int>& obs, int d,
+                             MissingScratch* scratch) {
+  KernelScratch& hat = scratch->completed;
+  hat.xt.resize(observed.ld, d);
+  hat.x = hat.xt.data();
+  hat.ld = observed.ld;
+  hat.rows = observed.rows;
+  hat.cols = d;
+  for (size_t j = 0; j < obs.size(); ++j) hat.xt.col(obs[j]) = observed.xt.col(j);
+  return hat;
+}
+
+// Fills the missing features of the rows in `hat` with component c's conditional means.
+void Complete(const GmmParams& params, const Components& complete, const PatternFactors& f, int c,
+              const KernelScratch& observed, KernelScratch* hat) {
+  const double* mu = complete.means.data() + static_cast<Eigen::Index>(c) * params.dim();
+  if (!f.regression.empty() && !f.obs.empty()) {
+    const bool full = params.covariance_type == CovarianceType::kFull;
+    ConditionalMeansTiled(observed, f.obs, f.mis, f.regression[full ? c : 0], mu, hat);
+  } else {
+    for (int j : f.mis) hat->xt.col(j).setConstant(mu[j]);
+  }
+}
+
+}  // namespace
 
 absl::Status MissingRuns(const GmmParams& params, const Components& complete,
                          const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
@@ -241,13 +355,23 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     auto row_of = [&](Eigen::Index i) { return rows == nullptr ? run.begin + i : rows[i]; };
     std::shared_ptr<const PatternFactors> factors;
     if (run.pattern != nullptr) {
-      EMFIT_ASSIGN_OR_RETURN(factors, cache->Get(*run.pattern));
+      EMFIT_ASSIGN_OR_RETURN(factors, cache->Get(*run.pattern, run.rare));
     }
     const std::vector<int>& obs = factors == nullptr ? all : factors->obs;
 
     // E-step on the observed coordinates, a tile of rows at a time.
     GatherFeatureMajor(x, rows, run.begin, m, obs, &observed);
-    if (obs.empty()) {
+    if (factors != nullptr && factors->schur) {
+      // The complete-data density at each component's completed rows, plus the pattern's
+      // correction (FactorPatternSchur).
+      KernelScratch& hat = CompletedRows(observed, obs, d, scratch);
+      r.resize(m, k);
+      for (int c = 0; c < k; ++c) {
+        Complete(params, complete, *factors, c, observed, &hat);
+        ComponentLogJointTiled(complete, c, factors->schur_offset[c], &hat, r.col(c).data());
+      }
+      NormalizeRows(&r, &ll);
+    } else if (obs.empty()) {
       // No observed coordinate: the marginal density is 1, so a_ik = ln pi_k.
       r = factors->sub.log_weights.transpose().replicate(m, 1);
       NormalizeRows(&r, &ll);
@@ -268,16 +392,8 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     }
     // The completed rows, feature-major: the observed coordinates once per run, the
     // conditional means of the missing ones per component (every padding row included).
-    KernelScratch* rows_hat = &observed;
-    if (factors != nullptr) {
-      rows_hat = &scratch->completed;
-      rows_hat->xt.resize(observed.ld, d);
-      rows_hat->x = rows_hat->xt.data();
-      rows_hat->ld = observed.ld;
-      rows_hat->rows = m;
-      rows_hat->cols = d;
-      for (size_t j = 0; j < obs.size(); ++j) rows_hat->xt.col(obs[j]) = observed.xt.col(j);
-    }
+    KernelScratch* rows_hat =
+        factors == nullptr ? &observed : &CompletedRows(observed, obs, d, scratch);
     Eigen::VectorXd& wr = scratch->wr;
     for (int c = 0; c < k; ++c) {
       if (w != nullptr) {
@@ -290,13 +406,7 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
         continue;
       }
       const PatternFactors& f = *factors;
-      const double* mu = complete.means.data() + static_cast<Eigen::Index>(c) * d;
-      if (!f.regression.empty() && !f.obs.empty()) {
-        ConditionalMeansTiled(observed, f.obs, f.mis,
-                              f.regression[type == CovarianceType::kFull ? c : 0], mu, rows_hat);
-      } else {
-        for (int j : f.mis) rows_hat->xt.col(j).setConstant(mu[j]);
-      }
+      Complete(params, complete, f, c, observed, rows_hat);
       AccumulateComponentTiled(c, wr.data(), shift, rows_hat, stats);
       // The conditional covariance of the missing coordinates, weighted by sum_i w_i r_ic.
       const double mass = wr.sum();

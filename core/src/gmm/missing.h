@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/base/call_once.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -34,9 +35,26 @@ struct PatternFactors {
   // of the missing coordinates as a |m| x 1 matrix and B_k is empty (x_m has mean mu_m).
   std::vector<Eigen::MatrixXd> regression;
   std::vector<Eigen::MatrixXd> cond_cov;
+  // The Schur form (FactorPatternSchur): `sub` is left empty; the E-step evaluates the
+  // complete-data density at the completed rows x_hat_k and adds schur_offset (k values).
+  bool schur = false;
+  Eigen::VectorXd schur_offset;
 };
 
+// Factors a pattern on its observed coordinates: Cholesky factors of each Sigma_k,oo for the
+// E-step (O(|o|^3) per component), then B_k and C_k.
 absl::StatusOr<PatternFactors> FactorPattern(const GmmParams& params, const Pattern& pattern);
+
+// Factors a pattern through the precision matrices Lambda_k = Sigma_k^{-1} (`precisions`: k for
+// full, 1 for tied, none for diag and spherical), at O(|m|^3 + |m|^2 |o|) per component:
+// C_k = (Lambda_k,mm)^{-1}, B_k = -C_k Lambda_k,mo, and since the marginal quadratic form of the
+// observed coordinates is the full one at the completed row, (x_hat - mu)^T Lambda (x_hat - mu),
+// and ln|Sigma_oo| = ln|Sigma| - ln|C|, ln N(x_o) = ln N(x_hat) + |m|/2 ln 2 pi + ln|C_k| / 2
+// (schur_offset). Cheaper than FactorPattern for patterns with few rows
+// (docs/algorithms.md §2; docs/benchmarks.md, "many distinct patterns").
+absl::StatusOr<PatternFactors> FactorPatternSchur(const GmmParams& params,
+                                                  const std::vector<Eigen::MatrixXd>& precisions,
+                                                  const Pattern& pattern);
 
 // The factors of every pattern met in one E-step (or one Score), shared by its tasks so that
 // each pattern is factored once. Thread-safe. Beyond `max_bytes` of factors, new patterns are
@@ -44,13 +62,22 @@ absl::StatusOr<PatternFactors> FactorPattern(const GmmParams& params, const Patt
 class PatternCache {
  public:
   static constexpr size_t kDefaultMaxBytes = size_t{64} << 20;
-  explicit PatternCache(const GmmParams& params, size_t max_bytes = kDefaultMaxBytes)
-      : params_(&params), max_bytes_(max_bytes) {}
-  absl::StatusOr<std::shared_ptr<const PatternFactors>> Get(const Pattern& pattern);
+  // `complete` is `params` factorised; both must outlive the cache.
+  PatternCache(const GmmParams& params, const Components& complete,
+               size_t max_bytes = kDefaultMaxBytes)
+      : params_(&params), complete_(&complete), max_bytes_(max_bytes) {}
+  // The factors of `pattern`, in the Schur form when `rare` (a pattern must always be asked for
+  // with the same `rare`).
+  absl::StatusOr<std::shared_ptr<const PatternFactors>> Get(const Pattern& pattern, bool rare);
 
  private:
+  const std::vector<Eigen::MatrixXd>& Precisions();
+
   const GmmParams* params_;
+  const Components* complete_;
   const size_t max_bytes_;
+  absl::once_flag precisions_once_;
+  std::vector<Eigen::MatrixXd> precisions_;  // written once, under precisions_once_
   absl::Mutex mu_;
   absl::flat_hash_map<Pattern, std::shared_ptr<const PatternFactors>> table_ ABSL_GUARDED_BY(mu_);
   size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
@@ -61,6 +88,7 @@ class PatternCache {
 struct PatternRun {
   Eigen::Index begin = 0, end = 0;
   const Pattern* pattern = nullptr;  // null: every coordinate observed
+  bool rare = false;                 // the pattern has few rows in all (PatternLayout::kRareRows)
 };
 
 // Each row's pattern as bits, `words` = ceil(d / 64) per row, column 0 the most significant bit
@@ -76,7 +104,11 @@ std::vector<Eigen::Index> OrderByPattern(const std::vector<uint64_t>& keys, int 
 // rows come sorted by pattern, as a fit sorts them).
 class PatternLayout {
  public:
-  PatternLayout(const Eigen::Ref<const RowMatrix>& x, bool group);
+  // Patterns with fewer rows than this in the whole data set are factored in the Schur form:
+  // factoring them on their observed coordinates would cost more than their rows.
+  static constexpr int64_t kRareRows = 128;
+
+  PatternLayout(const Eigen::Ref<const RowMatrix>& x, bool group, int64_t rare_rows = kRareRows);
   PatternLayout(const PatternLayout&) = delete;
   PatternLayout& operator=(const PatternLayout&) = delete;
 

@@ -108,23 +108,72 @@ absl::StatusOr<PatternFactors> FactorPatternSchur(const GmmParams& params,
   switch (params.covariance_type) {
     case CovarianceType::kFull:
     case CovarianceType::kTied: {
+      // Plain loops on small matrices (|m| is usually a few coordinates): Eigen's dynamic
+      // decompositions and products spend more on set-up and allocation than on arithmetic.
+      const Eigen::Index no = static_cast<Eigen::Index>(f.obs.size());
+      std::vector<double> l(static_cast<size_t>(nm * nm)), inv(static_cast<size_t>(nm * nm));
+      auto at = [nm](std::vector<double>& v, Eigen::Index i, Eigen::Index j) -> double& {
+        return v[static_cast<size_t>(i + j * nm)];
+      };
       const int blocks = params.covariance_type == CovarianceType::kFull ? k : 1;
+      f.regression.reserve(static_cast<size_t>(blocks));
+      f.cond_cov.reserve(static_cast<size_t>(blocks));
       for (int c = 0; c < blocks; ++c) {
         const Eigen::MatrixXd& lambda = precisions[static_cast<size_t>(c)];
-        const Eigen::LLT<Eigen::MatrixXd> llt(lambda(f.mis, f.mis));
-        if (llt.info() != Eigen::Success || !(llt.matrixLLT().diagonal().array() > 0).all()) {
-          return absl::FailedPreconditionError(absl::StrFormat(
-              "model: the covariance of component %d is not positive definite; increase "
-              "reg_covar or reduce k",
-              c));
+        // L L^T = Lambda_mm (lower).
+        double det_mantissa = 1;  // prod L_jj = det_mantissa * 2^det_exponent, never out of range
+        int det_exponent = 0;
+        for (Eigen::Index j = 0; j < nm; ++j) {
+          double diag = lambda(f.mis[j], f.mis[j]);
+          for (Eigen::Index p = 0; p < j; ++p) diag -= at(l, j, p) * at(l, j, p);
+          if (!(diag > 0) || !std::isfinite(diag)) {
+            return absl::FailedPreconditionError(absl::StrFormat(
+                "model: the covariance of component %d is not positive definite; increase "
+                "reg_covar or reduce k",
+                c));
+          }
+          const double ljj = std::sqrt(diag);
+          at(l, j, j) = ljj;
+          int e = 0;
+          det_mantissa = std::frexp(det_mantissa * ljj, &e);
+          det_exponent += e;
+          for (Eigen::Index i = j + 1; i < nm; ++i) {
+            double v = lambda(f.mis[i], f.mis[j]);
+            for (Eigen::Index p = 0; p < j; ++p) v -= at(l, i, p) * at(l, j, p);
+            at(l, i, j) = v / ljj;
+          }
         }
-        Eigen::MatrixXd cond = llt.solve(Eigen::MatrixXd::Identity(nm, nm));
-        Eigen::MatrixXd b = -(cond * lambda(f.mis, f.obs));
-        // ln|C| = -ln|Lambda_mm| = -2 sum ln L_ii.
-        const double log_det_cond = -2.0 * llt.matrixLLT().diagonal().array().log().sum();
+        // L^{-1} (lower), then C = L^{-T} L^{-1} = (Lambda_mm)^{-1}.
+        for (Eigen::Index j = 0; j < nm; ++j) {
+          at(inv, j, j) = 1.0 / at(l, j, j);
+          for (Eigen::Index i = j + 1; i < nm; ++i) {
+            double v = 0;
+            for (Eigen::Index p = j; p < i; ++p) v -= at(l, i, p) * at(inv, p, j);
+            at(inv, i, j) = v / at(l, i, i);
+          }
+        }
+        Eigen::MatrixXd cond(nm, nm);
+        for (Eigen::Index a = 0; a < nm; ++a) {
+          for (Eigen::Index b = 0; b <= a; ++b) {
+            double v = 0;
+            for (Eigen::Index p = a; p < nm; ++p) v += at(inv, p, a) * at(inv, p, b);
+            cond(a, b) = cond(b, a) = v;
+          }
+        }
+        // B = -C Lambda_mo.
+        Eigen::MatrixXd b(nm, no);
+        for (Eigen::Index o = 0; o < no; ++o) {
+          for (Eigen::Index a = 0; a < nm; ++a) {
+            double v = 0;
+            for (Eigen::Index q = 0; q < nm; ++q) v += cond(a, q) * lambda(f.mis[q], f.obs[o]);
+            b(a, o) = -v;
+          }
+        }
         f.regression.push_back(std::move(b));
         f.cond_cov.push_back(std::move(cond));
-        f.schur_offset[c] = half_m_log2pi + 0.5 * log_det_cond;
+        // ln|C| = -ln|Lambda_mm| = -2 ln prod L_jj: one log per component.
+        const double log_det_l = std::log(det_mantissa) + det_exponent * M_LN2;
+        f.schur_offset[c] = half_m_log2pi - log_det_l;
       }
       if (params.covariance_type == CovarianceType::kTied) {
         f.schur_offset.setConstant(f.schur_offset[0]);
@@ -329,6 +378,74 @@ void Complete(const GmmParams& params, const Components& complete, const Pattern
 
 }  // namespace
 
+namespace {
+
+// Adds the conditional covariance of the missing coordinates, weighted by `mass` (the sum of
+// w_i r_ic over the rows of the pattern), to component c's scatter or squared deviations.
+void AddConditionalCovariance(const PatternFactors& f, CovarianceType type, int c, double mass,
+                              GmmStats* stats) {
+  if (!stats->sdd.empty()) {
+    const Eigen::MatrixXd& cond = f.cond_cov[type == CovarianceType::kFull ? c : 0];
+    for (size_t a = 0; a < f.mis.size(); ++a) {
+      for (size_t b = 0; b <= a; ++b) stats->sdd[c](f.mis[a], f.mis[b]) += mass * cond(a, b);
+    }
+  } else {
+    const Eigen::MatrixXd& var = f.cond_cov[c];
+    for (size_t a = 0; a < f.mis.size(); ++a) stats->sdd_diag(c, f.mis[a]) += mass * var(a, 0);
+  }
+}
+
+// Fills the missing features of rows [begin, begin + count) of `hat` (all d features,
+// feature-major, the observed ones in place) with component c's conditional means.
+void CompleteRange(const GmmParams& params, const Components& complete, const PatternFactors& f,
+                   int c, Eigen::Index begin, Eigen::Index count, KernelScratch* hat) {
+  const double* mu = complete.means.data() + static_cast<Eigen::Index>(c) * params.dim();
+  const Eigen::Index ld = hat->ld;
+  double* x = hat->xt.data() + begin;
+  const bool regress = !f.regression.empty() && !f.obs.empty();
+  const Eigen::MatrixXd* b =
+      regress ? &f.regression[params.covariance_type == CovarianceType::kFull ? c : 0] : nullptr;
+  const size_t nm = f.mis.size(), no = f.obs.size();
+  if (regress && count < 16) {
+    // A few rows (the usual case here): row by row, each row's centred observed values once.
+    double y[256];
+    if (no <= 256) {
+      const double* bp = b->data();
+      for (Eigen::Index i = 0; i < count; ++i) {
+        for (size_t o = 0; o < no; ++o) y[o] = x[f.obs[o] * ld + i] - mu[f.obs[o]];
+        for (size_t m = 0; m < nm; ++m) {
+          double v = mu[f.mis[m]];
+          for (size_t o = 0; o < no; ++o) v += bp[o * nm + m] * y[o];
+          x[f.mis[m] * ld + i] = v;
+        }
+      }
+      return;
+    }
+  }
+  // Longer runs: feature by feature over the rows, loops the compiler vectorises.
+  for (size_t m = 0; m < f.mis.size(); ++m) {
+    double* out = x + f.mis[m] * ld;
+    const double mu_m = mu[f.mis[m]];
+    for (Eigen::Index i = 0; i < count; ++i) out[i] = mu_m;
+    if (!regress) continue;
+    for (size_t o = 0; o < f.obs.size(); ++o) {
+      const double* in = x + f.obs[o] * ld;
+      const double coef = (*b)(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(o));
+      const double mu_o = mu[f.obs[o]];
+      for (Eigen::Index i = 0; i < count; ++i) out[i] += coef * (in[i] - mu_o);
+    }
+  }
+}
+
+// A run of a pattern in the Schur form, at `offset` among the block's shared rows.
+struct SharedRun {
+  const PatternRun* run;
+  std::shared_ptr<const PatternFactors> factors;
+  Eigen::Index offset;
+};
+
+}  // namespace
+
 absl::Status MissingRuns(const GmmParams& params, const Components& complete,
                          const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
                          absl::Span<const PatternRun> runs, const double* w,
@@ -349,6 +466,10 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
   KernelScratch& observed = scratch->observed;
   Eigen::MatrixXd& r = scratch->resp;
   Eigen::VectorXd& ll = scratch->row_ll;
+  Eigen::VectorXd& wv = scratch->w;
+  Eigen::VectorXd& wr = scratch->wr;
+  std::vector<SharedRun> shared;  // runs in the Schur form, done together below
+  Eigen::Index shared_rows = 0;
   for (const PatternRun& run : runs) {
     const Eigen::Index m = run.end - run.begin;
     const Eigen::Index* rows = order == nullptr ? nullptr : order + run.begin;
@@ -356,22 +477,17 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     std::shared_ptr<const PatternFactors> factors;
     if (run.pattern != nullptr) {
       EMFIT_ASSIGN_OR_RETURN(factors, cache->Get(*run.pattern, run.rare));
+      if (factors->schur) {
+        shared.push_back({&run, std::move(factors), shared_rows});
+        shared_rows += m;
+        continue;
+      }
     }
     const std::vector<int>& obs = factors == nullptr ? all : factors->obs;
 
     // E-step on the observed coordinates, a tile of rows at a time.
     GatherFeatureMajor(x, rows, run.begin, m, obs, &observed);
-    if (factors != nullptr && factors->schur) {
-      // The complete-data density at each component's completed rows, plus the pattern's
-      // correction (FactorPatternSchur).
-      KernelScratch& hat = CompletedRows(observed, obs, d, scratch);
-      r.resize(m, k);
-      for (int c = 0; c < k; ++c) {
-        Complete(params, complete, *factors, c, observed, &hat);
-        ComponentLogJointTiled(complete, c, factors->schur_offset[c], &hat, r.col(c).data());
-      }
-      NormalizeRows(&r, &ll);
-    } else if (obs.empty()) {
+    if (obs.empty()) {
       // No observed coordinate: the marginal density is 1, so a_ik = ln pi_k.
       r = factors->sub.log_weights.transpose().replicate(m, 1);
       NormalizeRows(&r, &ll);
@@ -382,7 +498,6 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     if (resp != nullptr) resp->middleRows(run.begin, m) = r;
     if (stats == nullptr) continue;
 
-    Eigen::VectorXd& wv = scratch->w;
     if (w != nullptr) {
       wv.resize(m);
       for (Eigen::Index i = 0; i < m; ++i) wv[i] = w[row_of(i)];
@@ -394,7 +509,6 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     // conditional means of the missing ones per component (every padding row included).
     KernelScratch* rows_hat =
         factors == nullptr ? &observed : &CompletedRows(observed, obs, d, scratch);
-    Eigen::VectorXd& wr = scratch->wr;
     for (int c = 0; c < k; ++c) {
       if (w != nullptr) {
         wr = r.col(c).cwiseProduct(wv);
@@ -405,24 +519,63 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
         AccumulateComponentTiled(c, wr.data(), shift, rows_hat, stats);
         continue;
       }
-      const PatternFactors& f = *factors;
-      Complete(params, complete, f, c, observed, rows_hat);
+      Complete(params, complete, *factors, c, observed, rows_hat);
       AccumulateComponentTiled(c, wr.data(), shift, rows_hat, stats);
-      // The conditional covariance of the missing coordinates, weighted by sum_i w_i r_ic.
-      const double mass = wr.sum();
-      if (!stats->sdd.empty()) {
-        const Eigen::MatrixXd& cond = f.cond_cov[type == CovarianceType::kFull ? c : 0];
-        for (size_t a = 0; a < f.mis.size(); ++a) {
-          for (size_t b = 0; b <= a; ++b) {
-            stats->sdd[c](f.mis[a], f.mis[b]) += mass * cond(a, b);
-          }
-        }
-      } else {
-        const Eigen::MatrixXd& var = f.cond_cov[c];
-        for (size_t a = 0; a < f.mis.size(); ++a) {
-          stats->sdd_diag(c, f.mis[a]) += mass * var(a, 0);
-        }
-      }
+      AddConditionalCovariance(*factors, type, c, wr.sum(), stats);
+    }
+  }
+  if (shared.empty()) return absl::OkStatus();
+
+  // The runs of patterns with few rows share tiles: all their rows gathered with every feature,
+  // completed per component run by run, then the complete-data kernels over all of them at once
+  // (FactorPatternSchur), instead of a mostly empty tile per run.
+  std::vector<Eigen::Index>& rows = scratch->rows;
+  rows.clear();
+  for (const SharedRun& s : shared) {
+    for (Eigen::Index p = s.run->begin; p < s.run->end; ++p) {
+      rows.push_back(order == nullptr ? p : order[p]);
+    }
+  }
+  KernelScratch& hat = scratch->completed;
+  GatherFeatureMajor(x, rows.data(), 0, shared_rows, all, &hat);
+  auto complete_all = [&](int c) {
+    for (const SharedRun& s : shared) {
+      CompleteRange(params, complete, *s.factors, c, s.offset, s.run->end - s.run->begin, &hat);
+    }
+  };
+  r.resize(shared_rows, k);
+  for (int c = 0; c < k; ++c) {
+    complete_all(c);
+    ComponentLogJointTiled(complete, c, 0.0, &hat, r.col(c).data());
+    for (const SharedRun& s : shared) {
+      r.col(c).segment(s.offset, s.run->end - s.run->begin).array() += s.factors->schur_offset[c];
+    }
+  }
+  NormalizeRows(&r, &ll);
+  for (const SharedRun& s : shared) {
+    const Eigen::Index m = s.run->end - s.run->begin;
+    row_ll->segment(s.run->begin, m) = ll.segment(s.offset, m);
+    if (resp != nullptr) resp->middleRows(s.run->begin, m) = r.middleRows(s.offset, m);
+  }
+  if (stats == nullptr) return absl::OkStatus();
+  if (w != nullptr) {
+    wv.resize(shared_rows);
+    for (Eigen::Index i = 0; i < shared_rows; ++i) wv[i] = w[rows[static_cast<size_t>(i)]];
+    stats->total_weight += wv.sum();
+  } else {
+    stats->total_weight += static_cast<double>(shared_rows);
+  }
+  for (int c = 0; c < k; ++c) {
+    if (w != nullptr) {
+      wr = r.col(c).cwiseProduct(wv);
+    } else {
+      wr = r.col(c);
+    }
+    complete_all(c);
+    AccumulateComponentTiled(c, wr.data(), shift, &hat, stats);
+    for (const SharedRun& s : shared) {
+      AddConditionalCovariance(*s.factors, type, c,
+                               wr.segment(s.offset, s.run->end - s.run->begin).sum(), stats);
     }
   }
   return absl::OkStatus();

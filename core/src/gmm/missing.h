@@ -131,6 +131,7 @@ struct MissingScratch {
   KernelScratch completed;  // a run's rows completed by one component's conditional means
   Eigen::MatrixXd resp;     // a run's responsibilities
   Eigen::VectorXd row_ll, w, wr;
+  std::vector<Eigen::Index> rows;  // the rows of the runs that share tiles
 };
 
 // The E-step for the positions of one block grouped in `runs`: position p is row order[p] of

@@ -12,6 +12,11 @@
 #include "gmm/kernels.h"
 
 namespace emfit::gmm::internal {
+namespace {
+
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+
+}  // namespace
 
 absl::StatusOr<PatternFactors> FactorPattern(const GmmParams& params, const Pattern& pattern) {
   PatternFactors f;
@@ -95,7 +100,6 @@ absl::StatusOr<PatternFactors> FactorPattern(const GmmParams& params, const Patt
 absl::StatusOr<PatternFactors> FactorPatternSchur(const GmmParams& params,
                                                   const std::vector<Eigen::MatrixXd>& precisions,
                                                   const Pattern& pattern) {
-  constexpr double kLog2Pi = 1.8378770664093454835606594728112;
   PatternFactors f;
   f.pattern = pattern;
   f.schur = true;
@@ -438,10 +442,15 @@ void CompleteRange(const GmmParams& params, const Components& complete, const Pa
 }
 
 // A run of a pattern in the Schur form, at `offset` among the block's shared rows.
+// For the rare patterns of diag and spherical covariance, whose missing coordinates neither
+// depend on the observed ones nor need a factorisation, `factors` is null: x_hat_m = mu_m, C =
+// diag(sigma^2_m), and the constant is |m|/2 ln 2 pi + sum_m ln sigma_m (the missing features are
+// in `missing`).
 struct SharedRun {
   const PatternRun* run;
   std::shared_ptr<const PatternFactors> factors;
   Eigen::Index offset;
+  size_t missing_begin = 0, missing_end = 0;  // into the block's list of missing features
 };
 
 }  // namespace
@@ -468,17 +477,30 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
   Eigen::VectorXd& ll = scratch->row_ll;
   Eigen::VectorXd& wv = scratch->w;
   Eigen::VectorXd& wr = scratch->wr;
+  const bool diagonal = type == CovarianceType::kDiag || type == CovarianceType::kSpherical;
   std::vector<SharedRun> shared;  // runs in the Schur form, done together below
+  std::vector<int>& missing = scratch->missing;
+  missing.clear();
   Eigen::Index shared_rows = 0;
   for (const PatternRun& run : runs) {
     const Eigen::Index m = run.end - run.begin;
     const Eigen::Index* rows = order == nullptr ? nullptr : order + run.begin;
     auto row_of = [&](Eigen::Index i) { return rows == nullptr ? run.begin + i : rows[i]; };
     std::shared_ptr<const PatternFactors> factors;
+    if (run.pattern != nullptr && diagonal && run.rare) {
+      SharedRun s{&run, nullptr, shared_rows, missing.size(), 0};
+      for (int f = 0; f < d; ++f) {
+        if ((*run.pattern)[f] == 0) missing.push_back(f);
+      }
+      s.missing_end = missing.size();
+      shared.push_back(std::move(s));
+      shared_rows += m;
+      continue;
+    }
     if (run.pattern != nullptr) {
       EMFIT_ASSIGN_OR_RETURN(factors, cache->Get(*run.pattern, run.rare));
       if (factors->schur) {
-        shared.push_back({&run, std::move(factors), shared_rows});
+        shared.push_back({&run, std::move(factors), shared_rows, 0, 0});
         shared_rows += m;
         continue;
       }
@@ -538,17 +560,46 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
   }
   KernelScratch& hat = scratch->completed;
   GatherFeatureMajor(x, rows.data(), 0, shared_rows, all, &hat);
+  // sigma^2 of component c, feature f (diag and spherical).
+  auto variance = [&](int c, int f) {
+    return params.covariances(c, type == CovarianceType::kDiag ? f : 0);
+  };
   auto complete_all = [&](int c) {
+    const double* mu = complete.means.data() + static_cast<Eigen::Index>(c) * d;
     for (const SharedRun& s : shared) {
-      CompleteRange(params, complete, *s.factors, c, s.offset, s.run->end - s.run->begin, &hat);
+      const Eigen::Index count = s.run->end - s.run->begin;
+      if (s.factors != nullptr) {
+        CompleteRange(params, complete, *s.factors, c, s.offset, count, &hat);
+        continue;
+      }
+      for (size_t q = s.missing_begin; q < s.missing_end; ++q) {
+        const int f = missing[q];
+        hat.xt.col(f).segment(s.offset, count).setConstant(mu[f]);
+      }
     }
   };
+  Eigen::MatrixXd& log_var = scratch->log_var;  // ln sigma^2, k x d (diag and spherical)
+  if (diagonal) {
+    log_var.resize(k, d);
+    for (int c = 0; c < k; ++c) {
+      for (int f = 0; f < d; ++f) log_var(c, f) = std::log(variance(c, f));
+    }
+  }
   r.resize(shared_rows, k);
   for (int c = 0; c < k; ++c) {
     complete_all(c);
     ComponentLogJointTiled(complete, c, 0.0, &hat, r.col(c).data());
     for (const SharedRun& s : shared) {
-      r.col(c).segment(s.offset, s.run->end - s.run->begin).array() += s.factors->schur_offset[c];
+      double constant = 0;
+      if (s.factors != nullptr) {
+        constant = s.factors->schur_offset[c];
+      } else {
+        constant = 0.5 * static_cast<double>(s.missing_end - s.missing_begin) * kLog2Pi;
+        for (size_t q = s.missing_begin; q < s.missing_end; ++q) {
+          constant += 0.5 * log_var(c, missing[q]);
+        }
+      }
+      r.col(c).segment(s.offset, s.run->end - s.run->begin).array() += constant;
     }
   }
   NormalizeRows(&r, &ll);
@@ -574,8 +625,14 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     complete_all(c);
     AccumulateComponentTiled(c, wr.data(), shift, &hat, stats);
     for (const SharedRun& s : shared) {
-      AddConditionalCovariance(*s.factors, type, c,
-                               wr.segment(s.offset, s.run->end - s.run->begin).sum(), stats);
+      const double mass = wr.segment(s.offset, s.run->end - s.run->begin).sum();
+      if (s.factors != nullptr) {
+        AddConditionalCovariance(*s.factors, type, c, mass, stats);
+        continue;
+      }
+      for (size_t q = s.missing_begin; q < s.missing_end; ++q) {
+        stats->sdd_diag(c, missing[q]) += mass * variance(c, missing[q]);
+      }
     }
   }
   return absl::OkStatus();

@@ -132,6 +132,8 @@ struct MissingScratch {
   Eigen::MatrixXd resp;     // a run's responsibilities
   Eigen::VectorXd row_ll, w, wr;
   std::vector<Eigen::Index> rows;  // the rows of the runs that share tiles
+  std::vector<int> missing;        // their missing features (diag and spherical)
+  Eigen::MatrixXd log_var;
 };
 
 // The E-step for the positions of one block grouped in `runs`: position p is row order[p] of

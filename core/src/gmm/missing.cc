@@ -478,7 +478,7 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
   Eigen::VectorXd& wv = scratch->w;
   Eigen::VectorXd& wr = scratch->wr;
   const bool diagonal = type == CovarianceType::kDiag || type == CovarianceType::kSpherical;
-  std::vector<SharedRun> shared;  // runs in the Schur form, done together below
+  std::vector<SharedRun> shared;  // runs of rare patterns, done together below
   std::vector<int>& missing = scratch->missing;
   missing.clear();
   Eigen::Index shared_rows = 0;
@@ -548,9 +548,10 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
   }
   if (shared.empty()) return absl::OkStatus();
 
-  // The runs of patterns with few rows share tiles: all their rows gathered with every feature,
-  // completed per component run by run, then the complete-data kernels over all of them at once
-  // (FactorPatternSchur), instead of a mostly empty tile per run.
+  // The runs of rare patterns share tiles: all their rows gathered with every feature, completed
+  // per component run by run, then the complete-data kernels over all of them at once, plus
+  // each run's constant (FactorPatternSchur; diag and spherical from the pattern itself),
+  // instead of a mostly empty tile per run.
   std::vector<Eigen::Index>& rows = scratch->rows;
   rows.clear();
   for (const SharedRun& s : shared) {

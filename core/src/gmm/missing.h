@@ -138,11 +138,13 @@ struct MissingScratch {
 
 // The E-step for the positions of one block grouped in `runs`: position p is row order[p] of
 // `x` (p itself when `order` is null). Each run is evaluated on its observed coordinates
-// (algorithms.md §2). Writes each position's log-likelihood into `row_ll` and, when `resp` is
-// not null, its responsibilities (positions x k). With `stats`, also accumulates the expected
-// sufficient statistics with row weights `w` (indexed like the rows of `x`; null: 1) about
-// `shift`: completed rows x_hat_ik and the conditional covariance correction (M-step). `stats`
-// must keep a scatter per component for full and tied covariance.
+// (algorithms.md §2): a run of a pattern with many rows through its own factors, tile by tile;
+// the runs of rare patterns (PatternRun::rare) together, through the complete-data kernels at
+// their completed rows (FactorPatternSchur). Writes each position's log-likelihood into `row_ll`
+// and, when `resp` is not null, its responsibilities (positions x k). With `stats`, also
+// accumulates the expected sufficient statistics with row weights `w` (indexed like the rows of
+// `x`; null: 1) about `shift`: completed rows x_hat_ik and the conditional covariance correction
+// (M-step). `stats` must keep a scatter per component for full and tied covariance.
 absl::Status MissingRuns(const GmmParams& params, const Components& complete,
                          const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
                          absl::Span<const PatternRun> runs, const double* w,

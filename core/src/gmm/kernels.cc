@@ -170,6 +170,9 @@ void ToFeatureMajor(const Eigen::Ref<const RowMatrix>& block, KernelScratch* scr
   scratch->cols = d;
 }
 
+namespace {
+
+// Sizes scratch->xt for `rows` x `cols` feature-major (zeroed) and points the kernels at it.
 Eigen::MatrixXd& ZeroedFeatureMajor(Eigen::Index rows, int cols, KernelScratch* scratch) {
   const Eigen::Index padded = (rows + R - 1) / R * R;
   scratch->xt.setZero(padded, cols);
@@ -179,6 +182,8 @@ Eigen::MatrixXd& ZeroedFeatureMajor(Eigen::Index rows, int cols, KernelScratch* 
   scratch->cols = cols;
   return scratch->xt;
 }
+
+}  // namespace
 
 void ViewFeatureMajor(const double* block, Eigen::Index rows, int cols, KernelScratch* scratch) {
   if (rows % R == 0) {

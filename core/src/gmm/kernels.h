@@ -48,10 +48,6 @@ void ToFeatureMajor(const Eigen::Ref<const RowMatrix>& block, KernelScratch* scr
 // features); copies it into scratch->xt only when `rows` is not a whole number of tiles.
 void ViewFeatureMajor(const double* block, Eigen::Index rows, int cols, KernelScratch* scratch);
 
-// Sizes scratch->xt for `rows` x `cols` feature-major (zeroed) and points the kernels at it;
-// the caller fills the first `rows` values of each column.
-Eigen::MatrixXd& ZeroedFeatureMajor(Eigen::Index rows, int cols, KernelScratch* scratch);
-
 // Copies features `cols` (ascending indices) of rows `rows` of `block` (`count` of them; null:
 // rows [first, first + count)) feature-major into scratch->xt, padded with zeros.
 void GatherFeatureMajor(const Eigen::Ref<const RowMatrix>& block, const Eigen::Index* rows,

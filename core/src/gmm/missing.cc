@@ -380,10 +380,6 @@ void Complete(const GmmParams& params, const Components& complete, const Pattern
   }
 }
 
-}  // namespace
-
-namespace {
-
 // Adds the conditional covariance of the missing coordinates, weighted by `mass` (the sum of
 // w_i r_ic over the rows of the pattern), to component c's scatter or squared deviations.
 void AddConditionalCovariance(const PatternFactors& f, CovarianceType type, int c, double mass,

@@ -116,7 +116,6 @@ class PatternLayout {
   absl::Span<const PatternRun> BlockRuns(int64_t begin) const;
   // With `group`: the row at each position, else null.
   const Eigen::Index* order() const { return order_.empty() ? nullptr : order_.data(); }
-  int num_patterns() const { return static_cast<int>(patterns_.size()); }
 
  private:
   std::vector<Eigen::Index> order_;

@@ -3,6 +3,7 @@
 Run under Debian's /usr/bin/python3 (python3-grpcio, python3-grpc-tools, python3-numpy).
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +36,18 @@ class Emfitd:
         self.log.flush()
         self.log.seek(0)
         return self.log.read()
+
+    def wait_for_log(self, pattern, timeout=60):
+        """Polls the log until the regular expression matches; returns the match (or raises
+        AssertionError with the log after timeout seconds)."""
+        deadline = time.time() + timeout
+        while True:
+            match = re.search(pattern, self.read_log())
+            if match:
+                return match
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise AssertionError("no %r in the log of emfitd:\n%s" % (pattern, self.read_log()))
+            time.sleep(0.02)
 
     def stop(self, timeout=20):
         """SIGTERM, then waits; returns the exit code."""

@@ -186,6 +186,21 @@ class SpreadsCalls(Topology):
         self.assertEqual(sum(served), 9, served)
         self.assertTrue(all(n >= 2 for n in served), "calls per replica: %s" % served)
 
+    def test_the_python_client_spreads_calls_itself_over_several_addresses(self):
+        # What a Kubernetes headless Service gives a client: several addresses for one name.
+        # The package's round_robin policy spreads the calls without the balancer.
+        target = "ipv4:" + ",".join("127.0.0.1:%d" % r.port for r in self.replicas)
+        x = faithful()
+        with emfit.Client(target) as client:
+            for _ in range(9):
+                header = pb.FitHeader(spec=pb.ModelSpec(gmm=pb.GaussianMixtureSpec(k=2)))
+                client.fit(header, x)
+        served = [len(jobs_finished(r)) for r in self.replicas]
+        self.assertEqual(sum(served), 9)
+        self.assertTrue(all(n >= 2 for n in served), "calls per replica: %s" % served)
+        with open(self.nginx.access_log) as f:
+            self.assertNotIn("EmFitService", f.read())
+
     def test_every_rpc_passes_through_the_balancer(self):
         x = faithful()
         gm = self.gmm(2, random_state=0, tol=1e-8).fit(x)

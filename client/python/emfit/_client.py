@@ -2,6 +2,7 @@
 upload, deadlines, tokens, cancellation and errors as exceptions. The estimators use it; it is
 the one place where calls are made."""
 import dataclasses
+import json
 from typing import Optional
 
 import grpc
@@ -13,8 +14,14 @@ from .v1 import emfit_pb2 as pb
 from .v1 import emfit_pb2_grpc as pb_grpc
 
 DEFAULT_SERVER = "localhost:50051"
-# Results (a model, a selection table) and posterior blocks (about 1 MiB) stay far below this.
-_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20)]
+# - round_robin: a target that resolves to several addresses (a Kubernetes headless Service,
+#   "dns:///emfitd-headless:50051", or "ipv4:10.0.0.1:50051,10.0.0.2:50051") gets its calls
+#   spread over all of them; a single address behaves as before.
+# - Results (a model, a selection table) and posterior blocks (about 1 MiB) stay far below the
+#   receive limit.
+_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20),
+                    ("grpc.service_config", _SERVICE_CONFIG)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +57,8 @@ class Client:
     """A connection to emfitd (or to a load balancer in front of replicas).
 
     Args:
-      server: "host:port", used when channel is None.
+      server: a gRPC target, "host:port" (or "dns:///name:port", "ipv4:a:p,b:p": calls are
+        then spread over every address, gRPC's round_robin), used when channel is None.
       channel: a grpc.Channel to use instead (not closed by close()).
       credentials: None (plain text), a grpc.ChannelCredentials, or TlsFiles.
       token: bearer token sent with every call (emfitd --token_file), or None.

@@ -8,6 +8,8 @@ CLI as its oracle. One ctest per class (tests/CMakeLists.txt):
   python_client_sklearn_api            clone, GridSearchCV, scikit-learn's own E-step on our
                                        attributes, sample() draws what scikit-learn draws
   python_client_samples_the_mixture    sample() without scikit-learn: the fitted moments
+  python_docs_examples_run             README's example, and docs/api.md's raw stubs on a CSV
+                                       with empty cells
   python_package_installs_with_pip     pip install client/python from a checkout
 
 Run with Debian's /usr/bin/python3 and PYTHONPATH=<build>/client/python. A class whose optional
@@ -47,22 +49,23 @@ def faithful():
     return np.loadtxt(faithful_path(), delimiter=",", skiprows=1)
 
 
-def write_csv_with_holes(path):
+def write_csv_with_holes(path, weight_column=True):
     """Faithful with empty cells (rows with both cells empty included) and a weight column;
     returns the values as read by numpy (NaN for empty) and the weights."""
     x = faithful()
     values, weights = x.copy(), 1.0 + np.arange(len(x)) % 3
     with open(path, "w") as f:
-        f.write("eruptions,waiting,w\n")
+        f.write("eruptions,waiting,w\n" if weight_column else "eruptions,waiting\n")
         for i, (a, b) in enumerate(x):
             first = "" if i % 5 == 0 else repr(a)
             second = "" if i % 7 == 0 else repr(b)
             values[i, 0] = np.nan if i % 5 == 0 else a
             values[i, 1] = np.nan if i % 7 == 0 else b
-            f.write("%s,%s,%r\n" % (first, second, weights[i]))
+            f.write("%s,%s,%r\n" % (first, second, weights[i]) if weight_column
+                    else "%s,%s\n" % (first, second))
     read = np.genfromtxt(path, delimiter=",", skip_header=1)
     np.testing.assert_array_equal(read[:, :2], values)  # numpy reads empty cells as NaN
-    return read[:, :2], read[:, 2]
+    return read[:, :2], weights
 
 
 def long_fit_data():
@@ -471,6 +474,36 @@ class SampleWithoutSklearn(ServerTest):
             np.testing.assert_allclose(rows.mean(axis=0), gm.means_[j],
                                        atol=0.02 * np.sqrt(np.diag(gm.covariances_[j])).max())
             np.testing.assert_allclose(np.cov(rows.T), gm.covariances_[j], rtol=0.03, atol=0.01)
+
+
+def python_blocks(doc):
+    import re
+    with open(os.path.join(ARGS.repo, doc)) as f:
+        return re.findall(r"```python\n(.*?)```", f.read(), re.S)
+
+
+class DocsExamples(ServerTest):
+    def test_the_raw_stub_example_of_docs_api_runs_on_a_csv_with_empty_cells(self):
+        [example] = [b for b in python_blocks("docs/api.md") if "emfit_pb2_grpc" in b]
+        path = os.path.join(self.server.dir, "holes.csv")
+        x, _ = write_csv_with_holes(path, weight_column=False)
+        line = 'path, server = "data/faithful.csv", "localhost:50051"'
+        self.assertIn(line, example)
+        namespace = {}
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            exec(example.replace(line, "path, server = %r, %r" % (path, self.server.address)),
+                 namespace)
+        self.assertIn(" 1 ", printed.getvalue())  # iterations were printed
+        gm = self.gmm(2, n_init=3, random_state=0).fit(x)
+        np.testing.assert_array_equal(namespace["means"], gm.means_)
+        np.testing.assert_array_equal(namespace["covariances"], gm.covariances_)
+
+    def test_the_readme_example_runs(self):
+        [example] = [b for b in python_blocks("README.md") if "GaussianMixture" in b]
+        self.assertLessEqual(len(example.strip().splitlines()), 3)
+        namespace = {"X": faithful()}
+        exec(example.replace('"localhost:50051"', repr(self.server.address)), namespace)
+        self.assertEqual(namespace["gm"].means_.shape, (3, 2))
 
 
 class PipInstall(unittest.TestCase):

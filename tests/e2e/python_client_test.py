@@ -499,7 +499,7 @@ class DocsExamples(ServerTest):
         np.testing.assert_array_equal(namespace["covariances"], gm.covariances_)
 
     def test_the_readme_example_runs(self):
-        [example] = [b for b in python_blocks("README.md") if "GaussianMixture" in b]
+        example = [b for b in python_blocks("README.md") if "GaussianMixture" in b][0]
         self.assertLessEqual(len(example.strip().splitlines()), 3)
         namespace = {"X": faithful()}
         exec(example.replace('"localhost:50051"', repr(self.server.address)), namespace)

@@ -288,7 +288,7 @@ class ProgressAndCancel(ServerTest):
         self.assert_worker_is_free()
 
     def test_timeout_is_a_deadline_exceeded_error_and_frees_the_worker(self):
-        gm = self.gmm(4, tol=0, max_iter=100000, random_state=0, timeout=1.0)
+        gm = self.gmm(4, tol=0, max_iter=100000, random_state=0, timeout=3.0)
         with self.assertRaises(emfit.DeadlineExceededError) as raised:
             gm.fit(long_fit_data())
         self.assertIsInstance(raised.exception, TimeoutError)

@@ -209,6 +209,14 @@ class MatchesTheCli(ServerTest):
         np.testing.assert_array_equal(best.predict(x), self.gmm(2, random_state=2).fit(x)
                                       .predict(x))
 
+    def test_a_pickled_estimator_predicts_the_same(self):
+        import pickle
+        x = faithful()
+        gm = self.gmm(2, random_state=0, credentials=None).fit(x)
+        copy = pickle.loads(pickle.dumps(gm))
+        np.testing.assert_array_equal(copy.predict_proba(x), gm.predict_proba(x))
+        self.assertEqual(copy.summary_, gm.summary_)
+
     def test_warm_start_continues_from_the_fitted_parameters(self):
         x = faithful()
         gm = self.gmm(2, random_state=0, max_iter=2, tol=0, warm_start=True)
@@ -426,7 +434,7 @@ class SklearnApi(ServerTest):
         x = faithful()
         search = GridSearchCV(self.gmm(random_state=0),
                               {"n_components": [1, 2, 3], "covariance_type": ["full", "diag"]},
-                              cv=KFold(3, shuffle=True, random_state=0))
+                              cv=KFold(3, shuffle=True, random_state=0), n_jobs=2)
         search.fit(x)
         scores = search.cv_results_["mean_test_score"]
         self.assertEqual(len(scores), 6)

@@ -11,6 +11,7 @@ resident memory before the call (VmRSS) from /proc. Prints one line per case and
 (rows x columns) per GiB of a pod's memory that the worst case implies."""
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,6 +68,8 @@ def run_case(emfitd, rows, cols, k, covariance, missing, iterations, variant_env
     finally:
         proc.terminate()
         proc.wait()
+        log.close()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def main():

@@ -115,6 +115,9 @@ class Nginx:
                 self.proc.wait()
         self.out.close()
 
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
 
 def jobs_finished(server):
     """Job ids the replica's log says have finished, with their status code."""
@@ -159,6 +162,7 @@ class Topology(unittest.TestCase):
                 r.proc.wait()
         if self.nginx is not None:  # shown by ctest --output-on-failure
             sys.stderr.write(self.nginx.logs())
+            self.nginx.remove()
 
     def gmm(self, *args, **kwargs):
         return emfit.GaussianMixture(*args, server=self.nginx.address, **kwargs)
@@ -302,6 +306,7 @@ class Heartbeats(unittest.TestCase):
         finally:
             if nginx is not None:
                 nginx.stop()
+                nginx.remove()
             self.assertEqual(replica.stop(), 0)
 
     def test_a_queued_fit_outlives_the_read_timeout_on_heartbeats(self):
@@ -389,6 +394,7 @@ def generate_health_stubs():
                     "-I" + root, "--python_out=" + out, "--grpc_python_out=" + out,
                     os.path.join(root, "health_check/health.proto")], check=True)
     sys.path.append(out)
+    return out
 
 
 if __name__ == "__main__":
@@ -399,7 +405,9 @@ if __name__ == "__main__":
     ARGS, rest = parser.parse_known_args()
     if shutil.which("nginx") is None:
         sys.exit("nginx is not installed (scripts/deps installs it)")
-    generate_health_stubs()
+    stubs = generate_health_stubs()
+    import atexit
+    atexit.register(shutil.rmtree, stubs, True)
     import warnings
     warnings.simplefilter("ignore", ResourceWarning)  # the replicas' log files stay open
     unittest.main(argv=[sys.argv[0], "-v", *rest])

@@ -1,6 +1,7 @@
 """Gaussian mixtures: emfit.GaussianMixture (scikit-learn's GaussianMixture, fitted by emfitd)
 and emfit.select_model (a grid of k and covariance types, fitted in parallel on the server)."""
 import dataclasses
+import warnings
 from typing import List, Optional
 
 import numpy as np
@@ -129,7 +130,6 @@ class GaussianMixture(_base.EmfitEstimator):
         self.summary_ = summary
         self._fitted_covariance_type = covariance_type
         if not summary.converged and summary.reason == pb.TERMINATION_REASON_MAX_ITER:
-            import warnings
             warnings.warn("The fit did not converge in %d iterations (%s). Try a larger "
                           "max_iter or tol." % (summary.iterations, summary.message),
                           _base.ConvergenceWarning, stacklevel=3)

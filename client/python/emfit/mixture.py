@@ -31,9 +31,18 @@ def _choice(table, value, name):
 
 
 def _options(max_iter, tol, n_init, random_state, acceleration):
-    return pb.FitOptions(max_iter=int(max_iter), tol=float(tol), n_init=int(n_init),
-                         seed=_base.seed_from(random_state),
-                         acceleration=_choice(_ACCELERATION, acceleration, "acceleration"))
+    """FitOptions; max_iter and tol of None are left unset, so the server's defaults apply."""
+    options = pb.FitOptions(n_init=int(n_init), seed=_base.seed_from(random_state),
+                            acceleration=_choice(_ACCELERATION, acceleration, "acceleration"))
+    if max_iter is not None:
+        options.max_iter = int(max_iter)
+    if tol is not None:
+        options.tol = float(tol)
+    return options
+
+
+# Iterations a progress bar expects per restart when max_iter is the server's default.
+_DEFAULT_MAX_ITER = 100
 
 
 class GaussianMixture(_base.EmfitEstimator):
@@ -42,6 +51,10 @@ class GaussianMixture(_base.EmfitEstimator):
     Parameters are scikit-learn's (n_components, covariance_type, tol, reg_covar, max_iter,
     n_init, init_params in {'kmeans', 'k-means++', 'random', 'random_from_data'},
     random_state, warm_start), plus:
+      tol, reg_covar, max_iter: None (the default) leaves them to the server, whose defaults
+        are emfit's (docs/gmm.md): tol 1e-6 on the change of the mean log-likelihood, with a
+        guard against stopping on a slow plateau; reg_covar 1e-6; max_iter 100. scikit-learn's
+        tol is 1e-3, which stops many fits short of their maximum.
       acceleration: None or 'squarem' (SQUAREM with a monotone safeguard).
       server: "host:port" of emfitd or of a load balancer; or channel: a grpc.Channel.
       credentials: None, a grpc.ChannelCredentials or emfit.TlsFiles; token: a bearer token.
@@ -61,8 +74,8 @@ class GaussianMixture(_base.EmfitEstimator):
     per row of the returned model), n_features_in_, feature_names_in_, and summary_ (the
     server's FitSummary: termination reason, history, restarts, BIC, AIC)."""
 
-    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="kmeans", random_state=None,
+    def __init__(self, n_components=1, *, covariance_type="full", tol=None, reg_covar=None,
+                 max_iter=None, n_init=1, init_params="kmeans", random_state=None,
                  warm_start=False, acceleration=None, server=DEFAULT_SERVER, channel=None,
                  credentials=None, token=None, timeout=None, verbose=0, callback=None):
         self.n_components = n_components
@@ -86,10 +99,13 @@ class GaussianMixture(_base.EmfitEstimator):
     # --- fitting ----------------------------------------------------------------------------
 
     def _spec(self):
-        return pb.GaussianMixtureSpec(
-            k=int(self.n_components), reg_covar=float(self.reg_covar),
+        spec = pb.GaussianMixtureSpec(
+            k=int(self.n_components),
             covariance_type=_choice(_COVARIANCE, self.covariance_type, "covariance_type"),
             init=_choice(_INIT, self.init_params, "init_params"))
+        if self.reg_covar is not None:
+            spec.reg_covar = float(self.reg_covar)
+        return spec
 
     def fit(self, X, y=None, sample_weight=None):
         """Fits the mixture to X (rows x features, NaN for missing) on the server, with
@@ -107,7 +123,7 @@ class GaussianMixture(_base.EmfitEstimator):
         with self._client() as client:
             result = self._call_with_progress(
                 lambda on_event: client.fit(header, matrix, sample_weight, names, on_event),
-                total=int(self.max_iter) * restarts, label="fit")
+                total=int(self.max_iter or _DEFAULT_MAX_ITER) * restarts, label="fit")
         self._set_fitted(result.model.gmm, result.summary)
         return self
 
@@ -264,7 +280,7 @@ class ModelSelection:
 
 
 def select_model(X, n_components=range(1, 10), covariance_types=("full",), criterion="bic",
-                 *, sample_weight=None, tol=1e-3, reg_covar=1e-6, max_iter=100, n_init=1,
+                 *, sample_weight=None, tol=None, reg_covar=None, max_iter=None, n_init=1,
                  init_params="kmeans", random_state=None, acceleration=None,
                  server=DEFAULT_SERVER, channel=None, credentials=None, token=None,
                  timeout=None, verbose=0, callback=None):
@@ -288,7 +304,8 @@ def select_model(X, n_components=range(1, 10), covariance_types=("full",), crite
     with template._client() as client:
         result = template._call_with_progress(
             lambda on_event: client.select_model(header, matrix, sample_weight, names, on_event),
-            total=int(max_iter) * max(1, int(n_init)) * len(ks) * len(header.covariance_types),
+            total=int(max_iter or _DEFAULT_MAX_ITER) * max(1, int(n_init)) * len(ks) *
+            len(header.covariance_types),
             label="select")
     candidates = [Candidate(
         index=c.index, n_components=c.k, covariance_type=_COVARIANCE_NAME[c.covariance_type],

@@ -53,7 +53,7 @@ def generate_stubs(repo_root, health_proto_root):
     out = tempfile.mkdtemp(prefix="emfit-stubs-")
     proto_root = os.path.join(repo_root, "proto")
     for root, name in ((proto_root, "emfit/v1/emfit.proto"),
-                       (health_proto_root, "health_check/health.proto"),
+                       (proto_root, "health_check/health.proto"),
                        (health_proto_root, "reflection_check/reflection.proto")):
         subprocess.run(["protoc", "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
                         "-I" + root, "--python_out=" + out, "--grpc_python_out=" + out,

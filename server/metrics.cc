@@ -108,7 +108,9 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
 
 Metrics::~Metrics() { StopServing(); }
 
-absl::Status Metrics::Serve(const std::string& host, int port, Sampler sampler) {
+void Metrics::SetSampler(Sampler sampler) { collector_->set_sampler(std::move(sampler)); }
+
+absl::Status Metrics::Serve(const std::string& host, int port) {
   if (exposer_ != nullptr) return absl::FailedPreconditionError("metrics: already serving");
   const std::string address = ListenAddress(host, port);
   // prometheus-cpp reports a failed bind by throwing; this is the boundary where it becomes a
@@ -125,14 +127,12 @@ absl::Status Metrics::Serve(const std::string& host, int port, Sampler sampler) 
     return absl::UnavailableError(absl::StrFormat("--metrics_port: cannot listen on %s", address));
   }
   port_ = ports.front();
-  collector_->set_sampler(std::move(sampler));
   exposer_->RegisterCollectable(collector_);
   return absl::OkStatus();
 }
 
 void Metrics::StopServing() {
   exposer_.reset();  // joins the HTTP threads: no scrape runs after this
-  collector_->set_sampler(nullptr);
   port_ = 0;
 }
 

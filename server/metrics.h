@@ -51,9 +51,11 @@ class Metrics {
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
-  // Serves GET /metrics on `host`:`port` (port 0: a free one; see port()). `sampler` must stay
-  // callable until StopServing() or destruction.
-  absl::Status Serve(const std::string& host, int port, Sampler sampler);
+  // Sets what the gauges read at each collection (null: nothing). `sampler` must stay callable
+  // until it is replaced.
+  void SetSampler(Sampler sampler);
+  // Serves GET /metrics on `host`:`port` (port 0: a free one; see port()).
+  absl::Status Serve(const std::string& host, int port);
   void StopServing();
   // The bound port; 0 when not serving.
   int port() const { return port_; }

@@ -21,7 +21,10 @@ constexpr absl::Duration kShutdownBackstop = absl::Seconds(5);
 
 Server::~Server() {
   Shutdown();
-  if (metrics_ != nullptr) metrics_->StopServing();  // no scrape may outlive the queue
+  if (metrics_ != nullptr) {  // no collection may outlive the queue
+    metrics_->StopServing();
+    metrics_->SetSampler(nullptr);
+  }
   {
     absl::MutexLock lock(&watch_mu_);
     stop_watching_ = true;
@@ -82,18 +85,19 @@ absl::Status Server::Start(const ServerOptions& options) {
   queue_ = std::make_unique<JobQueue>(options.workers, options.queue, options.heartbeat);
   service_ = std::make_unique<FitService>(options.limits, queue_.get(), pool_.get(), calls_.get());
 
+  metrics_->SetSampler([this] {
+    Metrics::Sample s;
+    s.queued = queue_->queued();
+    s.busy = queue_->running();
+    s.workers = queue_->workers();
+    s.inflight_bytes = service_->inflight_bytes();
+    s.inflight_budget = options_.limits.max_inflight_bytes;
+    s.active_calls = calls_->active();
+    s.serving = serving_.load();
+    return s;
+  });
   if (options.metrics_port != 0) {
-    EMFIT_RETURN_IF_ERROR(metrics_->Serve(options.host, std::max(0, options.metrics_port), [this] {
-      Metrics::Sample s;
-      s.queued = queue_->queued();
-      s.busy = queue_->running();
-      s.workers = queue_->workers();
-      s.inflight_bytes = service_->inflight_bytes();
-      s.inflight_budget = options_.limits.max_inflight_bytes;
-      s.active_calls = calls_->active();
-      s.serving = serving_.load();
-      return s;
-    }));
+    EMFIT_RETURN_IF_ERROR(metrics_->Serve(options.host, std::max(0, options.metrics_port)));
   }
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -21,10 +21,14 @@ namespace emfit::server {
 // (dropping the oldest droppable event, e.g. an intermediate iteration, for slow readers) and
 // calls Finish only when no write is outstanding. After the reactor is done, everything posted
 // is dropped. Thread-safe.
-template <class Request, class Response>
+//
+// `ReactorT` is the reactor writing the events: a bidirectional one by default, or a
+// grpc::ServerWriteReactor<Response> for a server-streaming call (the health service's Watch).
+template <class Request, class Response,
+          class ReactorT = grpc::ServerBidiReactor<Request, Response>>
 class StreamSession {
  public:
-  using Reactor = grpc::ServerBidiReactor<Request, Response>;
+  using Reactor = ReactorT;
   // `droppable(event)` says whether an event may be dropped when the outbox is full;
   // `on_post(event)`, if set, sees every event posted (e.g. to count iterations).
   StreamSession(Reactor* reactor, size_t max_outbox, std::function<bool(const Response&)> droppable,

@@ -139,7 +139,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   emfit::server::InitLogging(*log_format, spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
-  emfit::server::Log(spdlog::level::info, "emfitd starting", {{"build", EMFIT_VARIANT}});
+  // "emfitd portable build": the first line says which build runs (README, Development).
+  emfit::server::Log(spdlog::level::info, "emfitd " EMFIT_VARIANT " build",
+                     {{"build", EMFIT_VARIANT}});
 
   // Block the signals in every thread (those started later inherit the mask); one thread
   // waits for them below.

@@ -1,7 +1,6 @@
 #include "server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include <algorithm>
 
@@ -100,13 +99,15 @@ absl::Status Server::Start(const ServerOptions& options) {
     EMFIT_RETURN_IF_ERROR(metrics_->Serve(options.host, std::max(0, options.metrics_port)));
   }
 
-  grpc::EnableDefaultHealthCheckService(true);
+  health_ = std::make_unique<HealthService>(std::vector<std::string>{"", kHealthServiceName});
+  grpc::EnableDefaultHealthCheckService(false);  // ours instead (health_service.h says why)
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = absl::StrFormat("%s:%d", options.host, options.port);
   builder.AddListeningPort(address, *credentials, &port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.RegisterService(service_.get());
+  builder.RegisterService(health_.get());
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(absl::StrFormat("cannot listen on %s", address));
@@ -129,9 +130,7 @@ absl::Status Server::Start(const ServerOptions& options) {
 
 void Server::SetServing(bool serving) {
   serving_.store(serving);
-  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  health->SetServingStatus("", serving);
-  health->SetServingStatus(kHealthServiceName, serving);
+  health_->SetServing(serving);
 }
 
 void Server::Drain() {
@@ -156,6 +155,9 @@ void Server::Shutdown() {
   // gRPC closes the listener and refuses new calls at once, then waits for the running ones.
   std::thread stop(
       [this, grace_end] { server_->Shutdown(absl::ToChronoTime(grace_end + kShutdownBackstop)); });
+  // Watch streams end with the listener (after the NOT_SERVING they were sent), so that
+  // gRPC's shutdown does not wait for them.
+  health_->EndWatches(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
   if (!calls_->WaitIdle(grace_end)) {
     Log(spdlog::level::info, "grace period over: cancelling the calls still running",
         {{"active_calls", calls_->active()}});

@@ -15,6 +15,7 @@
 #include "call_record.h"
 #include "emfit/exec/thread_pool.h"
 #include "fit_service.h"
+#include "health_service.h"
 #include "job_queue.h"
 #include "metrics.h"
 #include "service_limits.h"
@@ -56,7 +57,7 @@ struct ServerOptions {
   absl::Duration retry_after = absl::Seconds(1);
 };
 
-// emfitd: the EmFitService plus the gRPC health service and server reflection, with TLS,
+// emfitd: the EmFitService plus the health service and server reflection, with TLS,
 // bearer tokens, metrics, structured call logs and a drain for orderly shutdown.
 class Server {
  public:
@@ -103,6 +104,7 @@ class Server {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<JobQueue> queue_;
   std::unique_ptr<FitService> service_;
+  std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::atomic<bool> serving_{false};

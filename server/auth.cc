@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "logging.h"
 #include "metrics.h"
 
 namespace emfit::server {
@@ -189,6 +190,12 @@ grpc::Status TokenAuthProcessor::Process(const InputMetadata& auth_metadata,
     problem = "the bearer token is not valid";
   }
   if (problem == nullptr) return grpc::Status::OK;
+  // No call record exists yet (the call never reaches the service): this is its log line.
+  Log(spdlog::level::info, "call refused",
+      {{"method", MethodOfPath(path)},
+       {"outcome", "UNAUTHENTICATED"},
+       {"rejected", RejectReasonName(RejectReason::kUnauthenticated)},
+       {"message", problem}});
   if (metrics_ != nullptr) {
     metrics_->CountRejected(RejectReason::kUnauthenticated);
     metrics_->CountCall(MethodOfPath(path), grpc::StatusCode::UNAUTHENTICATED);

@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <string>
 
-#include "absl/strings/string_view.h"
 #include "call_record.h"
 #include "emfit/exec/thread_pool.h"
 #include "emfit/v1/emfit.grpc.pb.h"

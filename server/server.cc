@@ -60,6 +60,7 @@ absl::Status Server::Start(const ServerOptions& options) {
   }
   options_ = options;
   metrics_ = std::make_unique<Metrics>();
+  tokens_.reset();  // a Start that failed before may have loaded some
   if (!options.token_file.empty()) {
     absl::StatusOr<std::unique_ptr<TokenStore>> tokens = TokenStore::Load(options.token_file);
     if (!tokens.ok()) return tokens.status();

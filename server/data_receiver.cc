@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_format.h"
 #include "fit_service.h"
+#include "rejection.h"
 
 namespace emfit::server {
 
@@ -48,10 +49,15 @@ absl::Status DataReceiver::Start(const v1::DataShape& shape, absl::string_view f
   expected_ = static_cast<int64_t>(shape.rows()) * per_row_;
   const uint64_t bytes = static_cast<uint64_t>(expected_) * sizeof(double);
   if (!service_->ReserveBytes(bytes)) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
+    absl::Status refused = absl::ResourceExhaustedError(absl::StrFormat(
         "%s: %d bytes of data do not fit in the server's in-flight budget "
-        "(--max_inflight_bytes=%d, %d in use); retry later",
-        field, bytes, service_->limits().max_inflight_bytes, service_->inflight_bytes()));
+        "(--max_inflight_bytes=%d, %d in use)%s",
+        field, bytes, service_->limits().max_inflight_bytes, service_->inflight_bytes(),
+        bytes <= service_->limits().max_inflight_bytes ? "; retry later" : ""));
+    // Busy only if the data would fit once other calls are done; else it is a limit.
+    return bytes <= service_->limits().max_inflight_bytes
+               ? MarkBusy(std::move(refused), RejectReason::kInflightBudget)
+               : refused;
   }
   reservation_ = BudgetReservation(service_, bytes);
   try {

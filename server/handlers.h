@@ -13,12 +13,14 @@
 #include "emfit/v1/emfit.pb.h"
 #include "fit_session.h"
 #include "jobs.h"
+#include "rpc_method.h"
 #include "service_limits.h"
 
 namespace emfit::server {
 
 class FitHandler {
  public:
+  static constexpr RpcMethod kMethod = RpcMethod::kFit;
   using Request = v1::FitRequest;
   using Response = v1::FitEvent;
   static bool Droppable(const Response& e) { return e.has_iteration() || e.has_heartbeat(); }
@@ -34,6 +36,7 @@ class FitHandler {
 
 class PosteriorHandler {
  public:
+  static constexpr RpcMethod kMethod = RpcMethod::kPosterior;
   using Request = v1::PosteriorRequest;
   using Response = v1::PosteriorResponse;
   static bool Droppable(const Response&) { return false; }
@@ -50,6 +53,7 @@ class PosteriorHandler {
 
 class SelectHandler {
  public:
+  static constexpr RpcMethod kMethod = RpcMethod::kSelectModel;
   using Request = v1::SelectModelRequest;
   using Response = v1::SelectModelEvent;
   static bool Droppable(const Response& e) { return e.has_iteration(); }

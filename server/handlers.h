@@ -27,7 +27,7 @@ class FitHandler {
   static std::optional<Response> Accepted(const std::string& job_id, int position);
   static std::optional<Response> Heartbeat(int position);
   absl::StatusOr<v1::DataShape> OnHeader(const Request& request, const ServiceLimits& limits);
-  grpc::Status Run(Dataset data, StreamSession<Request, Response>& session,
+  grpc::Status Run(Upload upload, StreamSession<Request, Response>& session,
                    const FitControls& controls, const std::string& job_id);
 
  private:
@@ -43,7 +43,7 @@ class PosteriorHandler {
   static std::optional<Response> Accepted(const std::string&, int) { return std::nullopt; }
   static std::optional<Response> Heartbeat(int) { return std::nullopt; }
   absl::StatusOr<v1::DataShape> OnHeader(const Request& request, const ServiceLimits& limits);
-  grpc::Status Run(Dataset data, StreamSession<Request, Response>& session,
+  grpc::Status Run(Upload upload, StreamSession<Request, Response>& session,
                    const FitControls& controls, const std::string& job_id);
 
  private:
@@ -60,7 +60,7 @@ class SelectHandler {
   static std::optional<Response> Accepted(const std::string& job_id, int position);
   static std::optional<Response> Heartbeat(int) { return std::nullopt; }
   absl::StatusOr<v1::DataShape> OnHeader(const Request& request, const ServiceLimits& limits);
-  grpc::Status Run(Dataset data, StreamSession<Request, Response>& session,
+  grpc::Status Run(Upload upload, StreamSession<Request, Response>& session,
                    const FitControls& controls, const std::string& job_id);
 
  private:

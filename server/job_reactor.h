@@ -41,7 +41,7 @@ inline constexpr size_t kTrimAfterBytes = size_t{16} << 20;
 //   static std::optional<Response> Accepted(const std::string& job_id, int queue_position);
 //   static std::optional<Response> Heartbeat(int queue_position);  // while the job waits
 //   absl::StatusOr<v1::DataShape> OnHeader(const Request&, const ServiceLimits&);
-//   grpc::Status Run(Dataset, StreamSession<Request, Response>&, const FitControls&,
+//   grpc::Status Run(Upload, StreamSession<Request, Response>&, const FitControls&,
 //                    const std::string& job_id);   // on a worker; posts events
 template <class Handler>
 class JobReactor final
@@ -106,14 +106,14 @@ class JobReactor final
                 pool = service_->pool(), deadline = DeadlineOf(context_),
                 job_id = job_id_]() mutable {
       if (session->token().IsCancelled()) return;
-      std::optional<Dataset> data = pending->Take();
+      std::optional<Upload> data = pending->Take();
       if (!data.has_value()) return;  // the call ended while the job waited
       record->Started();
       FitControls controls;
       controls.cancel = &session->token();
       controls.pool = pool;
       controls.deadline = deadline;
-      const size_t data_bytes = static_cast<size_t>(data->x.size()) * sizeof(double);
+      const size_t data_bytes = static_cast<size_t>(data->data.x.size()) * sizeof(double);
       grpc::Status status;
       try {
         status = handler->Run(*std::move(data), *session, controls, job_id);

@@ -73,7 +73,7 @@ absl::Status ScoreReactor::Submit() {
   auto job = [state = state_, model = *model_, pending = pending_, record = record_,
               pool = service_->pool(), deadline = DeadlineOf(context_)]() {
     if (state->token.IsCancelled()) return;
-    std::optional<Dataset> data = pending->Take();
+    std::optional<Upload> data = pending->Take();
     if (!data.has_value()) return;
     record->Started();
     FitControls controls;

@@ -1,6 +1,8 @@
 #ifndef EMFIT_CORE_EM_OBSERVER_H_
 #define EMFIT_CORE_EM_OBSERVER_H_
 
+#include <cstdint>
+#include <limits>
 #include <string>
 
 #include "emfit/em/summary.h"
@@ -16,6 +18,14 @@ struct IterationEvent {
   double change = 0.0;           // change of the mean log-likelihood (NaN at iteration 0)
   double elapsed_seconds = 0.0;  // since the restart started
   bool accelerated = false;
+  // Monte Carlo EM (emfit/em/mcem.h): the number of simulated histories behind this step, the
+  // estimated improvement of the expected complete-data log-likelihood and its standard
+  // error, and whether the update was accepted (0, NaN, NaN, true for exact EM and at
+  // iteration 0).
+  int64_t sample_size = 0;
+  double improvement = std::numeric_limits<double>::quiet_NaN();
+  double improvement_se = std::numeric_limits<double>::quiet_NaN();
+  bool update_accepted = true;
 };
 
 // Something the user should know that does not stop the fit.

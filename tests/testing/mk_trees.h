@@ -102,6 +102,29 @@ inline double BruteForceLikelihood(const mk::Tree& tree, const Eigen::MatrixXd& 
   return total;
 }
 
+// Tip states simulated down `tree` under generator q from a root drawn from rho (seeded).
+inline std::vector<int> SimulateTipStates(const mk::Tree& tree, const Eigen::MatrixXd& q,
+                                          const Eigen::VectorXd& rho, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  auto draw = [&](const Eigen::VectorXd& w) {
+    double x = u(rng) * w.sum();
+    for (int i = 0; i < w.size(); ++i) {
+      if (x < w[i]) return i;
+      x -= w[i];
+    }
+    return static_cast<int>(w.size()) - 1;
+  };
+  std::vector<int> state(tree.num_nodes());
+  state[tree.root()] = draw(rho);
+  for (auto it = tree.postorder.rbegin(); it != tree.postorder.rend(); ++it) {
+    const int v = *it;
+    if (tree.parent[v] < 0) continue;
+    state[v] = draw(ReferenceExpm(q * tree.length[v]).row(state[tree.parent[v]]).transpose());
+  }
+  return std::vector<int>(state.begin(), state.begin() + tree.num_tips);
+}
+
 }  // namespace emfit::testing
 
 #endif  // EMFIT_TESTS_TESTING_MK_TREES_H_

@@ -97,20 +97,65 @@ double MkModel::CompleteLogLikelihood(const Eigen::MatrixXd& n, const Eigen::Vec
 MkParams MkModel::MStep(const Eigen::MatrixXd& n, const Eigen::VectorXd& t,
                         const Eigen::VectorXd& root, const MkParams& current) const {
   const Eigen::VectorXd proposal = RatesFromCounts(n, t);
-  MkParams next = ParamsFromRates(proposal);
-  if (root_ != RootPrior::kStationary) return next;
-  // Generalised EM (docs/algorithms.md §4.3): the closed form ignores the root term, which
-  // depends on Q; halve the step in log-rate space until Q(theta | q) does not decrease, which
-  // is enough for the log-likelihood not to decrease.
-  const double base = CompleteLogLikelihood(n, t, root, current);
-  const Eigen::ArrayXd from = RatesOf(current).array().log();
-  const Eigen::ArrayXd to = proposal.array().log();
-  double step = 1.0;
-  for (int h = 0; h <= 10; ++h, step *= 0.5) {
-    if (h > 0) next = ParamsFromRates((from + step * (to - from)).exp().matrix());
-    if (CompleteLogLikelihood(n, t, root, next) >= base) return next;
+  if (root_ != RootPrior::kStationary) return ParamsFromRates(proposal);
+  // The root prior depends on Q, so the closed form maximises only the branch part of
+  // Q(theta | q). Starting from it, maximise the whole by ascent in log rates, each step scaled
+  // by the branch part's curvature (theta_p T_p) and halved until Q rises; the root part's
+  // gradient by central differences. Keep `current` if Q did not rise above its value
+  // (generalised EM: the log-likelihood then cannot fall; docs/algorithms.md §4.3).
+  const int rates = layout_.num_rates;
+  Eigen::VectorXd n_p = Eigen::VectorXd::Zero(rates), t_p = Eigen::VectorXd::Zero(rates);
+  for (int p = 0; p < rates; ++p) {
+    for (const auto& [i, j] : layout_.cells[p]) {
+      n_p[p] += n(i, j);
+      t_p[p] += t[i];
+    }
   }
-  return current;
+  const double lo = std::log(q_min_), hi = std::log(q_max_);
+  auto value = [&](const Eigen::VectorXd& x) {
+    return CompleteLogLikelihood(n, t, root, ParamsFromRates(x.array().exp().matrix()));
+  };
+  auto root_part = [&](const Eigen::VectorXd& x) {
+    absl::StatusOr<Eigen::VectorXd> pi =
+        StationaryDistribution(layout_.Q(x.array().exp().matrix()));
+    if (!pi.ok()) return -std::numeric_limits<double>::infinity();
+    double v = 0;
+    for (int i = 0; i < k(); ++i) {
+      if (root[i] > 0) v += root[i] * std::log((*pi)[i]);
+    }
+    return v;
+  };
+  Eigen::VectorXd x = proposal.array().log().matrix();
+  double f = value(x);
+  constexpr double kH = 1e-6;
+  for (int iteration = 0; iteration < 100 && std::isfinite(f); ++iteration) {
+    Eigen::VectorXd d(rates);
+    for (int p = 0; p < rates; ++p) {
+      Eigen::VectorXd up = x, down = x;
+      up[p] += kH;
+      down[p] -= kH;
+      const double grad =
+          n_p[p] - std::exp(x[p]) * t_p[p] + (root_part(up) - root_part(down)) / (2 * kH);
+      d[p] = grad / std::max(std::exp(x[p]) * t_p[p], 1e-12);
+      if ((x[p] <= lo && d[p] < 0) || (x[p] >= hi && d[p] > 0)) d[p] = 0;
+    }
+    if (!(d.cwiseAbs().maxCoeff() > 1e-12)) break;
+    bool improved = false;
+    double step = 1.0;
+    for (int h = 0; h < 40; ++h, step *= 0.5) {
+      const Eigen::VectorXd y = (x + step * d).cwiseMax(lo).cwiseMin(hi);
+      const double fy = value(y);
+      if (fy > f) {
+        x = y;
+        f = fy;
+        improved = true;
+        break;
+      }
+    }
+    if (!improved) break;
+  }
+  MkParams next = ParamsFromRates(x.array().exp().matrix());
+  return f >= CompleteLogLikelihood(n, t, root, current) ? next : current;
 }
 
 std::vector<FitWarning> MkModel::Inspect(const MkParams& params) const {
@@ -171,7 +216,40 @@ absl::StatusOr<double> MkFamily::EStep(const Params& params, const FitControls& 
 }
 
 absl::Status MkFamily::MStep(const Stats& stats, Params* params) const {
-  *params = model_.MStep(stats.n, stats.t, stats.root, *params);
+  MkParams next = model_.MStep(stats.n, stats.t, stats.root, *params);
+  const int rates = static_cast<int>(model_.NumFreeParameters());
+  if (stats.probed.size() != static_cast<size_t>(rates)) stats.probed.assign(rates, 0);
+  const Eigen::VectorXd from = model_.RatesOf(*params);
+  Eigen::VectorXd best = model_.RatesOf(next);
+  double best_ll = 0;
+  bool evaluated = false;
+  Upward up;
+  auto log_likelihood = [&](const Eigen::VectorXd& rates_at) -> absl::StatusOr<double> {
+    const MkParams p = model_.ParamsFromRates(rates_at);
+    EMFIT_RETURN_IF_ERROR(model_.Prune(p, model_.MakeGenerator(p), {}, &up));
+    return up.total;
+  };
+  for (int p = 0; p < rates; ++p) {
+    const double d = std::log(best[p]) - std::log(from[p]);
+    if (stats.probed[p] || d == 0 || std::abs(d) >= 1e-6) continue;
+    const double bound = d > 0 ? model_.q_max() : model_.q_min();
+    if (best[p] == bound) continue;
+    stats.probed[p] = 1;
+    if (!evaluated) {
+      absl::StatusOr<double> l = log_likelihood(best);
+      if (!l.ok()) break;
+      best_ll = *l;
+      evaluated = true;
+    }
+    Eigen::VectorXd candidate = best;
+    candidate[p] = bound;
+    absl::StatusOr<double> l = log_likelihood(candidate);
+    if (l.ok() && *l > best_ll) {
+      best = candidate;
+      best_ll = *l;
+    }
+  }
+  *params = evaluated ? model_.ParamsFromRates(best) : std::move(next);
   return absl::OkStatus();
 }
 

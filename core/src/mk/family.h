@@ -52,9 +52,9 @@ class MkModel {
   // sum_i root_i ln rho_i + sum_{i != j} N_ij ln q_ij - sum_i q_i T_i (0 ln 0 = 0).
   double CompleteLogLikelihood(const Eigen::MatrixXd& n, const Eigen::VectorXd& t,
                                const Eigen::VectorXd& root, const MkParams& params) const;
-  // The M-step from `current`: the closed form, and when the root prior depends on Q
-  // (stationary) a generalised EM step that halves the move in log-rate space (up to 10 times)
-  // until the complete-data log-likelihood does not decrease.
+  // The M-step from `current`: the closed form; when the root prior depends on Q (stationary),
+  // an ascent from the closed form on the whole expected complete-data log-likelihood, kept
+  // only if it rose above `current`'s (generalised EM), so the log-likelihood never falls.
   MkParams MStep(const Eigen::MatrixXd& n, const Eigen::VectorXd& t, const Eigen::VectorXd& root,
                  const MkParams& current) const;
   // Rates at a bound (warning "rate_at_bound", component = the rate's 0-based index).
@@ -82,6 +82,8 @@ class MkFamily {
     Eigen::VectorXd t;     // k expected dwelling times
     Eigen::VectorXd root;  // k expected root states (summed over characters)
     Upward up;             // scratch of the pruning, reused every iteration
+    // Rates whose bound MStep has tried once (see MStep); one Stats serves one restart.
+    mutable std::vector<char> probed;
   };
 
   explicit MkFamily(const MkModel& model) : model_(model) {}
@@ -90,6 +92,11 @@ class MkFamily {
   double total_weight() const { return model_.total_weight(); }
   absl::StatusOr<double> EStep(const Params& params, const FitControls& controls,
                                Stats* stats) const;
+  // The closed-form (or generalised) M-step; then, once per rate and restart, when EM has
+  // stalled on a rate (|change of its log| < 1e-6) that still moves towards a bound, the bound
+  // itself is tried and kept if it raises the log-likelihood above the update's: EM creeps
+  // towards an MLE at infinity (maximally mixed tips, docs/algorithms.md T31) or at 0 at a rate
+  // that vanishes exponentially slowly, and this lands it on the bound, where it is flagged.
   absl::Status MStep(const Stats& stats, Params* params) const;
   double ExpectedLogJoint(const Stats& stats, const Params& params) const;
   std::vector<FitWarning> Inspect(const Stats& stats, const Params& params) const;

@@ -27,13 +27,11 @@ std::string NameList(const std::vector<std::string>& names) {
   return out;
 }
 
-// Runs fn(begin, end) over blocks of nodes [0, n), in parallel over stripes; fn(stripe, ...)
-// accumulates into the stripe's own partial. Stops on the first error or cancellation.
+}  // namespace
+
 absl::Status OverNodeBlocks(int64_t n, const FitControls& controls,
-                            absl::FunctionRef<absl::Status(int, int64_t, int64_t)> fn,
-                            int* stripes_out = nullptr) {
+                            absl::FunctionRef<absl::Status(int, int64_t, int64_t)> fn) {
   const ::emfit::internal::RowStripes stripes(n);
-  if (stripes_out != nullptr) *stripes_out = stripes.count;
   std::vector<absl::Status> status(stripes.count);
   ParallelFor(controls.pool, stripes.count, [&](int s) {
     for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += ::emfit::internal::kBlockRows) {
@@ -48,8 +46,6 @@ absl::Status OverNodeBlocks(int64_t n, const FitControls& controls,
 }
 
 int StripeCount(int64_t n) { return ::emfit::internal::RowStripes(n).count; }
-
-}  // namespace
 
 absl::StatusOr<TreeData> MatchTips(const Tree& tree, const MkTips& tips, int k, const char* what) {
   const Eigen::Index rows = tips.likelihoods.rows(), cols = tips.likelihoods.cols();

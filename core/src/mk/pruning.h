@@ -5,6 +5,7 @@
 #include <Eigen/Core>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "emfit/em/observer.h"
@@ -29,6 +30,13 @@ struct TreeData {
 
   int num_nodes() const { return tree->num_nodes(); }
 };
+
+// Runs fn(stripe, begin, end) over blocks of nodes [0, n) on controls.pool, the blocks of a
+// stripe in order and each stripe accumulating its own partial; the grouping depends only on n
+// (at most StripeCount(n) stripes). Stops on the first error or cancellation.
+absl::Status OverNodeBlocks(int64_t n, const FitControls& controls,
+                            absl::FunctionRef<absl::Status(int, int64_t, int64_t)> fn);
+int StripeCount(int64_t n);
 
 // Matches the rows of `tips` to the tree's tips by label and checks them (k states; the
 // likelihoods must have C*k columns). Messages name `what`.<field>, the row and the label.

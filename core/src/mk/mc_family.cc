@@ -177,7 +177,7 @@ absl::Status MkMonteCarloFamily::Increments(const Sample& sample, const Params& 
       }
     }
   }
-  const Eigen::VectorXd exit_change = -(next.q.diagonal() - q.diagonal());  // -(q'_i - q_i)
+  const Eigen::VectorXd exit_change = next.q.diagonal() - q.diagonal();  // -(q'_i - q_i)
   Eigen::VectorXd root_change = Eigen::VectorXd::Zero(k);
   if (model_.root() == RootPrior::kStationary) {
     EMFIT_ASSIGN_OR_RETURN(Eigen::VectorXd from, RootDistribution(sample.theta));
@@ -238,6 +238,115 @@ absl::Status MkMonteCarloFamily::Increments(const Sample& sample, const Params& 
     }
   });
   return absl::OkStatus();
+}
+
+absl::Status MkMonteCarloFamily::RateCovariance(const Sample& sample, const Params& next,
+                                                const FitControls& controls,
+                                                Eigen::MatrixXd* cov) const {
+  const TreeData& data = model_.data();
+  const Tree& tree = *data.tree;
+  const RateLayout& layout = model_.layout();
+  const int k = model_.k(), chars = data.characters, n = tree.num_nodes();
+  const int rates = layout.num_rates;
+  const int64_t m = sample.size, per_draw = static_cast<int64_t>(n) * chars;
+  // Per draw and rate: N_p^s and T_p^s (rows 0..P-1 and P..2P-1).
+  Eigen::MatrixXd per(2 * rates, m);
+  if (!rao_blackwell_) {
+    for (int64_t s = 0; s < m; ++s) {
+      for (int p = 0; p < rates; ++p) {
+        double np = 0, tp = 0;
+        for (const auto& [i, j] : layout.cells[p]) {
+          np += sample.tallies(i + j * k, s);
+          tp += sample.tallies(k * k + i, s);
+        }
+        per(p, s) = np;
+        per(rates + p, s) = tp;
+      }
+    }
+  } else {
+    // Per branch, tables E[N_p | a, b] (rate p's cells) and E[T_i | a, b] (state i), each an
+    // integral of a unit pattern divided by P_ab (§4.4), then added up over the draws.
+    per.setZero();
+    const Eigen::MatrixXd& q = sample.generator->q();
+    const int tables = rates + k;
+    Eigen::MatrixXd g(k, static_cast<Eigen::Index>(k) * tables), w(k, k), integral(k, k);
+    for (int v = 0; v < n; ++v) {
+      EMFIT_RETURN_IF_ERROR(CheckInterrupted(controls));
+      if (tree.parent[v] < 0 || tree.length[v] == 0) continue;
+      const auto p = sample.up.p.middleCols(static_cast<Eigen::Index>(v) * k, k);
+      for (int x = 0; x < tables; ++x) {
+        w.setZero();
+        if (x < rates) {
+          for (const auto& [i, j] : layout.cells[x]) w(i, j) = q(i, j);
+        } else {
+          w(x - rates, x - rates) = 1;
+        }
+        sample.generator->Integral(tree.length[v], w, &integral);
+        g.middleCols(static_cast<Eigen::Index>(x) * k, k) =
+            (p.array() > 0).select(integral.array() / p.array(), 0.0);
+      }
+      for (int64_t s = 0; s < m; ++s) {
+        const uint16_t* x = sample.states.data() + s * per_draw;
+        for (int c = 0; c < chars; ++c) {
+          const int a = x[static_cast<int64_t>(tree.parent[v]) * chars + c];
+          const int b = x[static_cast<int64_t>(v) * chars + c];
+          for (int r = 0; r < rates; ++r) {
+            per(r, s) += g(a, static_cast<Eigen::Index>(r) * k + b);
+            for (const auto& [i, j] : layout.cells[r]) {
+              per(rates + r, s) += g(a, static_cast<Eigen::Index>(rates + i) * k + b);
+            }
+          }
+        }
+      }
+    }
+  }
+  const Eigen::VectorXd theta = model_.RatesOf(next);
+  // Linearised ratio estimators: theta_p - theta ~ mean(z_p) / mean(T_p), z = N_p - theta_p T_p.
+  Eigen::MatrixXd z(rates, m);
+  Eigen::VectorXd mean_t(rates);
+  for (int p = 0; p < rates; ++p) {
+    mean_t[p] = per.row(rates + p).mean();
+    z.row(p) = per.row(p) - theta[p] * per.row(rates + p);
+  }
+  const Eigen::MatrixXd centred = z.colwise() - z.rowwise().mean();
+  *cov = m > 1 ? Eigen::MatrixXd(centred * centred.transpose() / (m - 1) / static_cast<double>(m))
+               : Eigen::MatrixXd::Zero(rates, rates);
+  const Eigen::VectorXd inv = (mean_t.array() > 0).select(mean_t.cwiseInverse(), 0.0);
+  *cov = inv.asDiagonal() * *cov * inv.asDiagonal();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Eigen::VectorXd> MkMonteCarloFamily::FixedPointStandardErrors(
+    const Eigen::MatrixXd& cov, const Params& at, const FitControls& controls) const {
+  // J: the exact EM map's Jacobian in rate space, by central differences.
+  const MkFamily exact(model_);
+  const Eigen::VectorXd theta = model_.RatesOf(at);
+  const int rates = static_cast<int>(theta.size());
+  Eigen::MatrixXd j(rates, rates);
+  MkFamily::Stats stats = exact.NewStats();
+  auto map = [&](const Eigen::VectorXd& x) -> absl::StatusOr<Eigen::VectorXd> {
+    const MkParams p = model_.ParamsFromRates(x);
+    EMFIT_RETURN_IF_ERROR(exact.EStep(p, controls, &stats).status());
+    return model_.RatesOf(model_.MStep(stats.n, stats.t, stats.root, p));
+  };
+  for (int p = 0; p < rates; ++p) {
+    const double h = 1e-5 * theta[p];
+    Eigen::VectorXd up = theta, down = theta;
+    up[p] += h;
+    down[p] = std::max(down[p] - h, 0.0);
+    EMFIT_ASSIGN_OR_RETURN(Eigen::VectorXd f_up, map(up));
+    EMFIT_ASSIGN_OR_RETURN(Eigen::VectorXd f_down, map(down));
+    j.col(p) = (f_up - f_down) / (up[p] - down[p]);
+  }
+  // V = J V J^T + cov, the stationary covariance of theta_{t+1} - theta* = J (theta_t - theta*)
+  // + e_t; summed as a series (it converges when EM does, spectral radius of J < 1).
+  Eigen::MatrixXd v = cov, term = cov;
+  for (int i = 0; i < 100000; ++i) {
+    term = j * term * j.transpose();
+    v += term;
+    if (!(term.cwiseAbs().maxCoeff() > 1e-12 * v.cwiseAbs().maxCoeff())) break;
+  }
+  return v.diagonal().cwiseMax(0.0).cwiseSqrt();
 }
 
 }  // namespace emfit::mk::internal

@@ -59,6 +59,21 @@ class MkMonteCarloFamily {
   }
   int64_t NumFreeParameters() const { return model_.NumFreeParameters(); }
 
+  // The Monte Carlo covariance of the M-step's rates `next` from this sample (delta method on
+  // the ratios theta_p = sum N_p / sum T_p over the draws, from z_p^s = N_p^s - theta_p T_p^s;
+  // per-draw N^s, T^s are the path tallies, or their expectations given the draw's node states
+  // when Rao-Blackwellised).
+  absl::Status RateCovariance(const Sample& sample, const Params& next, const FitControls& controls,
+                              Eigen::MatrixXd* cov) const;
+  // The Monte Carlo standard errors of MCEM's rates near its fixed point: with one-step
+  // covariance `cov` and J the exact EM map's Jacobian at `at` (central differences, 2P exact
+  // E-steps), the stationary covariance V = J V J^T + cov of the noisy iteration
+  // theta_{t+1} - theta* = J (theta_t - theta*) + e_t. Wider than the one-step errors where EM
+  // is slow (J's eigenvalues near 1).
+  absl::StatusOr<Eigen::VectorXd> FixedPointStandardErrors(const Eigen::MatrixXd& cov,
+                                                           const Params& at,
+                                                           const FitControls& controls) const;
+
   // Monte Carlo estimates of E[N], E[T] and the root's state counts from the pooled draws.
   absl::Status Expectations(const Sample& sample, const FitControls& controls, Eigen::MatrixXd* n,
                             Eigen::VectorXd* t, Eigen::VectorXd* root) const;

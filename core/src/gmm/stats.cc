@@ -40,6 +40,40 @@ void GmmStats::Add(const GmmStats& o) {
   total_weight += o.total_weight;
 }
 
+Eigen::MatrixXd ComponentScatter(const GmmStats& s, int j, const Eigen::RowVectorXd& e, double n) {
+  // sum w r (x - m - e)(x - m - e)^T = sdd - e delta^T - delta e^T + N e e^T.
+  Eigen::MatrixXd c = s.sdd[j].selfadjointView<Eigen::Lower>();
+  const Eigen::RowVectorXd dj = s.delta.row(j);
+  c.noalias() -= e.transpose() * dj + dj.transpose() * e;
+  c.noalias() += n * e.transpose() * e;
+  return c;
+}
+
+Eigen::MatrixXd PooledScatter(const GmmStats& s, const Eigen::MatrixXd& e,
+                              const Eigen::MatrixXd& shift, const Eigen::VectorXd& n) {
+  const int d = static_cast<int>(shift.cols());
+  Eigen::MatrixXd cov = Eigen::MatrixXd::Zero(d, d);
+  if (!s.sdd.empty()) {
+    for (Eigen::Index j = 0; j < e.rows(); ++j) {
+      cov += ComponentScatter(s, static_cast<int>(j), e.row(j), n[j]);
+    }
+    return cov;
+  }
+  const Eigen::MatrixXd means = shift + e;
+  // Complete data, centred by the caller: sum_i w x x^T - sum_k (mu s^T + s mu^T - N mu mu^T)
+  // with s_k = sum_i w r x = delta_k + N_k m_k (algorithms.md §1.2, tied).
+  cov = s.sxx.selfadjointView<Eigen::Lower>();
+  const Eigen::MatrixXd sums = s.delta + (shift.array().colwise() * n.array()).matrix();
+  cov.noalias() -= means.transpose() * sums + sums.transpose() * means;
+  cov.noalias() += means.transpose() * n.asDiagonal() * means;
+  return cov;
+}
+
+Eigen::MatrixXd DiagScatter(const GmmStats& s, const Eigen::MatrixXd& e, const Eigen::VectorXd& n) {
+  return s.sdd_diag - 2.0 * e.cwiseProduct(s.delta) +
+         (e.array().square().colwise() * n.array()).matrix();
+}
+
 void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, const GmmStats& s,
            const Eigen::MatrixXd& shift, const GmmParams& previous, GmmParams* p) {
   const int k = static_cast<int>(s.nk.size());
@@ -57,34 +91,17 @@ void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, cons
     p->covariances = previous.covariances;
     return;
   }
-  auto scatter = [&](int j) {
-    Eigen::MatrixXd c = s.sdd[j].selfadjointView<Eigen::Lower>();
-    const Eigen::RowVectorXd ej = e.row(j), dj = s.delta.row(j);
-    c.noalias() -= ej.transpose() * dj + dj.transpose() * ej;
-    c.noalias() += nk[j] * ej.transpose() * ej;
-    return c;
-  };
   switch (type) {
     case CovarianceType::kFull:
       p->covariances.resize(static_cast<Eigen::Index>(k) * d, d);
       for (int j = 0; j < k; ++j) {
-        Eigen::MatrixXd cov = scatter(j) / nk[j];
+        Eigen::MatrixXd cov = ComponentScatter(s, j, e.row(j), nk[j]) / nk[j];
         cov.diagonal().array() += reg_covar;
         p->covariances.middleRows(static_cast<Eigen::Index>(j) * d, d) = cov;
       }
       break;
     case CovarianceType::kTied: {
-      Eigen::MatrixXd cov = Eigen::MatrixXd::Zero(d, d);
-      if (!s.sdd.empty()) {
-        for (int j = 0; j < k; ++j) cov += scatter(j);
-      } else {
-        // Complete data, centred by the caller: sum_i w x x^T - sum_k (mu s^T + s mu^T - N mu
-        // mu^T) with s_k = sum_i w r x = delta_k + N_k m_k (algorithms.md §1.2, tied).
-        cov = s.sxx.selfadjointView<Eigen::Lower>();
-        const Eigen::MatrixXd sums = s.delta + (shift.array().colwise() * nk.array()).matrix();
-        cov.noalias() -= p->means.transpose() * sums + sums.transpose() * p->means;
-        cov.noalias() += p->means.transpose() * nk.asDiagonal() * p->means;
-      }
+      Eigen::MatrixXd cov = PooledScatter(s, e, shift, nk);
       cov /= nk.sum();
       cov.diagonal().array() += reg_covar;
       p->covariances = cov;
@@ -92,8 +109,7 @@ void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, cons
     }
     case CovarianceType::kDiag:
     case CovarianceType::kSpherical: {
-      Eigen::MatrixXd var = s.sdd_diag - 2.0 * e.cwiseProduct(s.delta) +
-                            (e.array().square().colwise() * nk.array()).matrix();
+      Eigen::MatrixXd var = DiagScatter(s, e, nk);
       var = (var.array().colwise() / nk.array()).max(0.0) + reg_covar;
       if (type == CovarianceType::kDiag) {
         p->covariances = var;

@@ -56,7 +56,7 @@ absl::Status MkMonteCarloFamily::Draw(int64_t count, uint64_t seed, int iteratio
   const int64_t tasks = (count + kDrawsPerTask - 1) / kDrawsPerTask;
   std::vector<absl::Status> status(tasks);
   ParallelFor(controls.pool, static_cast<int>(tasks), [&](int task) {
-    status[task] = CheckInterrupted(controls);
+    status[task] = CheckCancelled(controls);
     if (!status[task].ok()) return;
     std::vector<int> x(per_draw);
     std::vector<Segment> path;
@@ -118,12 +118,13 @@ absl::Status MkMonteCarloFamily::Expectations(const Sample& sample, const FitCon
   }
   const Tree& tree = *model_.data().tree;
   const int nodes = tree.num_nodes();
-  const int stripes = StripeCount(nodes);
+  const ::emfit::internal::Stripes node_stripes = NodeStripes(nodes);
+  const int stripes = node_stripes.count();
   std::vector<Eigen::MatrixXd> part_n(stripes, Eigen::MatrixXd::Zero(k, k));
   std::vector<Eigen::VectorXd> part_t(stripes, Eigen::VectorXd::Zero(k));
   const Eigen::MatrixXd& q = sample.generator->q();
-  EMFIT_RETURN_IF_ERROR(
-      OverNodeBlocks(nodes, controls, [&](int s, int64_t begin, int64_t end) -> absl::Status {
+  EMFIT_RETURN_IF_ERROR(::emfit::internal::ForEachBlock(
+      node_stripes, controls, [&](int s, int64_t begin, int64_t end) -> absl::Status {
         Eigen::MatrixXd bt(k, k), integral(k, k);
         for (int64_t v = begin; v < end; ++v) {
           if (tree.parent[v] < 0 || tree.length[v] == 0) continue;
@@ -205,8 +206,8 @@ absl::Status MkMonteCarloFamily::Increments(const Sample& sample, const Params& 
   Eigen::MatrixXd w = q.cwiseProduct(log_ratio);
   w.diagonal() = exit_change;
   Eigen::MatrixXd g(k, static_cast<Eigen::Index>(n) * k);
-  EMFIT_RETURN_IF_ERROR(
-      OverNodeBlocks(n, controls, [&](int, int64_t begin, int64_t end) -> absl::Status {
+  EMFIT_RETURN_IF_ERROR(::emfit::internal::ForEachBlock(
+      NodeStripes(n), controls, [&](int, int64_t begin, int64_t end) -> absl::Status {
         Eigen::MatrixXd integral(k, k);
         for (int64_t v = begin; v < end; ++v) {
           auto gv = g.middleCols(v * k, k);
@@ -271,7 +272,7 @@ absl::Status MkMonteCarloFamily::RateCovariance(const Sample& sample, const Para
     const int tables = rates + k;
     Eigen::MatrixXd g(k, static_cast<Eigen::Index>(k) * tables), w(k, k), integral(k, k);
     for (int v = 0; v < n; ++v) {
-      EMFIT_RETURN_IF_ERROR(CheckInterrupted(controls));
+      EMFIT_RETURN_IF_ERROR(CheckCancelled(controls));
       if (tree.parent[v] < 0 || tree.length[v] == 0) continue;
       const auto p = sample.up.p.middleCols(static_cast<Eigen::Index>(v) * k, k);
       for (int x = 0; x < tables; ++x) {

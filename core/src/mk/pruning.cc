@@ -29,24 +29,6 @@ std::string NameList(const std::vector<std::string>& names) {
 
 }  // namespace
 
-absl::Status OverNodeBlocks(int64_t n, const FitControls& controls,
-                            absl::FunctionRef<absl::Status(int, int64_t, int64_t)> fn) {
-  const ::emfit::internal::RowStripes stripes(n);
-  std::vector<absl::Status> status(stripes.count);
-  ParallelFor(controls.pool, stripes.count, [&](int s) {
-    for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += ::emfit::internal::kBlockRows) {
-      status[s] = CheckInterrupted(controls);
-      if (!status[s].ok()) return;
-      status[s] = fn(s, b, std::min(stripes.End(s), b + ::emfit::internal::kBlockRows));
-      if (!status[s].ok()) return;
-    }
-  });
-  for (const absl::Status& s : status) EMFIT_RETURN_IF_ERROR(s);
-  return absl::OkStatus();
-}
-
-int StripeCount(int64_t n) { return ::emfit::internal::RowStripes(n).count; }
-
 absl::StatusOr<TreeData> MatchTips(const Tree& tree, const MkTips& tips, int k, const char* what) {
   const Eigen::Index rows = tips.likelihoods.rows(), cols = tips.likelihoods.cols();
   if (k < 2) {
@@ -169,8 +151,8 @@ absl::Status PruneUp(const TreeData& data, const Generator& generator, RootPrior
   up->lhat.resize(k, static_cast<Eigen::Index>(n) * chars);
   up->msg.resize(k, static_cast<Eigen::Index>(n) * chars);
   up->log_scale.setZero(chars);
-  EMFIT_RETURN_IF_ERROR(
-      OverNodeBlocks(n, controls, [&](int, int64_t begin, int64_t end) -> absl::Status {
+  EMFIT_RETURN_IF_ERROR(::emfit::internal::ForEachBlock(
+      NodeStripes(n), controls, [&](int, int64_t begin, int64_t end) -> absl::Status {
         Eigen::MatrixXd p;
         for (int64_t v = begin; v < end; ++v) {
           generator.Transition(tree.parent[v] < 0 ? 0.0 : tree.length[v], &p);
@@ -272,12 +254,13 @@ absl::Status ExpectedCounts(const TreeData& data, const Generator& generator, co
     }
   }
   // One endpoint-conditioned integral per branch; per-stripe partials reduced in order.
-  const int stripes = StripeCount(n);
+  const ::emfit::internal::Stripes node_stripes = NodeStripes(n);
+  const int stripes = node_stripes.count();
   std::vector<Eigen::MatrixXd> part_n(stripes, Eigen::MatrixXd::Zero(k, k));
   std::vector<Eigen::VectorXd> part_t(stripes, Eigen::VectorXd::Zero(k));
   const Eigen::MatrixXd& q = generator.q();
-  EMFIT_RETURN_IF_ERROR(
-      OverNodeBlocks(n, controls, [&](int s, int64_t begin, int64_t end) -> absl::Status {
+  EMFIT_RETURN_IF_ERROR(::emfit::internal::ForEachBlock(
+      node_stripes, controls, [&](int s, int64_t begin, int64_t end) -> absl::Status {
         Eigen::MatrixXd b(k, k), integral(k, k);
         for (int64_t v = begin; v < end; ++v) {
           if (tree.parent[v] < 0 || tree.length[v] == 0) continue;

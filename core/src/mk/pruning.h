@@ -12,6 +12,7 @@
 #include "emfit/em/options.h"
 #include "emfit/mk/mk.h"
 #include "emfit/mk/tree.h"
+#include "exec/stripes.h"
 #include "mk/model.h"
 
 namespace emfit::mk::internal {
@@ -31,12 +32,11 @@ struct TreeData {
   int num_nodes() const { return tree->num_nodes(); }
 };
 
-// Runs fn(stripe, begin, end) over blocks of nodes [0, n) on controls.pool, the blocks of a
-// stripe in order and each stripe accumulating its own partial; the grouping depends only on n
-// (at most StripeCount(n) stripes). Stops on the first error or cancellation.
-absl::Status OverNodeBlocks(int64_t n, const FitControls& controls,
-                            absl::FunctionRef<absl::Status(int, int64_t, int64_t)> fn);
-int StripeCount(int64_t n);
+// The blocks of node indices [0, n) that the per-branch work is split into
+// (emfit::internal::ForEachBlock; the cuts depend only on n).
+inline ::emfit::internal::Stripes NodeStripes(int64_t n) {
+  return ::emfit::internal::Stripes::OverRows(n);
+}
 
 // Matches the rows of `tips` to the tree's tips by label and checks them (k states; the
 // likelihoods must have C*k columns). Messages name `what`.<field>, the row and the label.

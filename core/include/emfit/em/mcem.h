@@ -98,11 +98,10 @@ RestartResult<typename Family::Params> RunMcem(const Family& family, typename Fa
                                                uint64_t seed) {
   using Params = typename Family::Params;
   IterationController controller(options, controls, restart, family.total_weight());
-  internal::WarningFilter warnings(controls, restart);
   typename Family::Sample sample = family.NewSample(), proposal = family.NewSample();
   Params theta = std::move(params);
   auto finish = [&]() {
-    RestartResult<Params> result{std::move(theta), controller.Finish(seed)};
+    RestartResult<Params> result = internal::Finished(std::move(theta), controller, seed);
     if (controls.observer != nullptr) controls.observer->OnRestartDone(result.summary);
     return result;
   };
@@ -149,12 +148,12 @@ RestartResult<typename Family::Params> RunMcem(const Family& family, typename Fa
         ll_next = *l;
         if (!family.exact_log_likelihood() || ll_next >= *ll - mcem.guard) {
           accepted = true;
-          if (at_cap && controls.observer != nullptr) {
-            warnings.Emit({{"mcem_sample_cap",
-                            absl::StrFormat("iteration %d accepted an update at the sample-size "
-                                            "cap (%d histories) without a positive lower bound",
-                                            iteration + 1, mcem.max_sample_size),
-                            restart, -1}});
+          if (at_cap) {
+            controller.Warn({{"mcem_sample_cap",
+                              absl::StrFormat("iteration %d accepted an update at the sample-size "
+                                              "cap (%d histories) without a positive lower bound",
+                                              iteration + 1, mcem.max_sample_size),
+                              restart, -1}});
           }
           break;
         }
@@ -171,7 +170,7 @@ RestartResult<typename Family::Params> RunMcem(const Family& family, typename Fa
     }
     step.update_accepted = accepted;
     if (accepted) {
-      warnings.Emit(family.Inspect(sample, next));
+      controller.Warn(family.Inspect(sample, next));
       theta = std::move(next);
       std::swap(sample, proposal);  // already started at the new theta
       ll = ll_next;

@@ -165,6 +165,10 @@ struct MkFitResult {
   MkParams params;
   FitSummary summary;
   MkPosteriors posteriors;  // at `params`
+  // Monte Carlo EM only (empty for exact EM): the Monte Carlo standard error of each rate
+  // around MCEM's fixed point, from a sample of the last iteration's size at `params` and the
+  // exact EM map's Jacobian (the stationary error of the noisy iteration; see docs/mk.md).
+  Eigen::VectorXd rate_standard_errors;
 };
 
 // Fits an Mk model to the tips on `tree` by EM: exact (SQUAREM allowed) or Monte Carlo EM

@@ -336,6 +336,21 @@ TEST(MkStochasticMaps, TerminateAndAreValidOnEveryEdgeCase) {
   }
 }
 
+TEST(MkStochasticMaps, RefuseModelsWhoseMapsWouldNotFitInMemory) {
+  const Tree tree = ParseOrDie(testing::RandomNewick(50, 141, 1.0, 5.0));
+  absl::StatusOr<MkParams> params = MkParams::FromRates(Names(3), RateIndex(RateModel::kER, 3),
+                                                        Eigen::VectorXd::Constant(1, 1e4));
+  ASSERT_THAT(params, IsOk());
+  int calls = 0;
+  EXPECT_THAT(SampleHistories(*params, tree, Tips(tree, std::vector<int>(50, -1), 3), 10, 1, {}, {},
+                              [&](int64_t, const StochasticMap&) {
+                                ++calls;
+                                return absl::OkStatus();
+                              }),
+              testing::StatusIs(absl::StatusCode::kResourceExhausted, "changes on average"));
+  EXPECT_EQ(calls, 0);
+}
+
 TEST(MkStochasticMaps, MeanCountsConvergeToTheExactExpectationsAsOneOverRootN) {
   const Tree tree = ParseOrDie(testing::RandomNewick(20, 121, 0.1, 1.0));
   const Eigen::MatrixXd q = testing::RandomGenerator(3, 122, 0.2, 0.8);

@@ -176,13 +176,13 @@ void BranchSampler::Uniformization(int a, int b, double t, double p_ab, Rng& rng
   for (double& x : times) x = rng.Uniform() * t;
   std::sort(times.begin(), times.end());
   // Columns b of R^m for m < n when beyond the cache.
-  std::vector<Eigen::VectorXd> cols;
+  Eigen::MatrixXd cols;  // k x n: column m is R^m e_b
   if (n > cached) {
-    cols.resize(n);
-    cols[0] = Eigen::VectorXd::Unit(k_, b);
-    for (int64_t m = 1; m < n; ++m) cols[m] = r_ * cols[m - 1];
+    cols.resize(k_, n);
+    cols.col(0) = Eigen::VectorXd::Unit(k_, b);
+    for (int64_t m = 1; m < n; ++m) cols.col(m).noalias() = r_ * cols.col(m - 1);
   }
-  auto column = [&](int64_t m, int y) { return m < cached ? powers_[m](y, b) : cols[m](y); };
+  auto column = [&](int64_t m, int y) { return m < cached ? powers_[m](y, b) : cols(y, m); };
   Eigen::VectorXd w(k_);
   int x = a;
   double start = 0;

@@ -20,6 +20,8 @@ namespace emfit::mk {
 namespace {
 
 constexpr int64_t kMapsPerBatch = 256;
+// Segments of the maps held at once (about 12 bytes each).
+constexpr double kSegmentsPerBatch = 1 << 24;
 
 }  // namespace
 
@@ -44,16 +46,29 @@ absl::Status SampleHistories(
   EMFIT_ASSIGN_OR_RETURN(Eigen::VectorXd rho, internal::RootDistribution(params));
   internal::Upward up;
   EMFIT_RETURN_IF_ERROR(internal::PruneUp(data, generator, params.root, rho, controls, &up));
+  // A map holds every change: refuse models whose maps would not fit in memory, and hold fewer
+  // maps at once when they are large.
+  internal::Expected expected;
+  EMFIT_RETURN_IF_ERROR(internal::ExpectedCounts(data, generator, up, controls, &expected));
+  const double changes = expected.transitions.sum();
+  if (!(changes <= options.max_expected_changes)) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "a map of this model would hold %.3g changes on average (limit %.3g): its rates are "
+        "too high for the tree's branch lengths",
+        changes, options.max_expected_changes));
+  }
+  const int64_t per_batch = std::clamp<int64_t>(
+      static_cast<int64_t>(kSegmentsPerBatch / (changes + tree.num_nodes())), 1, kMapsPerBatch);
   double max_length = 0;
   for (int v = 0; v < tree.num_nodes(); ++v) {
     if (tree.parent[v] >= 0) max_length = std::max(max_length, tree.length[v]);
   }
   const internal::BranchSampler sampler(generator, options.sampler, max_length);
   const int k = params.k(), nodes = tree.num_nodes();
-  std::vector<StochasticMap> batch(static_cast<size_t>(std::min(n, kMapsPerBatch)));
-  for (int64_t first = 0; first < n; first += kMapsPerBatch) {
+  std::vector<StochasticMap> batch(static_cast<size_t>(std::min(n, per_batch)));
+  for (int64_t first = 0; first < n; first += per_batch) {
     EMFIT_RETURN_IF_ERROR(CheckInterrupted(controls));
-    const int64_t count = std::min(kMapsPerBatch, n - first);
+    const int64_t count = std::min(per_batch, n - first);
     ParallelFor(controls.pool, static_cast<int>(count), [&](int j) {
       const int64_t index = first + j;
       internal::Rng rng(::emfit::internal::DeriveSeed(seed, static_cast<uint64_t>(index),

@@ -214,6 +214,9 @@ struct StochasticMap {
 
 struct SimmapOptions {
   PathSampler sampler = PathSampler::kAuto;
+  // RESOURCE_EXHAUSTED when a map would hold more changes than this on average (the exact
+  // expectation given the data): every change is a segment kept in memory.
+  double max_expected_changes = 1e6;
 };
 
 // Draws n stochastic maps of a single character (tips.likelihoods has k columns) under
@@ -221,7 +224,8 @@ struct SimmapOptions {
 // states. Map i depends only on (seed, i), so the maps do not depend on the pool's size;
 // they are drawn in parallel on controls.pool and passed to `callback` in order i = 0..n-1
 // from the calling thread. A callback error stops the sampling and is returned. Every draw
-// terminates (rejection is capped and falls back to uniformisation).
+// terminates (rejection is capped and falls back to uniformisation). RESOURCE_EXHAUSTED when the
+// maps would be too large (SimmapOptions::max_expected_changes).
 absl::Status SampleHistories(
     const MkParams& params, const Tree& tree, const MkTips& tips, int64_t n, uint64_t seed,
     const SimmapOptions& options, const FitControls& controls,

@@ -198,6 +198,33 @@ class Recorder : public FitObserver {
   std::vector<FitWarning> warnings;
 };
 
+TEST(MkFit, EveryIterationsElboLiesBetweenTheTwoLogLikelihoods) {
+  // l(theta_t) <= L(q_t, theta_t+1) <= l(theta_t+1) (algorithms.md §6): the ELBO comes from
+  // ExpectedLogJoint, the log-likelihoods from pruning.
+  const Anoles a = LoadAnoles();
+  for (RootPrior root : {RootPrior::kEqual, RootPrior::kStationary}) {
+    SCOPED_TRACE(RootPriorName(root));
+    MkSpec spec = Spec(a, RateModel::kSYM);
+    spec.root = root;
+    FitOptions options = Tight();
+    options.acceleration = Acceleration::kNone;
+    options.max_iter = 200;
+    Recorder recorder;
+    FitControls controls;
+    controls.observer = &recorder;
+    ASSERT_THAT(Fit(a.tree, a.tips, spec, options, controls), IsOk());
+    ASSERT_GT(recorder.events.size(), 10u);
+    EXPECT_TRUE(std::isnan(recorder.events[0].elbo));
+    for (size_t t = 1; t < recorder.events.size(); ++t) {
+      const IterationEvent& e = recorder.events[t];
+      const double tol = 1e-9 * std::abs(e.log_likelihood);
+      EXPECT_GE(e.elbo, recorder.events[t - 1].log_likelihood - tol) << "iteration " << t;
+      EXPECT_LE(e.elbo, e.log_likelihood + tol) << "iteration " << t;
+      EXPECT_GE(e.kl, -tol);
+    }
+  }
+}
+
 TEST(MkFit, MonteCarloEmStreamsGrowingSamplesAndLandsNearTheExactOptimum) {
   const Anoles a = LoadAnoles();
   absl::StatusOr<MkFitResult> exact = Fit(a.tree, a.tips, Spec(a, RateModel::kER), Tight());

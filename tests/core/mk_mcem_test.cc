@@ -250,6 +250,45 @@ TEST(MkMonteCarloEm, RaoBlackwellisationReducesTheVarianceOfTheRates) {
   }
 }
 
+TEST(MkMonteCarloEm, IncrementStandardErrorsCoverTheExactImprovementAtTheNominalRate) {
+  // The ascent test's interval mean(Delta) +- z ASE around the exact improvement
+  // Q(theta' | theta) - Q(theta | theta) (ExpectedLogJoint at the exact E-step), over 400
+  // independent samples of 100 draws: 90% intervals should cover about 90% of the time
+  // (algorithms.md T42; the binomial standard error of the rate is 1.5%).
+  const Problem p(60, 901, RateModel::kSYM);
+  const MkParams at = p.model->Start(0, 0);
+  Eigen::VectorXd moved = p.model->RatesOf(at);
+  moved[0] *= 1.3;
+  moved[1] *= 0.8;
+  const MkParams next = p.model->ParamsFromRates(moved);
+  const MkFamily exact(*p.model);
+  MkFamily::Stats stats = exact.NewStats();
+  ASSERT_THAT(exact.EStep(at, {}, &stats), IsOk());
+  const double truth = exact.ExpectedLogJoint(stats, next) - exact.ExpectedLogJoint(stats, at);
+  const double z = ::emfit::internal::NormalQuantile(0.95);
+  for (bool rao_blackwell : {true, false}) {
+    SCOPED_TRACE(rao_blackwell ? "Rao-Blackwellised" : "path tallies");
+    const MkMonteCarloFamily family(*p.model, rao_blackwell, PathSampler::kAuto);
+    MkMonteCarloFamily::Sample sample = family.NewSample();
+    int covered = 0;
+    const int replicates = 400;
+    for (int r = 0; r < replicates; ++r) {
+      ASSERT_THAT(family.StartSample(at, {}, &sample), IsOk());
+      ASSERT_THAT(family.Draw(100, 5000 + r, 0, {}, &sample), IsOk());
+      Eigen::VectorXd delta;
+      ASSERT_THAT(family.Increments(sample, next, {}, &delta), IsOk());
+      const double mean = delta.mean();
+      const double ase = std::sqrt((delta.array() - mean).square().sum() / 99) / 10;
+      covered += std::abs(mean - truth) <= z * ase;
+    }
+    const double rate = static_cast<double>(covered) / replicates;
+    EXPECT_GT(rate, 0.85);
+    EXPECT_LT(rate, 0.95);
+    std::printf("%s: 90%% intervals covered the exact improvement %.1f%% of the time\n",
+                rao_blackwell ? "Rao-Blackwellised" : "path tallies", 100 * rate);
+  }
+}
+
 TEST(McemOptions, RefuseSquaremAndBadValues) {
   FitOptions options;
   options.acceleration = Acceleration::kSquarem;

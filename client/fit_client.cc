@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "connection.h"
 
 namespace emfit::client {
 namespace {
@@ -117,9 +118,10 @@ FitClient::FitClient(std::shared_ptr<grpc::Channel> channel)
     : stub_(v1::EmFitService::NewStub(std::move(channel))) {}
 
 std::shared_ptr<grpc::Channel> FitClient::Connect(const std::string& target) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  ConnectionOptions options;
+  options.target = target;
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                   ChannelArgumentsFor(options));
 }
 
 absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header,

@@ -32,7 +32,8 @@ struct CallOptions {
 class FitClient {
  public:
   explicit FitClient(std::shared_ptr<grpc::Channel> channel);
-  // An insecure channel to `target` ("host:port") that accepts messages up to 64 MiB.
+  // A plaintext channel to `target` ("host:port") with connection.h's defaults (messages up
+  // to 64 MiB, the retry policy). For TLS or a token, use Connect(ConnectionOptions).
   static std::shared_ptr<grpc::Channel> Connect(const std::string& target);
 
   using EventCallback = std::function<void(const v1::FitEvent&)>;

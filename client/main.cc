@@ -4,6 +4,7 @@
 //   emfit posterior --server=HOST:PORT --model=FILE.json --data=FILE.csv [--out=FILE.csv]
 //   emfit score     --server=HOST:PORT --model=FILE.json --data=FILE.csv [--out=FILE.json]
 //   emfit select    --server=HOST:PORT --data=FILE.csv --k=1..9 --covariance=full,diag
+//   emfit health    --server=HOST:PORT [--service=emfit.v1.EmFitService]
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -19,12 +20,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "connection.h"
 #include "csv.h"
 #include "fit_client.h"
+#include "health.h"
 #include "model_io.h"
 #include "progress.h"
 
-ABSL_FLAG(std::string, server, "localhost:50051", "emfitd address, HOST:PORT.");
 ABSL_FLAG(std::string, data, "", "CSV file with one row per observation.");
 ABSL_FLAG(std::string, header, "auto", "Whether the CSV has a header line: auto, yes, no.");
 ABSL_FLAG(std::string, delimiter, ",", "CSV cell delimiter (one character).");
@@ -71,7 +73,9 @@ constexpr char kUsage[] =
     "  emfit posterior --server=HOST:PORT --model=FILE.json --data=FILE.csv [--out=FILE.csv]\n"
     "  emfit score     --server=HOST:PORT --model=FILE.json --data=FILE.csv\n"
     "  emfit select    --server=HOST:PORT --data=FILE.csv --k=1..9 "
-    "--covariance=full,diag,tied,spherical\n\n"
+    "--covariance=full,diag,tied,spherical\n"
+    "  emfit health    --server=HOST:PORT [--service=emfit.v1.EmFitService]\n\n"
+    "TLS, tokens and retries: --tls_ca, --tls_cert, --tls_key, --token_file, --retries.\n"
     "Run with --helpfull for every flag.\n";
 
 int Report(const absl::Status& status) {
@@ -257,7 +261,8 @@ int RunFit() {
     *header.mutable_init() = model;
   }
   std::fprintf(stderr, "fitting on %s\n", absl::GetFlag(FLAGS_server).c_str());
-  FitClient client(FitClient::Connect(absl::GetFlag(FLAGS_server)));
+  EMFIT_CLI_TRY(channel, ConnectFromFlags());
+  FitClient client(channel);
   ProgressPrinter progress(progress_mode);
   absl::StatusOr<v1::FitResult> result = client.Fit(
       header, values, [&](const v1::FitEvent& e) { progress.OnEvent(e); }, CallFlags());
@@ -295,7 +300,8 @@ int RunPosterior() {
   const uint32_t k = header.model().gmm().means().rows();
   for (uint32_t c = 0; c < k; ++c) std::fprintf(out, "r%u,", c);
   std::fprintf(out, "log_likelihood,label\n");
-  FitClient client(FitClient::Connect(absl::GetFlag(FLAGS_server)));
+  EMFIT_CLI_TRY(channel, ConnectFromFlags());
+  FitClient client(channel);
   uint64_t rows = 0;
   absl::Status status = client.Posterior(
       header, values,
@@ -320,7 +326,8 @@ int RunPosterior() {
 int RunScore() {
   std::vector<double> values;
   EMFIT_CLI_TRY(header, PosteriorHeaderFlags(&values));
-  FitClient client(FitClient::Connect(absl::GetFlag(FLAGS_server)));
+  EMFIT_CLI_TRY(channel, ConnectFromFlags());
+  FitClient client(channel);
   absl::StatusOr<v1::ScoreResponse> score = client.Score(header, values, CallFlags());
   if (!score.ok()) return Report(score.status());
   std::printf(
@@ -352,7 +359,8 @@ int RunSelect() {
   const std::string criterion = absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion));
   if (criterion != "bic" && criterion != "aic") return Usage("--criterion: bic or aic");
   header.set_criterion(criterion == "aic" ? v1::CRITERION_AIC : v1::CRITERION_BIC);
-  FitClient client(FitClient::Connect(absl::GetFlag(FLAGS_server)));
+  EMFIT_CLI_TRY(channel, ConnectFromFlags());
+  FitClient client(channel);
   const bool show = progress_mode != ProgressMode::kNone;
   absl::StatusOr<v1::SelectionResult> result = client.SelectModel(
       header, values,
@@ -425,6 +433,8 @@ int main(int argc, char** argv) {
   if (command == "posterior") return emfit::client::RunPosterior();
   if (command == "score") return emfit::client::RunScore();
   if (command == "select") return emfit::client::RunSelect();
+  if (command == "health")
+    return emfit::client::RunHealthCommand(emfit::client::CallFlags().timeout);
   std::fprintf(stderr, "emfit: unknown command '%s'\n\n%s", command.c_str(), emfit::client::kUsage);
   return 2;
 }

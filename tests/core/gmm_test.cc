@@ -230,6 +230,33 @@ TEST(GmmPosteriors, FarAwayPointsGetFiniteResponsibilities) {
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(post->responsibilities.row(i).sum(), 1.0, 1e-12);
 }
 
+TEST(GmmPosteriors, RowsWhoseDensityIsNotRepresentableAreRefusedNotNaN) {
+  // Finite data so far from every component that the squared Mahalanobis distance overflows
+  // (1e200), or whose deviation from a mean overflows (-1e308 against a mean of 1e308): the
+  // log-density is not a double; the E-step must say so, never answer NaN or -inf.
+  GmmParams p;
+  p.covariance_type = CovarianceType::kDiag;
+  p.weights = Eigen::Vector2d(0.5, 0.5);
+  p.means = Eigen::MatrixXd(2, 2);
+  p.means << 0, 0, 1, 1;
+  p.covariances = Eigen::MatrixXd::Ones(2, 2);
+  RowMatrix x(3, 2);
+  x << 0.5, 0.5, 1e200, 0, 0, 1;
+  EXPECT_THAT(ComputePosteriors(p, x),
+              StatusIs(absl::StatusCode::kInvalidArgument, "row 2 is so far from every component"));
+  EXPECT_THAT(ComputePosteriors(p, x, /*first_row=*/100),
+              StatusIs(absl::StatusCode::kInvalidArgument, "row 102 is so far"));
+  EXPECT_THAT(Score(p, Dataset{x, {}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "row 2 is so far"));
+  p.means << 1e308, 1e308, 1e308, -1e308;
+  RowMatrix y(2, 2);
+  y << -1e308, 0, -1e308, std::nan("");
+  EXPECT_THAT(ComputePosteriors(p, y),
+              StatusIs(absl::StatusCode::kInvalidArgument, "row 1 is so far"));
+  EXPECT_THAT(Score(p, Dataset{y, {}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "is so far from every component"));
+}
+
 TEST(GmmFit, RejectsBadInputWithMessagesNamingTheField) {
   GmmSpec spec;
   spec.k = 2;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -391,19 +392,48 @@ absl::StatusOr<std::pair<v1::Model, const FamilyCli*>> ModelFromFlags(
   return std::make_pair(*std::move(model), family);
 }
 
-int RunPosterior(const std::set<std::string>& given) {
-  auto model = ModelFromFlags(given);
-  if (!model.ok()) return Report(model.status());
-  const FamilyCli& family = *model->second;
-  if (absl::Status s = family.CheckFlags(Command::kPosterior); !s.ok()) return Usage(s);
-  absl::StatusOr<LoadedData> data = family.LoadData(Command::kPosterior, &model->first);
-  if (!data.ok()) return Report(data.status());
-  Note(data->description);
+// What posterior and score send: the model of --model, its family, the data and the header.
+struct ModelRequest {
+  v1::Model model;
+  const FamilyCli* family = nullptr;
+  LoadedData data;
   v1::PosteriorHeader header;
-  *header.mutable_model() = model->first;
-  *header.mutable_shape() = data->shape;
-  data->View().DescribeIn(header.mutable_shape());
-  header.set_ignore_feature_names(absl::GetFlag(FLAGS_ignore_feature_names));
+};
+
+// Reads --model and the data for `command`; `exit` receives the exit status on failure.
+std::optional<ModelRequest> PrepareModelRequest(Command command, const std::set<std::string>& given,
+                                                int* exit) {
+  auto model = ModelFromFlags(given);
+  if (!model.ok()) {
+    *exit = Report(model.status());
+    return std::nullopt;
+  }
+  ModelRequest r{std::move(model->first), model->second, {}, {}};
+  if (absl::Status s = r.family->CheckFlags(command); !s.ok()) {
+    *exit = Usage(s);
+    return std::nullopt;
+  }
+  absl::StatusOr<LoadedData> data = r.family->LoadData(command, &r.model);
+  if (!data.ok()) {
+    *exit = Report(data.status());
+    return std::nullopt;
+  }
+  r.data = *std::move(data);
+  Note(r.data.description);
+  *r.header.mutable_model() = r.model;
+  *r.header.mutable_shape() = r.data.shape;
+  r.data.View().DescribeIn(r.header.mutable_shape());
+  r.header.set_ignore_feature_names(absl::GetFlag(FLAGS_ignore_feature_names));
+  return r;
+}
+
+int RunPosterior(const std::set<std::string>& given) {
+  int exit = 0;
+  std::optional<ModelRequest> request = PrepareModelRequest(Command::kPosterior, given, &exit);
+  if (!request.has_value()) return exit;
+  const FamilyCli& family = *request->family;
+  const v1::PosteriorHeader& header = request->header;
+  const LoadedData* data = &request->data;
   const std::string path = absl::GetFlag(FLAGS_out);
   std::FILE* out = path.empty() || path == "-" ? stdout : std::fopen(path.c_str(), "w");
   if (out == nullptr) {
@@ -413,7 +443,7 @@ int RunPosterior(const std::set<std::string>& given) {
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
   if (!channel.ok()) return Usage(channel.status());
   FitClient client(*channel);
-  std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(model->first, out);
+  std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(request->model, out);
   absl::Status written;
   absl::Status status = client.Posterior(
       header, data->View(),
@@ -433,18 +463,11 @@ int RunPosterior(const std::set<std::string>& given) {
 }
 
 int RunScore(const std::set<std::string>& given) {
-  auto model = ModelFromFlags(given);
-  if (!model.ok()) return Report(model.status());
-  const FamilyCli& family = *model->second;
-  if (absl::Status s = family.CheckFlags(Command::kScore); !s.ok()) return Usage(s);
-  absl::StatusOr<LoadedData> data = family.LoadData(Command::kScore, &model->first);
-  if (!data.ok()) return Report(data.status());
-  Note(data->description);
-  v1::PosteriorHeader header;
-  *header.mutable_model() = model->first;
-  *header.mutable_shape() = data->shape;
-  data->View().DescribeIn(header.mutable_shape());
-  header.set_ignore_feature_names(absl::GetFlag(FLAGS_ignore_feature_names));
+  int exit = 0;
+  std::optional<ModelRequest> request = PrepareModelRequest(Command::kScore, given, &exit);
+  if (!request.has_value()) return exit;
+  const v1::PosteriorHeader& header = request->header;
+  const LoadedData* data = &request->data;
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
   if (!channel.ok()) return Usage(channel.status());
   FitClient client(*channel);

@@ -9,10 +9,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/data.h"
+#include "testing/observers.h"
 #include "testing/status_matchers.h"
 
 namespace emfit::gmm {
 namespace {
+
+using ::emfit::testing::RecordingObserver;
 
 using ::emfit::testing::IsOk;
 using ::emfit::testing::StatusIs;
@@ -27,12 +30,6 @@ Dataset TwoClusters(int n = 400, uint64_t seed = 7) {
   means << -5, 0, 5, 3;
   return Dataset{testing::SampleMixture(means, 1.0, n, seed), {}};
 }
-
-class RecordingObserver : public FitObserver {
- public:
-  void OnIteration(const IterationEvent& e) override { events.push_back(e); }
-  std::vector<IterationEvent> events;
-};
 
 TEST(GmmFit, FaithfulTwoComponentFullMatchesKnownMaximum) {
   GmmSpec spec;
@@ -489,16 +486,6 @@ TEST(GmmFit, IntegerWeightsEqualRowRepetition) {
   EXPECT_NEAR(a->summary.bic, b->summary.bic, 1e-6);
 }
 
-class WarningRecorder : public FitObserver {
- public:
-  void OnWarning(const FitWarning& w) override { warnings.push_back(w); }
-  std::vector<FitWarning> warnings;
-  int Count(const std::string& code) const {
-    return static_cast<int>(std::count_if(warnings.begin(), warnings.end(),
-                                          [&](const FitWarning& w) { return w.code == code; }));
-  }
-};
-
 // Point masses (0,0) x5, (10,0) x3, (0,10) x2 (algorithms.md oracle 5).
 Dataset PointMasses() {
   RowMatrix x(10, 2);
@@ -511,7 +498,7 @@ TEST(GmmFit, PointMassesCollapseToRegCovarVisiblyAndMatchTheClosedForm) {
   spec.k = 3;
   FitOptions options;
   options.max_iter = 200;
-  WarningRecorder recorder;
+  RecordingObserver recorder;
   FitControls controls;
   controls.observer = &recorder;
   absl::StatusOr<GmmFitResult> fit = Fit(PointMasses(), spec, options, controls);
@@ -539,7 +526,7 @@ TEST(GmmFit, AComponentThatLosesItsMassIsReportedAndStaysFinite) {
   GmmSpec spec;
   spec.k = 4;
   spec.init_params = start;
-  WarningRecorder recorder;
+  RecordingObserver recorder;
   FitControls controls;
   controls.observer = &recorder;
   absl::StatusOr<GmmFitResult> fit = Fit(PointMasses(), spec, FitOptions{}, controls);

@@ -15,10 +15,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/data.h"
+#include "testing/observers.h"
 #include "testing/status_matchers.h"
 
 namespace emfit::mk {
 namespace {
+
+using ::emfit::testing::RecordingObserver;
 
 using ::emfit::testing::IsOk;
 using ::emfit::testing::StatusIs;
@@ -190,14 +193,6 @@ TEST(MkFit, IsDeterministicAcrossThreadCountsWithRestarts) {
   EXPECT_EQ(one->summary.restarts.size(), 3u);
 }
 
-class Recorder : public FitObserver {
- public:
-  void OnIteration(const IterationEvent& e) override { events.push_back(e); }
-  void OnWarning(const FitWarning& w) override { warnings.push_back(w); }
-  std::vector<IterationEvent> events;
-  std::vector<FitWarning> warnings;
-};
-
 TEST(MkFit, EveryIterationsElboLiesBetweenTheTwoLogLikelihoods) {
   // l(theta_t) <= L(q_t, theta_t+1) <= l(theta_t+1) (algorithms.md §6): the ELBO comes from
   // ExpectedLogJoint, the log-likelihoods from pruning.
@@ -209,7 +204,7 @@ TEST(MkFit, EveryIterationsElboLiesBetweenTheTwoLogLikelihoods) {
     FitOptions options = Tight();
     options.acceleration = Acceleration::kNone;
     options.max_iter = 200;
-    Recorder recorder;
+    RecordingObserver recorder;
     FitControls controls;
     controls.observer = &recorder;
     ASSERT_THAT(Fit(a.tree, a.tips, spec, options, controls), IsOk());
@@ -237,7 +232,7 @@ TEST(MkFit, MonteCarloEmStreamsGrowingSamplesAndLandsNearTheExactOptimum) {
     FitOptions options;
     options.max_iter = 300;
     options.seed = 1;
-    Recorder recorder;
+    RecordingObserver recorder;
     FitControls controls;
     controls.observer = &recorder;
     absl::StatusOr<MkFitResult> mc = Fit(a.tree, a.tips, spec, options, controls);
@@ -303,7 +298,7 @@ TEST(MkFit, BadInputIsInvalidArgumentNamingTheProblem) {
                        "1 row matches no tip of the tree: 'carolinensis'"));
   // With allow_missing_tips: a missing tip and a warning.
   fewer.allow_missing_tips = true;
-  Recorder recorder;
+  RecordingObserver recorder;
   FitControls controls;
   controls.observer = &recorder;
   absl::StatusOr<MkFitResult> fit = Fit(a.tree, fewer, Spec(a, RateModel::kER), Tight(), controls);

@@ -30,7 +30,7 @@ ABSL_FLAG(std::vector<std::string>, fix, {},
           "covariances).");
 ABSL_FLAG(std::string, acceleration, "none", "EM acceleration: none or squarem.");
 ABSL_FLAG(std::optional<int>, max_iter, std::nullopt,
-          "Maximum EM iterations per restart; unset: the server's default (100).");
+          "Maximum EM iterations per restart; unset: the server's default (1000).");
 ABSL_FLAG(std::optional<double>, tol, std::nullopt,
           "Stop when the mean log-likelihood changes by less than this and is not projected to "
           "rise by more (docs/gmm.md); 0 runs max_iter; unset: the server's default (1e-6).");

@@ -37,7 +37,7 @@ constexpr int kMaxRetries = 4;  // gRPC caps a retry policy's maxAttempts at 5
 
 absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view flag) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrFormat("%s: cannot read '%s'", flag, path));
+  if (!in) return absl::NotFoundError(absl::StrFormat("%s: cannot read '%s'", flag, path));
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
@@ -87,7 +87,7 @@ grpc::ChannelArguments ChannelArgumentsFor(const ConnectionOptions& options) {
   return args;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const ConnectionOptions& options) {
+absl::Status CheckConnectionOptions(const ConnectionOptions& options) {
   if (options.retries < 0 || options.retries > kMaxRetries) {
     return absl::InvalidArgumentError(absl::StrFormat("--retries: must be between 0 and %d, got %d",
                                                       kMaxRetries, options.retries));
@@ -99,6 +99,12 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const ConnectionOptions& 
   if (!tls && !options.tls_server_name.empty()) {
     return absl::InvalidArgumentError("--tls_server_name: only with TLS (--tls or --tls_ca)");
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const ConnectionOptions& options) {
+  if (absl::Status s = CheckConnectionOptions(options); !s.ok()) return s;
+  const bool tls = options.tls || !options.tls_ca.empty() || !options.tls_cert.empty();
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (tls) {
     grpc::SslCredentialsOptions ssl;

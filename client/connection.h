@@ -51,8 +51,13 @@ std::string RetryServiceConfig(int retries);
 // The channel arguments of `options` (message size, service config, retry buffer, TLS name).
 grpc::ChannelArguments ChannelArgumentsFor(const ConnectionOptions& options);
 
-// A channel to `options.target`. Errors: unreadable files, inconsistent options (a token over
-// plaintext to another machine, ...), each naming the flag.
+// The checks of `options` that need no file: INVALID_ARGUMENT naming the flag (the CLI's usage
+// errors).
+absl::Status CheckConnectionOptions(const ConnectionOptions& options);
+
+// A channel to `options.target`. Errors: inconsistent options (CheckConnectionOptions, a token
+// over plaintext to another machine, ...) and unreadable files (NOT_FOUND), each naming the
+// flag.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const ConnectionOptions& options);
 
 // The options given by the CLI's flags (--server, --tls, --tls_ca, --tls_cert, --tls_key,

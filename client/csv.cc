@@ -98,8 +98,13 @@ std::string DelimiterHint(absl::string_view line, char delimiter) {
 // The 0-based index of column `spec` (a header name, or a 1-based index) among `count`.
 absl::StatusOr<size_t> Resolve(const std::string& spec, const std::vector<std::string>& names,
                                size_t count) {
-  for (size_t j = 0; j < names.size(); ++j) {
-    if (names[j] == spec) return j;
+  const auto named = std::find(names.begin(), names.end(), spec);
+  if (named != names.end()) {
+    if (std::find(named + 1, names.end(), spec) != names.end()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "column '%s' appears more than once in the header; name it by its index", spec));
+    }
+    return static_cast<size_t>(named - names.begin());
   }
   size_t index = 0;
   if (absl::SimpleAtoi(spec, &index) && index >= 1 && index <= count) return index - 1;
@@ -132,10 +137,32 @@ absl::StatusOr<Layout> Plan(const CsvOptions& o, const std::vector<std::string>&
   if (absl::Status s = resolve_all(o.text, &layout.text); !s.ok()) return s;
   if (absl::Status s = resolve_all(o.extra, &extra); !s.ok()) return s;
   if (absl::Status s = resolve_all(o.drop, &drop); !s.ok()) return s;
-  for (size_t j : layout.text) taken[j] = true;
-  for (size_t j : extra) taken[j] = true;
+  // A column serves one purpose: a feature, a weight, text, or nothing.
+  auto claim = [&](size_t j) -> absl::Status {
+    if (taken[j]) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "column %d%s is asked for twice (check --columns, --weights and the family's "
+          "columns)",
+          j + 1, names.empty() ? "" : " '" + names[j] + "'"));
+    }
+    taken[j] = true;
+    return absl::OkStatus();
+  };
+  for (size_t j : layout.text) {
+    if (absl::Status s = claim(j); !s.ok()) return s;
+  }
+  for (size_t j : extra) {
+    if (absl::Status s = claim(j); !s.ok()) return s;
+  }
   if (!o.columns.empty()) {
+    if (!o.drop.empty()) {
+      return absl::InvalidArgumentError(
+          "--drop: not with --columns, which already names every column to use");
+    }
     if (absl::Status s = resolve_all(o.columns, &layout.numeric); !s.ok()) return s;
+    for (size_t j : layout.numeric) {
+      if (absl::Status s = claim(j); !s.ok()) return s;
+    }
   } else {
     for (size_t j : drop) taken[j] = true;
     for (size_t j = 0; j < count; ++j) {
@@ -187,17 +214,21 @@ absl::StatusOr<Table> ParseCsv(absl::string_view text, const CsvOptions& options
       count = cells.size();
       bool header = options.header == HeaderMode::kYes;
       if (options.header == HeaderMode::kAuto) {
-        // A header if a cell is not a number, text columns named by index aside.
-        std::vector<bool> is_text(count, false);
-        for (const std::string& spec : options.text) {
-          size_t index = 0;
-          if (absl::SimpleAtoi(spec, &index) && index >= 1 && index <= count) {
-            is_text[index - 1] = true;
+        // A header if a cell is not a number, leaving aside the columns named by index that are
+        // text or not used (a headerless file may hold an id there).
+        std::vector<bool> aside(count, false);
+        for (const auto* specs : {&options.text, &options.drop}) {
+          for (const std::string& spec : *specs) {
+            size_t index = 0;
+            if (absl::SimpleAtoi(spec, &index) && index >= 1 && index <= count) {
+              aside[index - 1] = true;
+            }
           }
         }
         double v;
-        for (size_t j = 0; j < count; ++j)
-          header = header || (!is_text[j] && !ParseCell(cells[j], &v));
+        for (size_t j = 0; j < count; ++j) {
+          header = header || (!aside[j] && !ParseCell(cells[j], &v));
+        }
       }
       std::vector<std::string> names;
       if (header) {

@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "csv.h"
 #include "emfit/v1/emfit.pb.h"
+#include "enum_names.h"
 #include "request_data.h"
 
 namespace emfit::client {
@@ -76,20 +77,12 @@ std::string FamilyNames();
 
 // ---- Helpers for the families ----
 
-// The lower-case name of an enum value without the prefix of its type (COVARIANCE_TYPE_FULL:
-// "full"), and its inverse ("full" -> COVARIANCE_TYPE_FULL; `flag` names the flag in errors).
-std::string ShortName(const google::protobuf::EnumDescriptor* type, int value);
-absl::StatusOr<int> ParseShortName(const google::protobuf::EnumDescriptor* type,
-                                   absl::string_view name, absl::string_view flag);
-// Every short name of `type` but UNSPECIFIED, comma-separated.
-std::string ShortNames(const google::protobuf::EnumDescriptor* type);
-
 // "1..9", "1,2,5" or "3" (--k of select).
 absl::StatusOr<std::vector<uint32_t>> ParseKList(const std::string& text);
 
 // Reads --data as CSV with --header, --delimiter, --columns, --drop and --weights (moved last
 // in each row: DataShape.weight_column), keeping the `text` columns (names or 1-based indices)
-// apart as text. `what` names the data in the description ("read FILE: ...").
+// apart as text.
 struct TableData {
   LoadedData loaded;
   Table table;  // the parsed CSV (its text columns among others)

@@ -92,6 +92,10 @@ class GmmCli final : public FamilyCli {
             "--k: must be a number >= 1 for fit; got '%s'", absl::GetFlag(FLAGS_k)));
       }
       if (absl::Status s = Covariance(absl::GetFlag(FLAGS_covariance)).status(); !s.ok()) return s;
+      if (!absl::GetFlag(FLAGS_fix).empty() && absl::GetFlag(FLAGS_init_model).empty()) {
+        return absl::InvalidArgumentError(
+            "--fix: parameters are held at the values of a starting model: give --init_model");
+      }
       for (const std::string& f : absl::GetFlag(FLAGS_fix)) {
         if (f != "weights" && f != "means" && f != "covariances") {
           return absl::InvalidArgumentError(absl::StrFormat(

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <set>
@@ -190,11 +191,15 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
     if (!has_value) {
       if (flag->IsOfType<bool>()) {
         value = "true";
-      } else if (i + 1 < argc) {
+      } else if (i + 1 < argc && !absl::StartsWith(argv[i + 1], "--")) {
         value = argv[++i];
       } else {
         return absl::InvalidArgumentError(absl::StrFormat("--%s: missing value", name));
       }
+    }
+    if (args.given.count(name)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "--%s: given more than once (a list is one comma-separated value)", name));
     }
     std::string error;
     if (!flag->ParseFrom(value, &error)) {
@@ -214,6 +219,14 @@ int Report(const absl::Status& status) {
 int Usage(const absl::Status& status) {
   std::fprintf(stderr, "emfit: %s\n(see emfit --help)\n", std::string(status.message()).c_str());
   return 2;
+}
+
+absl::Status CheckTimeoutFlag() {
+  if (const double t = absl::GetFlag(FLAGS_timeout); !(t >= 0) || std::isinf(t)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--timeout: must be a number of seconds >= 0; got %g", t));
+  }
+  return absl::OkStatus();
 }
 
 // Checks of the shared flags of `command`, before any file is read: flags given that the
@@ -259,10 +272,8 @@ absl::Status CheckSharedFlags(const CommandInfo& command, const std::set<std::st
     return absl::InvalidArgumentError(absl::StrFormat(
         "--chunk_bytes: must be >= 8 (one value); got %d", absl::GetFlag(FLAGS_chunk_bytes)));
   }
-  if (const double t = absl::GetFlag(FLAGS_timeout); !(t >= 0) || std::isinf(t)) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("--timeout: must be a number of seconds >= 0; got %g", t));
-  }
+  if (absl::Status s = CheckTimeoutFlag(); !s.ok()) return s;
+  if (absl::Status s = CheckConnectionOptions(ConnectionOptionsFromFlags()); !s.ok()) return s;
   if (relevant.count("n_init")) {
     if (absl::GetFlag(FLAGS_n_init) < 1) {
       return absl::InvalidArgumentError("--n_init: must be >= 1");
@@ -334,14 +345,6 @@ absl::Status WriteOut(const google::protobuf::Message& message) {
   return absl::OkStatus();
 }
 
-std::string WarningLines(const v1::FitSummary& s) {
-  std::string out;
-  for (const v1::Warning& w : s.warnings()) {
-    absl::StrAppend(&out, "warning [", w.code(), "]: ", w.message(), "\n");
-  }
-  return out;
-}
-
 int RunFit(const FamilyCli& family) {
   absl::StatusOr<v1::ModelSpec> spec = family.SpecFromFlags();
   if (!spec.ok()) return Usage(spec.status());
@@ -349,6 +352,9 @@ int RunFit(const FamilyCli& family) {
   *header.mutable_spec() = *std::move(spec);
   *header.mutable_options() = OptionsFromFlags();
   header.set_ignore_feature_names(absl::GetFlag(FLAGS_ignore_feature_names));
+  // The channel first: its files (TLS, token) are read before the data (which may be stdin).
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
+  if (!channel.ok()) return Report(channel.status());
   if (const std::string path = absl::GetFlag(FLAGS_init_model); !path.empty()) {
     absl::StatusOr<v1::Model> model = ReadModelJson(path);
     if (!model.ok()) return Report(model.status());
@@ -359,8 +365,6 @@ int RunFit(const FamilyCli& family) {
   Note(data->description);
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
-  if (!channel.ok()) return Usage(channel.status());
   Note("fitting on " + absl::GetFlag(FLAGS_server));
   FitClient client(*channel);
   ProgressPrinter progress(ProgressFlag());
@@ -394,6 +398,7 @@ absl::StatusOr<std::pair<v1::Model, const FamilyCli*>> ModelFromFlags(
 
 // What posterior and score send: the model of --model, its family, the data and the header.
 struct ModelRequest {
+  std::shared_ptr<grpc::Channel> channel;
   v1::Model model;
   const FamilyCli* family = nullptr;
   LoadedData data;
@@ -403,12 +408,18 @@ struct ModelRequest {
 // Reads --model and the data for `command`; `exit` receives the exit status on failure.
 std::optional<ModelRequest> PrepareModelRequest(Command command, const std::set<std::string>& given,
                                                 int* exit) {
+  // The channel first: its files (TLS, token) are read before the data (which may be stdin).
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
+  if (!channel.ok()) {
+    *exit = Report(channel.status());
+    return std::nullopt;
+  }
   auto model = ModelFromFlags(given);
   if (!model.ok()) {
     *exit = Report(model.status());
     return std::nullopt;
   }
-  ModelRequest r{std::move(model->first), model->second, {}, {}};
+  ModelRequest r{*std::move(channel), std::move(model->first), model->second, {}, {}};
   if (absl::Status s = r.family->CheckFlags(command); !s.ok()) {
     *exit = Usage(s);
     return std::nullopt;
@@ -434,31 +445,51 @@ int RunPosterior(const std::set<std::string>& given) {
   const FamilyCli& family = *request->family;
   const v1::PosteriorHeader& header = request->header;
   const LoadedData* data = &request->data;
+  // A file is written under a temporary name and renamed once complete, so that a failed call
+  // never leaves a truncated file where a good one was.
   const std::string path = absl::GetFlag(FLAGS_out);
-  std::FILE* out = path.empty() || path == "-" ? stdout : std::fopen(path.c_str(), "w");
-  if (out == nullptr) {
-    return Report(absl::FailedPreconditionError(
-        absl::StrFormat("--out: cannot write '%s': %s", path, std::strerror(errno))));
+  const bool to_stdout = path.empty() || path == "-";
+  std::string temporary = path + ".partial-XXXXXX";
+  std::FILE* out = stdout;
+  if (!to_stdout) {
+    const int fd = mkstemp(temporary.data());
+    out = fd < 0 ? nullptr : fdopen(fd, "w");
+    if (out == nullptr) {
+      return Report(absl::FailedPreconditionError(
+          absl::StrFormat("--out: cannot write '%s': %s", path, std::strerror(errno))));
+    }
   }
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
-  if (!channel.ok()) return Usage(channel.status());
-  FitClient client(*channel);
+  FitClient client(request->channel);
   std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(request->model, out);
+  grpc::ClientContext context;
+  CallOptions call = CallFlags();
+  call.context = &context;
   absl::Status written;
   absl::Status status = client.Posterior(
       header, data->View(),
       [&](const v1::PosteriorResponse& r) {
-        if (written.ok()) written = sink->Block(r);
+        if (!written.ok()) return;
+        written = sink->Block(r);
+        if (!written.ok()) context.TryCancel();  // nothing more can be written
       },
-      CallFlags());
+      call);
   absl::StatusOr<std::string> done = sink->Finish();
-  const bool closed = out == stdout ? std::fflush(out) == 0 : std::fclose(out) == 0;
-  if (!status.ok()) return Report(status);
-  if (!written.ok() || !done.ok() || !closed) {
-    return Report(absl::FailedPreconditionError(absl::StrFormat(
-        "--out: cannot write '%s'", path.empty() || path == "-" ? "standard output" : path)));
+  const bool closed = to_stdout ? std::fflush(out) == 0 : std::fclose(out) == 0;
+  const bool complete = written.ok() && done.ok() && closed;
+  if (!to_stdout &&
+      (!status.ok() || !complete || std::rename(temporary.c_str(), path.c_str()) != 0)) {
+    std::remove(temporary.c_str());
+    if (status.ok() || !written.ok()) {
+      return Report(absl::FailedPreconditionError(
+          absl::StrFormat("--out: cannot write '%s': %s", path, std::strerror(errno))));
+    }
   }
-  Note(absl::StrCat(*done, path.empty() || path == "-" ? "" : " written to " + path));
+  if (!written.ok() || (status.ok() && !complete)) {
+    return Report(absl::FailedPreconditionError(absl::StrFormat(
+        "--out: cannot write '%s'", to_stdout ? std::string("standard output") : path)));
+  }
+  if (!status.ok()) return Report(status);
+  Note(absl::StrCat(*done, to_stdout ? "" : " written to " + path));
   return 0;
 }
 
@@ -468,9 +499,7 @@ int RunScore(const std::set<std::string>& given) {
   if (!request.has_value()) return exit;
   const v1::PosteriorHeader& header = request->header;
   const LoadedData* data = &request->data;
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
-  if (!channel.ok()) return Usage(channel.status());
-  FitClient client(*channel);
+  FitClient client(request->channel);
   absl::StatusOr<v1::ScoreResponse> score = client.Score(header, data->View(), CallFlags());
   if (!score.ok()) return Report(score.status());
   PrintReport(absl::StrFormat(
@@ -489,13 +518,13 @@ int RunSelect(const FamilyCli& family) {
   header.set_criterion(absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion)) == "aic"
                            ? v1::CRITERION_AIC
                            : v1::CRITERION_BIC);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
+  if (!channel.ok()) return Report(channel.status());
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kSelect, nullptr);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
-  if (!channel.ok()) return Usage(channel.status());
   FitClient client(*channel);
   const bool show = ProgressFlag() != ProgressMode::kNone;
   absl::Mutex mu;  // events of candidates arrive in order, but keep the lines whole
@@ -537,10 +566,10 @@ int RunSelect(const FamilyCli& family) {
                         c.index() == result->best() ? "  <- best" : ""));
   }
   const v1::Candidate& best = result->candidates(result->best());
-  absl::StrAppend(
-      &report, "\nbest by ", absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion)), ": ",
-      family.CandidateLabel(best), "\n\n", FormatSummary(result->best_fit().summary()),
-      family.FormatModel(result->best_fit().model()), WarningLines(result->best_fit().summary()));
+  absl::StrAppend(&report, "\nbest by ", absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion)),
+                  ": ", family.CandidateLabel(best), "\n\n",
+                  FormatSummary(result->best_fit().summary()),
+                  family.FormatModel(result->best_fit().model()));
   PrintReport(report);
   if (absl::Status s = WriteOut(*result); !s.ok()) return Report(s);
   return 0;
@@ -571,10 +600,8 @@ int Main(int argc, char** argv) {
         absl::InvalidArgumentError(absl::StrFormat("unknown command '%s'", args->command)));
   }
   if (command->name == "health") {
+    if (absl::Status s = CheckSharedFlags(*command, args->given, {}); !s.ok()) return Usage(s);
     const double t = absl::GetFlag(FLAGS_timeout);
-    if (!(t >= 0) || std::isinf(t)) {
-      return Usage(absl::InvalidArgumentError("--timeout: must be a number of seconds >= 0"));
-    }
     return RunHealthCommand(t > 0 ? absl::Seconds(t) : absl::InfiniteDuration());
   }
   const Command which = command->name == "fit"         ? Command::kFit

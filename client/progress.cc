@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "enum_names.h"
 
 namespace emfit::client {
 
@@ -63,9 +64,9 @@ std::string FormatSummary(const v1::FitSummary& s) {
       "%s after %u iterations (%s)\n"
       "log-likelihood %.6f (%.6f per row)  BIC %.4f  AIC %.4f  free parameters %u\n"
       "rows used %u, skipped %u; best of %d restarts: #%u; %.3f s\n",
-      v1::TerminationReason_Name(s.reason()), s.iterations(), s.message(), s.log_likelihood(),
-      s.mean_log_likelihood(), s.bic(), s.aic(), s.num_free_parameters(), s.rows_used(),
-      s.rows_skipped(), s.restarts_size(), s.best_restart(), s.elapsed_seconds());
+      ShortName(v1::TerminationReason_descriptor(), s.reason()), s.iterations(), s.message(),
+      s.log_likelihood(), s.mean_log_likelihood(), s.bic(), s.aic(), s.num_free_parameters(),
+      s.rows_used(), s.rows_skipped(), s.restarts_size(), s.best_restart(), s.elapsed_seconds());
 }
 
 }  // namespace emfit::client

@@ -72,6 +72,79 @@ TEST(ParseCsv, HeaderModeAndDelimiterAreHonoured) {
   EXPECT_EQ(t->rows, 1u);
 }
 
+TEST(ParseCsv, ColumnsSelectAndOrderByNameOrIndexAndDropLeavesOut) {
+  const char* text = "id,a,b,c\n1,2,3,4\n5,6,7,8\n";
+  CsvOptions o;
+  o.columns = {"c", "2"};
+  absl::StatusOr<Table> t = ParseCsv(text, o);
+  ASSERT_THAT(t, IsOk());
+  EXPECT_THAT(t->column_names, ::testing::ElementsAre("c", "a"));
+  EXPECT_THAT(t->values, ::testing::ElementsAre(4, 2, 8, 6));
+  o = CsvOptions{};
+  o.drop = {"id"};
+  o.extra = {"b"};  // e.g. row weights: kept last
+  t = ParseCsv(text, o);
+  ASSERT_THAT(t, IsOk());
+  EXPECT_THAT(t->column_names, ::testing::ElementsAre("a", "c", "b"));
+  EXPECT_EQ(t->features, 2u);
+  EXPECT_THAT(t->values, ::testing::ElementsAre(2, 4, 3, 6, 8, 7));
+}
+
+TEST(ParseCsv, AColumnAskedForTwiceOrInTwoRolesIsRefused) {
+  const char* text = "a,b,c\n1,2,3\n";
+  CsvOptions o;
+  o.columns = {"a", "a"};
+  EXPECT_THAT(ParseCsv(text, o),
+              StatusIs(absl::StatusCode::kInvalidArgument, "column 1 'a' is asked for twice"));
+  o.columns = {"b"};
+  o.extra = {"b"};  // the weights column as a feature too
+  EXPECT_THAT(ParseCsv(text, o), StatusIs(absl::StatusCode::kInvalidArgument, "asked for twice"));
+  o = CsvOptions{};
+  o.columns = {"a"};
+  o.drop = {"b"};
+  EXPECT_THAT(ParseCsv(text, o),
+              StatusIs(absl::StatusCode::kInvalidArgument, "--drop: not with --columns"));
+  o = CsvOptions{};
+  o.columns = {"x"};
+  EXPECT_THAT(ParseCsv(text, o), StatusIs(absl::StatusCode::kInvalidArgument,
+                                          "column 'x' is neither a name of the header [a, b, c]"));
+  o.columns = {"a"};
+  EXPECT_THAT(ParseCsv("a,a\n1,2\n", o),
+              StatusIs(absl::StatusCode::kInvalidArgument, "appears more than once"));
+}
+
+TEST(ParseCsv, AnIdColumnDroppedByIndexDoesNotMakeTheFirstRowAHeader) {
+  CsvOptions o;
+  o.drop = {"1"};
+  absl::StatusOr<Table> t = ParseCsv("r1,3.6,79\nr2,1.8,54\n", o);
+  ASSERT_THAT(t, IsOk());
+  EXPECT_TRUE(t->column_names.empty());
+  EXPECT_EQ(t->rows, 2u);
+  EXPECT_THAT(t->values, ::testing::ElementsAre(3.6, 79, 1.8, 54));
+}
+
+TEST(ParseCsv, TextColumnsAreKeptApartAsStrings) {
+  CsvOptions o;
+  o.text = {"seq"};
+  absl::StatusOr<Table> t = ParseCsv("seq,x\ns1,1\ns1,2\n\"s 2\",3\n", o);
+  ASSERT_THAT(t, IsOk());
+  EXPECT_THAT(t->column_names, ::testing::ElementsAre("x"));
+  ASSERT_EQ(t->text.size(), 1u);
+  EXPECT_THAT(t->text[0], ::testing::ElementsAre("s1", "s1", "s 2"));
+  EXPECT_THAT(t->values, ::testing::ElementsAre(1, 2, 3));
+}
+
+TEST(ParseCsv, AnotherLikelyDelimiterIsHinted) {
+  EXPECT_THAT(ParseCsv("a;b\n1;2\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "try --delimiter=';'"));
+  EXPECT_THAT(ParseCsv("a\tb\n1\t2\n"),
+              StatusIs(absl::StatusCode::kInvalidArgument, "try --delimiter=tab"));
+  absl::StatusOr<char> tab = ParseDelimiter("tab");
+  ASSERT_THAT(tab, IsOk());
+  EXPECT_EQ(*tab, '\t');
+  EXPECT_THAT(ParseDelimiter("ab"), StatusIs(absl::StatusCode::kInvalidArgument, "--delimiter"));
+}
+
 TEST(ReadCsvFile, ReadsTheBundledData) {
   absl::StatusOr<Table> t = ReadCsvFile(testing::DataPath("faithful.csv"));
   ASSERT_THAT(t, IsOk());
@@ -79,6 +152,8 @@ TEST(ReadCsvFile, ReadsTheBundledData) {
   EXPECT_EQ(t->cols, 2u);
   EXPECT_THAT(ReadCsvFile("/nonexistent/x.csv"),
               StatusIs(absl::StatusCode::kNotFound, "cannot open"));
+  EXPECT_THAT(ReadCsvFile(testing::DataPath("")),
+              StatusIs(absl::StatusCode::kInvalidArgument, "is a directory"));
 }
 
 }  // namespace

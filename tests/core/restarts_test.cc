@@ -110,7 +110,13 @@ TEST(RunRestarts, NumericalFailuresAreOutcomesUnlessEveryRestartFailed) {
   family.calls = 0;
   EXPECT_THAT(RunRestarts(family, Starts({0.0}), options, FitControls{}),
               StatusIs(absl::StatusCode::kFailedPrecondition,
-                       "every restart failed; last: restart 0: not positive definite"));
+                       "every restart that ran failed; last: restart 0: not positive definite"));
+  // A passed deadline skips the second restart: the fit failed, it was not cancelled.
+  family.calls = 0;
+  FitControls late;
+  late.deadline = absl::InfinitePast();
+  EXPECT_THAT(RunRestarts(family, Starts({0.0, 0.5}), options, late),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "every restart that ran failed"));
 }
 
 TEST(RunRestarts, AnInvalidStartIsReturnedAsIs) {

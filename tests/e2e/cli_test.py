@@ -199,7 +199,7 @@ class CliTest(unittest.TestCase):
                        "--progress=none", "--out=" + out)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("warning [max_iter]", r.stderr)
-        self.assertIn("TERMINATION_REASON_MAX_ITER", r.stdout)
+        self.assertIn("max_iter after 2 iterations", r.stdout)
         with open(out) as f:
             summary = json.load(f)["summary"]
         self.assertFalse(summary["converged"])

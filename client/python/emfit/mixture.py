@@ -42,7 +42,7 @@ def _options(max_iter, tol, n_init, random_state, acceleration):
 
 
 # Iterations a progress bar expects per restart when max_iter is the server's default.
-_DEFAULT_MAX_ITER = 100
+_DEFAULT_MAX_ITER = 1000
 
 
 class GaussianMixture(_base.EmfitEstimator):
@@ -53,7 +53,7 @@ class GaussianMixture(_base.EmfitEstimator):
     random_state, warm_start), plus:
       tol, reg_covar, max_iter: None (the default) leaves them to the server, whose defaults
         are emfit's (docs/gmm.md): tol 1e-6 on the change of the mean log-likelihood, with a
-        guard against stopping on a slow plateau; reg_covar 1e-6; max_iter 100. scikit-learn's
+        guard against stopping on a slow plateau; reg_covar 1e-6; max_iter 1000. scikit-learn's
         tol is 1e-3, which stops many fits short of their maximum.
       acceleration: None or 'squarem' (SQUAREM with a monotone safeguard).
       server: "host:port" of emfitd or of a load balancer; or channel: a grpc.Channel.

@@ -87,16 +87,25 @@ bool IterationController::DeadlinePassed() {
 bool IterationController::MaxIterReached() {
   if (iterations() < options_.max_iter) return false;
   reason_ = TerminationReason::kMaxIter;
-  const double change =
-      history_.size() < 2 ? kNaN : (history_.back() - history_[history_.size() - 2]);
   message_ = absl::StrFormat("reached max_iter=%d without meeting tol=%g", options_.max_iter,
                              options_.tol);
-  if (options_.tol > 0 && options_.max_iter > 0) {
+  if (options_.tol > 0 && options_.max_iter > 0 && history_.size() >= 2) {
+    // Say what kept the fit from converging: a step still above tol, or a rise still projected.
+    const double step = (history_.back() - history_[history_.size() - 2]) / total_weight_;
+    const std::string why =
+        std::abs(step) >= options_.tol
+            ? absl::StrFormat("the mean log-likelihood still changed by %.3g per iteration", step)
+            : absl::StrFormat(
+                  "the mean log-likelihood was still rising (Aitken projects %.3g "
+                  "more per row)",
+                  ProjectedRise() / total_weight_);
+    const bool suggest_squarem =
+        options_.acceleration == Acceleration::kNone && !monte_carlo_.has_value();
     Warn({{"max_iter",
-           absl::StrFormat("restart %d stopped at max_iter=%d before converging: the mean "
-                           "log-likelihood still changed by %.3g per iteration (tol=%g); "
-                           "raise max_iter or try acceleration=squarem",
-                           restart_, options_.max_iter, change / total_weight_, options_.tol),
+           absl::StrFormat("restart %d stopped at max_iter=%d before converging: %s, tol=%g; "
+                           "raise max_iter%s",
+                           restart_, options_.max_iter, why, options_.tol,
+                           suggest_squarem ? " or try acceleration=squarem" : ""),
            restart_, -1}});
   }
   return true;
@@ -116,25 +125,9 @@ bool IterationController::ToleranceReached() {
     return AscentBoundReached(monte_carlo_->upper_bound, ascent_tol_);
   }
   if (history_.size() < 2 || options_.tol <= 0) return false;
-  const size_t t = history_.size() - 1;
-  const double step = history_[t] - history_[t - 1];
+  const double step = history_.back() - history_[history_.size() - 2];
   if (!(std::abs(step) / total_weight_ < options_.tol)) return false;
-  // A small step is not yet convergence while the log-likelihood is still rising: near a saddle
-  // or along a ridge, EM takes small steps before it speeds up again (on Old Faithful, tied k=3
-  // stops 14 nats short of its maximum). Aitken's delta-squared projects the rise still to come
-  // from the last two steps, d1 a / (1 - a) with a = d1 / d0; at or above a = 1 the steps are
-  // growing and the fit goes on (docs/gmm.md, "When a fit stops"). A step within rounding of
-  // the log-likelihood is no rise at all; a rise after a fall is judged on its step alone.
-  double projected = 0;
-  if (step > 1e-12 * std::abs(history_[t])) {
-    const double previous = t >= 2 ? history_[t - 1] - history_[t - 2] : 0.0;
-    const double a = step / previous;
-    // A first rise has nothing to be compared with: one more step tells.
-    projected = t < 2           ? std::numeric_limits<double>::infinity()
-                : previous <= 0 ? 0.0
-                : a < 1         ? step * a / (1 - a)
-                                : std::numeric_limits<double>::infinity();
-  }
+  const double projected = ProjectedRise();
   if (!(projected / total_weight_ < options_.tol)) return false;
   reason_ = TerminationReason::kConverged;
   message_ = absl::StrFormat("mean log-likelihood changed by %.3g < tol=%g", step / total_weight_,
@@ -143,6 +136,24 @@ bool IterationController::ToleranceReached() {
     message_ += absl::StrFormat(" (projected further rise %.3g)", projected / total_weight_);
   }
   return true;
+}
+
+double IterationController::ProjectedRise() const {
+  // A small step is not yet convergence while the log-likelihood is still rising: near a saddle
+  // or along a ridge, EM takes small steps before it speeds up again (on Old Faithful, tied k=3
+  // stops 14 nats short of its maximum). Aitken's delta-squared projects the rise still to come
+  // from the last two steps, d1 a / (1 - a) with a = d1 / d0; at or above a = 1 the steps are
+  // growing and the fit goes on (docs/gmm.md, "When a fit stops"). A step within rounding of
+  // the log-likelihood is no rise at all; a rise after a fall is judged on its step alone. It
+  // cannot see a plateau whose steps shrink fast before the fit speeds up again.
+  const size_t t = history_.size() - 1;
+  const double step = history_[t] - history_[t - 1];
+  if (!(step > 1e-12 * std::abs(history_[t]))) return 0.0;
+  if (t < 2) return std::numeric_limits<double>::infinity();  // one more step tells
+  const double previous = history_[t - 1] - history_[t - 2];
+  if (previous <= 0) return 0.0;
+  const double a = step / previous;
+  return a < 1 ? step * a / (1 - a) : std::numeric_limits<double>::infinity();
 }
 
 bool IterationController::ShouldStart() {

@@ -263,26 +263,29 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
   data.x.rowwise() -= center;
 
   internal::GmmFamily family(data, spec, missing);
-  // Initialisation never sees NaN: with missing values it runs on a copy where each missing
-  // entry is its column's observed mean (0 after centring). EM itself is exact.
-  std::optional<Dataset> imputed;
-  if (missing && !spec.init_params.has_value()) {
-    imputed = Dataset{data.x.array().isNaN().select(0.0, data.x), data.weights};
-  }
-  const Dataset& init_data = imputed.has_value() ? *imputed : data;
-  const internal::GmmFamily init_family(init_data, spec, false);
   // All initialisations come first: EM then reads complete data in a layout they cannot.
-  std::vector<absl::StatusOr<GmmParams>> starts = InitialiseRestarts<GmmParams>(
-      spec.init_params.has_value() ? 1 : options.n_init, options, controls,
-      [&](int, uint64_t seed) -> absl::StatusOr<GmmParams> {
-        if (!spec.init_params.has_value()) {
-          return internal::InitialParams(init_family, init_data, spec, seed, controls);
-        }
-        GmmParams p = *spec.init_params;
-        p.means.rowwise() -= center;
-        return p;
-      });
-  imputed.reset();
+  // Initialisation never sees NaN: with missing values it runs on a copy where each missing
+  // entry is its column's observed mean (0 after centring), freed with the scope. EM itself is
+  // exact.
+  std::vector<absl::StatusOr<GmmParams>> starts;
+  {
+    std::optional<Dataset> imputed;
+    if (missing && !spec.init_params.has_value()) {
+      imputed = Dataset{data.x.array().isNaN().select(0.0, data.x), data.weights};
+    }
+    const Dataset& init_data = imputed.has_value() ? *imputed : data;
+    const internal::GmmFamily init_family(init_data, spec, false);
+    starts = InitialiseRestarts<GmmParams>(
+        spec.init_params.has_value() ? 1 : options.n_init, options, controls,
+        [&](int, uint64_t seed) -> absl::StatusOr<GmmParams> {
+          if (!spec.init_params.has_value()) {
+            return internal::InitialParams(init_family, init_data, spec, seed, controls);
+          }
+          GmmParams p = *spec.init_params;
+          p.means.rowwise() -= center;
+          return p;
+        });
+  }
   if (!missing) {
     // Each block of rows rearranged feature-major in its own storage, so that the E-step's
     // kernels read it in place instead of transposing it every iteration (no extra memory;

@@ -88,6 +88,9 @@ class IterationController {
   bool AscentBoundReached(double upper_bound, double tol);
 
   bool stopped() const { return reason_.has_value(); }
+  // The rise of the log-likelihood that Aitken's delta-squared projects from the last three
+  // recorded values (0 when it is not rising, infinite when its steps grow or after one step).
+  double ProjectedRise() const;
   // Number of M-steps taken so far (recorded iterations - 1, at least 0).
   int iterations() const;
   const std::vector<double>& history() const { return history_; }

@@ -14,12 +14,15 @@ struct IterationEvent {
   int restart = 0;
   int iteration = 0;            // 0: starting parameters; t: after t M-steps
   double log_likelihood = 0.0;  // observed-data log-likelihood l(theta_t) at these parameters
-  // L(q_{t-1}, theta_t): the evidence lower bound of the previous E-step's posterior at these
-  // parameters (algorithms.md §6), so l(theta_{t-1}) <= elbo <= l(theta_t) for exact EM without
-  // regularisation; NaN at iteration 0 and when no M-step produced these parameters (a SQUAREM
-  // extrapolation kept without a stabilising step).
+  // L(q, theta_t): the evidence lower bound, at these parameters, of the posterior q of the
+  // E-step whose M-step produced them (algorithms.md §6): for plain EM q = q_{t-1}, so
+  // l(theta_{t-1}) <= elbo <= l(theta_t) without regularisation. With SQUAREM that E-step was
+  // at the cycle's extrapolated (or middle) point, so only elbo <= l(theta_t) holds. NaN at
+  // iteration 0 and when no M-step produced these parameters (an extrapolation kept without a
+  // stabilising step).
   double elbo = std::numeric_limits<double>::quiet_NaN();
-  // KL(q_{t-1} || p(Z | X, theta_t)) = log_likelihood - elbo >= 0; NaN when elbo is.
+  // KL(q || p(Z | X, theta_t)) = log_likelihood - elbo >= 0, for the q of `elbo`; NaN when elbo
+  // is.
   double kl = std::numeric_limits<double>::quiet_NaN();
   double change = 0.0;           // change of the mean log-likelihood (NaN at iteration 0)
   double elapsed_seconds = 0.0;  // since the restart started

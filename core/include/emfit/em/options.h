@@ -24,7 +24,7 @@ enum class Acceleration {
 // Options of the EM loop shared by every model family. Plain value type; Validate() checks it.
 struct FitOptions {
   // Maximum number of M-steps per restart. Must be >= 0 (0 evaluates the starting parameters).
-  int max_iter = 100;
+  int max_iter = 1000;
   // Convergence tolerance on the change of the mean log-likelihood l/W between iterations (W:
   // the total weight; scikit-learn's rule), with a guard against slow plateaus: while the
   // log-likelihood is still rising, the rise that Aitken's delta-squared projects from the last

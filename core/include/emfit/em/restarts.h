@@ -62,7 +62,7 @@ struct FitOutcome {
 // are the caller's. Errors: an INVALID_ARGUMENT from an initialisation (a property of the
 // data, e.g. fewer distinct rows than k) or an error of the program is returned as is;
 // CANCELLED when the fit was cancelled before any iteration completed; FAILED_PRECONDITION
-// when every restart failed numerically.
+// when every restart that ran (a passed deadline skips all but the first) failed numerically.
 //
 // RunRestartsWith runs `run(restart, params, seed)` -> RestartResult<Params> from every start
 // instead of RunEm, e.g. RunMcem (emfit/em/mcem.h) for a family with a sampled E-step.
@@ -92,7 +92,7 @@ absl::StatusOr<FitOutcome<typename Family::Params>> RunRestartsWith(
   FitSummary& sum = out.summary;
   std::vector<FitWarning> failures;
   int best = -1;
-  bool interrupted = false;
+  bool interrupted = false, cancelled = false;
   for (int r = 0; r < n; ++r) {
     if (!starts[r].ok() && starts[r].status().code() == absl::StatusCode::kInvalidArgument) {
       return starts[r].status();
@@ -103,6 +103,7 @@ absl::StatusOr<FitOutcome<typename Family::Params>> RunRestartsWith(
       failures.push_back({"restart_failed", absl::StrFormat("restart %d: %s", r, s.message), r});
       if (controls.observer != nullptr) controls.observer->OnWarning(failures.back());
     }
+    cancelled = cancelled || s.reason == TerminationReason::kCancelled;
     const bool was_interrupted =
         s.reason == TerminationReason::kCancelled || s.reason == TerminationReason::kDeadline;
     if (was_interrupted && !interrupted) {
@@ -114,11 +115,13 @@ absl::StatusOr<FitOutcome<typename Family::Params>> RunRestartsWith(
     if (usable && (best < 0 || s.log_likelihood > runs[best].summary.log_likelihood)) best = r;
   }
   if (best < 0) {
-    if (interrupted) {
+    // Restart 0 always runs whatever the deadline, so without a cancel some restart failed.
+    if (cancelled) {
       return absl::CancelledError("the fit was cancelled before any iteration completed");
     }
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "every restart failed; last: %s", failures.empty() ? "" : failures.back().message));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("every restart that ran failed; last: %s",
+                        failures.empty() ? "" : failures.back().message));
   }
   const RestartSummary& b = runs[best].summary;
   if (!interrupted) {

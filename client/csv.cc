@@ -134,6 +134,7 @@ absl::StatusOr<Layout> Plan(const CsvOptions& o, const std::vector<std::string>&
   if (absl::Status s = resolve_all(o.drop, &drop); !s.ok()) return s;
   for (size_t j : layout.text) taken[j] = true;
   for (size_t j : extra) taken[j] = true;
+  if (!o.numeric) return layout;
   if (!o.columns.empty()) {
     if (absl::Status s = resolve_all(o.columns, &layout.numeric); !s.ok()) return s;
   } else {

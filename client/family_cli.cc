@@ -16,11 +16,12 @@ namespace emfit::client {
 
 // The families, one line each (defined in family_<name>.cc).
 const FamilyCli& GmmFamilyCli();
+const FamilyCli& MkFamilyCli();
 
 namespace {
 
 const std::vector<const FamilyCli*>& Families() {
-  static const auto* families = new std::vector<const FamilyCli*>{&GmmFamilyCli()};
+  static const auto* families = new std::vector<const FamilyCli*>{&GmmFamilyCli(), &MkFamilyCli()};
   return *families;
 }
 
@@ -100,6 +101,11 @@ absl::StatusOr<int> ParseShortName(const google::protobuf::EnumDescriptor* type,
         absl::StrFormat("%s: must be one of %s; got '%s'", flag, ShortNames(type), name));
   }
   return v->number();
+}
+
+absl::Status RequireDataFlag() {
+  if (!absl::GetFlag(FLAGS_data).empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError("--data: a CSV file is required (\"-\" reads standard input)");
 }
 
 absl::StatusOr<std::vector<uint32_t>> ParseKList(const std::string& text) {

@@ -73,12 +73,25 @@ const std::vector<CommandInfo>& Commands() {
        {"data", "family", "header", "delimiter", "columns", "drop", "weights", "acceleration",
         "max_iter", "tol", "n_init", "seed", "criterion", "out", "progress", "chunk_bytes",
         "timeout"}},
+      {"simmap",
+       "emfit simmap --model=MK.json --tree=TREE.nwk --tips=TIPS.csv --n=1000 [--out=maps.txt]",
+       "Stochastic character maps of an Mk model, one SIMMAP tree per line, and their summary.",
+       {"model", "header", "delimiter", "n", "seed", "sampler", "out", "summary_out", "progress",
+        "chunk_bytes", "timeout"}},
       {"health",
        "emfit health [--service=emfit.v1.EmFitService]",
        "Checks the server's health (exit status 0 only when SERVING).",
        {"service", "timeout"}},
   };
   return *commands;
+}
+
+Command CommandOf(const CommandInfo& c) {
+  return c.name == "fit"         ? Command::kFit
+         : c.name == "posterior" ? Command::kPosterior
+         : c.name == "score"     ? Command::kScore
+         : c.name == "simmap"    ? Command::kSimmap
+                                 : Command::kSelect;
 }
 
 const CommandInfo* FindCommand(absl::string_view name) {
@@ -110,13 +123,15 @@ std::string Overview() {
 
 std::string CommandHelp(const CommandInfo& c, const FamilyCli* family) {
   std::string out = absl::StrFormat("%s\n\n  %s\n\nFlags:\n", c.summary, c.synopsis);
-  for (const std::string& f : c.flags) absl::StrAppend(&out, FlagLine(f));
+  const std::vector<std::string> ignored =
+      family == nullptr ? std::vector<std::string>() : family->IgnoredFlags(CommandOf(c));
+  for (const std::string& f : c.flags) {
+    if (std::find(ignored.begin(), ignored.end(), f) == ignored.end()) {
+      absl::StrAppend(&out, FlagLine(f));
+    }
+  }
   if (family != nullptr) {
-    const Command command = c.name == "fit"         ? Command::kFit
-                            : c.name == "posterior" ? Command::kPosterior
-                            : c.name == "score"     ? Command::kScore
-                                                    : Command::kSelect;
-    const std::vector<std::string> own = family->Flags(command);
+    const std::vector<std::string> own = family->Flags(CommandOf(c));
     if (!own.empty()) {
       absl::StrAppend(&out, "\nFlags of --family=", family->name(), ":\n");
       for (const std::string& f : own) absl::StrAppend(&out, FlagLine(f));
@@ -216,11 +231,14 @@ int Usage(const absl::Status& status) {
 }
 
 // Checks of the shared flags of `command`, before any file is read: flags given that the
-// command does not use (neither shared, nor the connection's, nor in `family_flags`) are
-// errors, so that a mistyped command line does not silently run something else.
+// command does not use (neither shared, nor the connection's, nor in `family_flags`, or shared
+// but `ignored` by the family) are errors, so that a mistyped command line does not silently
+// run something else.
 absl::Status CheckSharedFlags(const CommandInfo& command, const std::set<std::string>& given,
-                              const std::set<std::string>& family_flags) {
-  const std::set<std::string> relevant(command.flags.begin(), command.flags.end());
+                              const std::set<std::string>& family_flags,
+                              const std::vector<std::string>& ignored = {}) {
+  std::set<std::string> relevant(command.flags.begin(), command.flags.end());
+  for (const std::string& f : ignored) relevant.erase(f);
   for (const std::string& flag : given) {
     if (!relevant.count(flag) && !family_flags.count(flag) &&
         std::find(kConnectionFlags.begin(), kConnectionFlags.end(), flag) ==
@@ -228,10 +246,6 @@ absl::Status CheckSharedFlags(const CommandInfo& command, const std::set<std::st
       return absl::InvalidArgumentError(
           absl::StrFormat("--%s: not a flag of `emfit %s`", flag, command.name));
     }
-  }
-  if (relevant.count("data") && absl::GetFlag(FLAGS_data).empty()) {
-    return absl::InvalidArgumentError(
-        "--data: a CSV file is required (\"-\" reads standard input)");
   }
   if (relevant.count("model") && absl::GetFlag(FLAGS_model).empty()) {
     return absl::InvalidArgumentError(
@@ -275,6 +289,18 @@ absl::Status CheckSharedFlags(const CommandInfo& command, const std::set<std::st
     if (absl::Status s = ParseShortName(v1::Acceleration_descriptor(),
                                         absl::GetFlag(FLAGS_acceleration), "--acceleration")
                              .status();
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (relevant.count("n") && absl::GetFlag(FLAGS_n) < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--n: draw at least one map; got %d", absl::GetFlag(FLAGS_n)));
+  }
+  if (relevant.count("sampler")) {
+    if (absl::Status s =
+            ParseShortName(v1::PathSampler_descriptor(), absl::GetFlag(FLAGS_sampler), "--sampler")
+                .status();
         !s.ok()) {
       return s;
     }
@@ -356,6 +382,9 @@ int RunFit(const FamilyCli& family) {
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kFit, nullptr);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
+  if (absl::Status s = family.SpecFromData(*data, header.mutable_spec()); !s.ok()) {
+    return Report(s);
+  }
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
@@ -367,7 +396,8 @@ int RunFit(const FamilyCli& family) {
       header, data->View(), [&](const v1::FitEvent& e) { progress.OnEvent(e); }, CallFlags());
   progress.Close();
   if (!result.ok()) return Report(result.status());
-  PrintReport(FormatSummary(result->summary()) + family.FormatModel(result->model()));
+  PrintReport(FormatSummary(result->summary()) + family.FormatModel(result->model()) +
+              family.FormatResult(*result));
   if (absl::Status s = WriteOut(*result); !s.ok()) return Report(s);
   return 0;
 }
@@ -391,11 +421,26 @@ absl::StatusOr<std::pair<v1::Model, const FamilyCli*>> ModelFromFlags(
   return std::make_pair(*std::move(model), family);
 }
 
-int RunPosterior(const std::set<std::string>& given) {
+// The flags of `command` for the family of the model read from --model.
+absl::Status CheckModelFamilyFlags(const CommandInfo& command, const std::set<std::string>& given,
+                                   const FamilyCli& family) {
+  const Command which = CommandOf(command);
+  const std::vector<std::string> own = family.Flags(which);
+  std::set<std::string> family_flags(own.begin(), own.end());
+  family_flags.insert("family");
+  if (absl::Status s = CheckSharedFlags(command, given, family_flags, family.IgnoredFlags(which));
+      !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s (for the %s model of --model)", s.message(), family.name()));
+  }
+  return family.CheckFlags(which);
+}
+
+int RunPosterior(const CommandInfo& command, const std::set<std::string>& given) {
   auto model = ModelFromFlags(given);
   if (!model.ok()) return Report(model.status());
   const FamilyCli& family = *model->second;
-  if (absl::Status s = family.CheckFlags(Command::kPosterior); !s.ok()) return Usage(s);
+  if (absl::Status s = CheckModelFamilyFlags(command, given, family); !s.ok()) return Usage(s);
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kPosterior, &model->first);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
@@ -432,11 +477,11 @@ int RunPosterior(const std::set<std::string>& given) {
   return 0;
 }
 
-int RunScore(const std::set<std::string>& given) {
+int RunScore(const CommandInfo& command, const std::set<std::string>& given) {
   auto model = ModelFromFlags(given);
   if (!model.ok()) return Report(model.status());
   const FamilyCli& family = *model->second;
-  if (absl::Status s = family.CheckFlags(Command::kScore); !s.ok()) return Usage(s);
+  if (absl::Status s = CheckModelFamilyFlags(command, given, family); !s.ok()) return Usage(s);
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kScore, &model->first);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
@@ -459,6 +504,89 @@ int RunScore(const std::set<std::string>& given) {
   return 0;
 }
 
+// Writes `text` to the file `path` ("-" or empty: standard output); an error names the file.
+class OutFile {
+ public:
+  explicit OutFile(const std::string& path) : path_(path) {
+    out_ = path.empty() || path == "-" ? stdout : std::fopen(path.c_str(), "w");
+  }
+  ~OutFile() { (void)Close(); }
+  bool open() const { return out_ != nullptr; }
+  std::FILE* get() const { return out_; }
+  std::string name() const { return out_ == stdout ? "standard output" : path_; }
+  // Flushes (standard output) or closes (a file); false if anything failed.
+  bool Close() {
+    if (out_ == nullptr) return ok_;
+    ok_ = (out_ == stdout ? std::fflush(out_) == 0 : std::fclose(out_) == 0) && ok_;
+    out_ = nullptr;
+    return ok_;
+  }
+  void Write(const std::string& text) {
+    if (out_ != nullptr && std::fwrite(text.data(), 1, text.size(), out_) != text.size()) {
+      ok_ = false;
+    }
+  }
+
+ private:
+  std::string path_;
+  std::FILE* out_ = nullptr;
+  bool ok_ = true;
+};
+
+int RunSimmap(const CommandInfo& command, const std::set<std::string>& given) {
+  auto model = ModelFromFlags(given);
+  if (!model.ok()) return Report(model.status());
+  const FamilyCli& family = *model->second;
+  if (!family.DrawsHistories()) {
+    return Usage(absl::InvalidArgumentError(
+        absl::StrFormat("--model: stochastic maps are drawn from Mk models; %s holds a %s model",
+                        absl::GetFlag(FLAGS_model), family.name())));
+  }
+  if (absl::Status s = CheckModelFamilyFlags(command, given, family); !s.ok()) return Usage(s);
+  absl::StatusOr<LoadedData> data = family.LoadData(Command::kSimmap, &model->first);
+  if (!data.ok()) return Report(data.status());
+  Note(data->description);
+  v1::SampleHistoriesHeader header;
+  *header.mutable_model() = model->first;
+  *header.mutable_shape() = data->shape;
+  data->View().DescribeIn(header.mutable_shape());
+  header.set_n(static_cast<uint32_t>(absl::GetFlag(FLAGS_n)));
+  header.set_seed(absl::GetFlag(FLAGS_seed));
+  header.set_sampler(static_cast<v1::PathSampler>(
+      *ParseShortName(v1::PathSampler_descriptor(), absl::GetFlag(FLAGS_sampler), "")));
+  OutFile out(absl::GetFlag(FLAGS_out));
+  if (!out.open()) {
+    return Report(absl::FailedPreconditionError(absl::StrFormat(
+        "--out: cannot write '%s': %s", absl::GetFlag(FLAGS_out), std::strerror(errno))));
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
+  if (!channel.ok()) return Usage(channel.status());
+  FitClient client(*channel);
+  uint64_t drawn = 0;
+  absl::StatusOr<v1::HistoriesSummary> summary = client.SampleHistories(
+      header, data->View(),
+      [&](const v1::SampleHistoriesResponse& r) {
+        for (const std::string& line : r.simmap()) out.Write(line + "\n");
+        drawn += r.simmap_size();
+      },
+      CallFlags());
+  const bool written = out.Close();
+  if (!summary.ok()) return Report(summary.status());
+  if (!written) {
+    return Report(
+        absl::FailedPreconditionError(absl::StrFormat("--out: cannot write '%s'", out.name())));
+  }
+  Note(absl::StrFormat("%d maps written to %s", drawn, out.name()));
+  if (const std::string path = absl::GetFlag(FLAGS_summary_out); !path.empty()) {
+    if (absl::Status s = WriteJson(*summary, path); !s.ok()) return Report(s);
+    if (path != "-") Note("wrote " + path);
+  }
+  // The maps may be on standard output: the report goes to standard error then.
+  const std::string report = family.FormatHistories(model->first, *summary);
+  std::fputs(report.c_str(), out.name() == "standard output" ? stderr : stdout);
+  return 0;
+}
+
 int RunSelect(const FamilyCli& family) {
   v1::SelectModelHeader header;
   if (absl::Status s = family.GridFromFlags(&header); !s.ok()) return Usage(s);
@@ -469,6 +597,9 @@ int RunSelect(const FamilyCli& family) {
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kSelect, nullptr);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
+  if (absl::Status s = family.SpecFromData(*data, header.mutable_spec()); !s.ok()) {
+    return Report(s);
+  }
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
@@ -517,7 +648,8 @@ int RunSelect(const FamilyCli& family) {
   absl::StrAppend(
       &report, "\nbest by ", absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion)), ": ",
       family.CandidateLabel(best), "\n\n", FormatSummary(result->best_fit().summary()),
-      family.FormatModel(result->best_fit().model()), WarningLines(result->best_fit().summary()));
+      family.FormatModel(result->best_fit().model()), family.FormatResult(result->best_fit()),
+      WarningLines(result->best_fit().summary()));
   PrintReport(report);
   if (absl::Status s = WriteOut(*result); !s.ok()) return Report(s);
   return 0;
@@ -554,11 +686,8 @@ int Main(int argc, char** argv) {
     }
     return RunHealthCommand(t > 0 ? absl::Seconds(t) : absl::InfiniteDuration());
   }
-  const Command which = command->name == "fit"         ? Command::kFit
-                        : command->name == "posterior" ? Command::kPosterior
-                        : command->name == "score"     ? Command::kScore
-                                                       : Command::kSelect;
-  if (which == Command::kPosterior || which == Command::kScore) {
+  const Command which = CommandOf(*command);
+  if (which == Command::kPosterior || which == Command::kScore || which == Command::kSimmap) {
     // The family is the model's, known once --model is read: any family's flags may apply.
     std::set<std::string> family_flags{"family"};
     for (absl::string_view name : absl::StrSplit(FamilyNames(), ", ")) {
@@ -567,7 +696,9 @@ int Main(int argc, char** argv) {
     if (absl::Status s = CheckSharedFlags(*command, args->given, family_flags); !s.ok()) {
       return Usage(s);
     }
-    return which == Command::kPosterior ? RunPosterior(args->given) : RunScore(args->given);
+    return which == Command::kPosterior ? RunPosterior(*command, args->given)
+           : which == Command::kScore   ? RunScore(*command, args->given)
+                                        : RunSimmap(*command, args->given);
   }
   const FamilyCli* family = FindFamily(absl::GetFlag(FLAGS_family));
   if (family == nullptr) {
@@ -575,7 +706,9 @@ int Main(int argc, char** argv) {
         "--family: must be one of %s; got '%s'", FamilyNames(), absl::GetFlag(FLAGS_family))));
   }
   const std::vector<std::string> own = family->Flags(which);
-  if (absl::Status s = CheckSharedFlags(*command, args->given, {own.begin(), own.end()}); !s.ok()) {
+  if (absl::Status s = CheckSharedFlags(*command, args->given, {own.begin(), own.end()},
+                                        family->IgnoredFlags(which));
+      !s.ok()) {
     return Usage(s);
   }
   if (absl::Status s = family->CheckFlags(which); !s.ok()) return Usage(s);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -436,19 +437,55 @@ absl::Status CheckModelFamilyFlags(const CommandInfo& command, const std::set<st
   return family.CheckFlags(which);
 }
 
-int RunPosterior(const CommandInfo& command, const std::set<std::string>& given) {
-  auto model = ModelFromFlags(given);
-  if (!model.ok()) return Report(model.status());
-  const FamilyCli& family = *model->second;
-  if (absl::Status s = CheckModelFamilyFlags(command, given, family); !s.ok()) return Usage(s);
-  absl::StatusOr<LoadedData> data = family.LoadData(Command::kPosterior, &model->first);
-  if (!data.ok()) return Report(data.status());
-  Note(data->description);
+// What posterior, score and simmap send: the model of --model, its family, the data and the
+// header.
+struct ModelRequest {
+  v1::Model model;
+  const FamilyCli* family = nullptr;
+  LoadedData data;
   v1::PosteriorHeader header;
-  *header.mutable_model() = model->first;
-  *header.mutable_shape() = data->shape;
-  data->View().DescribeIn(header.mutable_shape());
-  header.set_ignore_feature_names(absl::GetFlag(FLAGS_ignore_feature_names));
+};
+
+// Reads --model and the data for `command`; `exit` receives the exit status on failure.
+std::optional<ModelRequest> PrepareModelRequest(const CommandInfo& command,
+                                                const std::set<std::string>& given, int* exit) {
+  auto model = ModelFromFlags(given);
+  if (!model.ok()) {
+    *exit = Report(model.status());
+    return std::nullopt;
+  }
+  ModelRequest r{std::move(model->first), model->second, {}, {}};
+  if (CommandOf(command) == Command::kSimmap && !r.family->DrawsHistories()) {
+    *exit = Usage(absl::InvalidArgumentError(
+        absl::StrFormat("--model: stochastic maps are drawn from Mk models; %s holds a %s model",
+                        absl::GetFlag(FLAGS_model), r.family->name())));
+    return std::nullopt;
+  }
+  if (absl::Status s = CheckModelFamilyFlags(command, given, *r.family); !s.ok()) {
+    *exit = Usage(s);
+    return std::nullopt;
+  }
+  absl::StatusOr<LoadedData> data = r.family->LoadData(CommandOf(command), &r.model);
+  if (!data.ok()) {
+    *exit = Report(data.status());
+    return std::nullopt;
+  }
+  r.data = *std::move(data);
+  Note(r.data.description);
+  *r.header.mutable_model() = r.model;
+  *r.header.mutable_shape() = r.data.shape;
+  r.data.View().DescribeIn(r.header.mutable_shape());
+  r.header.set_ignore_feature_names(absl::GetFlag(FLAGS_ignore_feature_names));
+  return r;
+}
+
+int RunPosterior(const CommandInfo& command, const std::set<std::string>& given) {
+  int exit = 0;
+  std::optional<ModelRequest> request = PrepareModelRequest(command, given, &exit);
+  if (!request.has_value()) return exit;
+  const FamilyCli& family = *request->family;
+  const v1::PosteriorHeader& header = request->header;
+  const LoadedData* data = &request->data;
   const std::string path = absl::GetFlag(FLAGS_out);
   std::FILE* out = path.empty() || path == "-" ? stdout : std::fopen(path.c_str(), "w");
   if (out == nullptr) {
@@ -458,7 +495,7 @@ int RunPosterior(const CommandInfo& command, const std::set<std::string>& given)
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
   if (!channel.ok()) return Usage(channel.status());
   FitClient client(*channel);
-  std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(model->first, out);
+  std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(request->model, out);
   absl::Status written;
   absl::Status status = client.Posterior(
       header, data->View(),
@@ -478,18 +515,11 @@ int RunPosterior(const CommandInfo& command, const std::set<std::string>& given)
 }
 
 int RunScore(const CommandInfo& command, const std::set<std::string>& given) {
-  auto model = ModelFromFlags(given);
-  if (!model.ok()) return Report(model.status());
-  const FamilyCli& family = *model->second;
-  if (absl::Status s = CheckModelFamilyFlags(command, given, family); !s.ok()) return Usage(s);
-  absl::StatusOr<LoadedData> data = family.LoadData(Command::kScore, &model->first);
-  if (!data.ok()) return Report(data.status());
-  Note(data->description);
-  v1::PosteriorHeader header;
-  *header.mutable_model() = model->first;
-  *header.mutable_shape() = data->shape;
-  data->View().DescribeIn(header.mutable_shape());
-  header.set_ignore_feature_names(absl::GetFlag(FLAGS_ignore_feature_names));
+  int exit = 0;
+  std::optional<ModelRequest> request = PrepareModelRequest(command, given, &exit);
+  if (!request.has_value()) return exit;
+  const v1::PosteriorHeader& header = request->header;
+  const LoadedData* data = &request->data;
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
   if (!channel.ok()) return Usage(channel.status());
   FitClient client(*channel);
@@ -534,22 +564,14 @@ class OutFile {
 };
 
 int RunSimmap(const CommandInfo& command, const std::set<std::string>& given) {
-  auto model = ModelFromFlags(given);
-  if (!model.ok()) return Report(model.status());
-  const FamilyCli& family = *model->second;
-  if (!family.DrawsHistories()) {
-    return Usage(absl::InvalidArgumentError(
-        absl::StrFormat("--model: stochastic maps are drawn from Mk models; %s holds a %s model",
-                        absl::GetFlag(FLAGS_model), family.name())));
-  }
-  if (absl::Status s = CheckModelFamilyFlags(command, given, family); !s.ok()) return Usage(s);
-  absl::StatusOr<LoadedData> data = family.LoadData(Command::kSimmap, &model->first);
-  if (!data.ok()) return Report(data.status());
-  Note(data->description);
+  int exit = 0;
+  std::optional<ModelRequest> request = PrepareModelRequest(command, given, &exit);
+  if (!request.has_value()) return exit;
+  const FamilyCli& family = *request->family;
+  const LoadedData* data = &request->data;
   v1::SampleHistoriesHeader header;
-  *header.mutable_model() = model->first;
-  *header.mutable_shape() = data->shape;
-  data->View().DescribeIn(header.mutable_shape());
+  *header.mutable_model() = request->model;
+  *header.mutable_shape() = request->header.shape();
   header.set_n(static_cast<uint32_t>(absl::GetFlag(FLAGS_n)));
   header.set_seed(absl::GetFlag(FLAGS_seed));
   header.set_sampler(static_cast<v1::PathSampler>(
@@ -582,7 +604,7 @@ int RunSimmap(const CommandInfo& command, const std::set<std::string>& given) {
     if (path != "-") Note("wrote " + path);
   }
   // The maps may be on standard output: the report goes to standard error then.
-  const std::string report = family.FormatHistories(model->first, *summary);
+  const std::string report = family.FormatHistories(request->model, *summary);
   std::fputs(report.c_str(), out.name() == "standard output" ? stderr : stdout);
   return 0;
 }

@@ -16,10 +16,13 @@
 #include "gtest/gtest.h"
 #include "testing/data.h"
 #include "testing/mk_trees.h"
+#include "testing/observers.h"
 #include "testing/status_matchers.h"
 
 namespace emfit::mk {
 namespace {
+
+using ::emfit::testing::RecordingObserver;
 
 using ::emfit::testing::IsOk;
 using ::emfit::testing::StatusIs;
@@ -160,14 +163,6 @@ TEST(MkFit, IsDeterministicAcrossThreadCountsWithRestarts) {
   EXPECT_EQ(one->summary.restarts.size(), 3u);
 }
 
-class Recorder : public FitObserver {
- public:
-  void OnIteration(const IterationEvent& e) override { events.push_back(e); }
-  void OnWarning(const FitWarning& w) override { warnings.push_back(w); }
-  std::vector<IterationEvent> events;
-  std::vector<FitWarning> warnings;
-};
-
 TEST(MkFit, EveryIterationsElboLiesBetweenTheTwoLogLikelihoods) {
   // l(theta_t) <= L(q_t, theta_t+1) <= l(theta_t+1) (algorithms.md §6): the ELBO comes from
   // ExpectedLogJoint, the log-likelihoods from pruning.
@@ -179,7 +174,7 @@ TEST(MkFit, EveryIterationsElboLiesBetweenTheTwoLogLikelihoods) {
     FitOptions options = Tight();
     options.acceleration = Acceleration::kNone;
     options.max_iter = 200;
-    Recorder recorder;
+    RecordingObserver recorder;
     FitControls controls;
     controls.observer = &recorder;
     ASSERT_THAT(Fit(a.tree, a.tips, spec, options, controls), IsOk());
@@ -207,7 +202,7 @@ TEST(MkFit, MonteCarloEmStreamsGrowingSamplesAndLandsNearTheExactOptimum) {
     FitOptions options;
     options.max_iter = 300;
     options.seed = 1;
-    Recorder recorder;
+    RecordingObserver recorder;
     FitControls controls;
     controls.observer = &recorder;
     absl::StatusOr<MkFitResult> mc = Fit(a.tree, a.tips, spec, options, controls);
@@ -273,7 +268,7 @@ TEST(MkFit, BadInputIsInvalidArgumentNamingTheProblem) {
                        "1 row matches no tip of the tree: 'carolinensis'"));
   // With allow_missing_tips: a missing tip and a warning.
   fewer.allow_missing_tips = true;
-  Recorder recorder;
+  RecordingObserver recorder;
   FitControls controls;
   controls.observer = &recorder;
   absl::StatusOr<MkFitResult> fit = Fit(a.tree, fewer, Spec(a, RateModel::kER), Tight(), controls);

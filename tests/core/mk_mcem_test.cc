@@ -17,21 +17,16 @@
 #include "mk/model.h"
 #include "mk/pruning.h"
 #include "testing/mk_trees.h"
+#include "testing/observers.h"
 #include "testing/status_matchers.h"
 
 namespace emfit::mk::internal {
 namespace {
 
+using ::emfit::testing::RecordingObserver;
+
 using ::emfit::testing::IsOk;
 using ::emfit::testing::StatusIs;
-
-class Recorder : public FitObserver {
- public:
-  void OnIteration(const IterationEvent& e) override { events.push_back(e); }
-  void OnWarning(const FitWarning& w) override { warnings.push_back(w); }
-  std::vector<IterationEvent> events;
-  std::vector<FitWarning> warnings;
-};
 
 // A simulated problem with an interior MLE, and its exact-EM optimum.
 struct Problem {
@@ -107,7 +102,7 @@ Eigen::VectorXd StandardErrors(const MkModel& model, bool rao_blackwell, const M
 
 TEST(MkMonteCarloEm, LandsWithinFourStandardErrorsOfTheExactOptimum) {
   const Problem p(120, 301, RateModel::kSYM);
-  Recorder recorder;
+  RecordingObserver recorder;
   FitControls controls;
   controls.observer = &recorder;
   const RestartResult<MkParams> r = RunMonteCarloEm(p, true, 17, controls, nullptr, 300, 1e-4);
@@ -168,7 +163,7 @@ TEST(MkMonteCarloEm, FindsTheTreeBOptimumWithin3StandardErrors) {
                       {"0", "1"}, RootPrior::kEqual, {}, 0, 0);
   FitOptions options;
   options.max_iter = 300;
-  Recorder recorder;
+  RecordingObserver recorder;
   FitControls controls;
   controls.observer = &recorder;
   McemOptions mcem;
@@ -183,7 +178,7 @@ TEST(MkMonteCarloEm, FindsTheTreeBOptimumWithin3StandardErrors) {
 
 TEST(MkMonteCarloEm, SampleSizeGrowsAtTheEmFixedPoint) {
   const Problem p(60, 401, RateModel::kER);
-  Recorder recorder;
+  RecordingObserver recorder;
   FitControls controls;
   controls.observer = &recorder;
   RunMonteCarloEm(p, true, 5, controls, &p.optimum, 1);
@@ -194,7 +189,7 @@ TEST(MkMonteCarloEm, SampleSizeGrowsAtTheEmFixedPoint) {
 
 TEST(MkMonteCarloEm, EventsCarryTheMonteCarloFiguresAndTheGuardHolds) {
   const Problem p(80, 501, RateModel::kARD, RootPrior::kEqual, /*interior=*/false);
-  Recorder recorder;
+  RecordingObserver recorder;
   FitControls controls;
   controls.observer = &recorder;
   const RestartResult<MkParams> r = RunMonteCarloEm(p, true, 7, controls);

@@ -37,5 +37,19 @@ ABSL_DECLARE_FLAG(std::string, out);
 ABSL_DECLARE_FLAG(std::string, progress);
 ABSL_DECLARE_FLAG(int, chunk_bytes);
 ABSL_DECLARE_FLAG(double, timeout);
+// Mk models (family_mk.cc) and emfit simmap.
+ABSL_DECLARE_FLAG(std::string, tree);
+ABSL_DECLARE_FLAG(std::string, tips);
+ABSL_DECLARE_FLAG(std::string, state_column);
+ABSL_DECLARE_FLAG(std::vector<std::string>, states);
+ABSL_DECLARE_FLAG(bool, allow_missing_tips);
+ABSL_DECLARE_FLAG(std::string, rates);
+ABSL_DECLARE_FLAG(std::string, root);
+ABSL_DECLARE_FLAG(std::string, estep);
+ABSL_DECLARE_FLAG(std::optional<double>, mcem_tol);
+ABSL_DECLARE_FLAG(std::optional<int>, max_sample_size);
+ABSL_DECLARE_FLAG(int, n);
+ABSL_DECLARE_FLAG(std::string, sampler);
+ABSL_DECLARE_FLAG(std::string, summary_out);
 
 #endif  // EMFIT_CLIENT_CLI_FLAGS_H_

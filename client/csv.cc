@@ -154,6 +154,7 @@ absl::StatusOr<Layout> Plan(const CsvOptions& o, const std::vector<std::string>&
   for (size_t j : extra) {
     if (absl::Status s = claim(j); !s.ok()) return s;
   }
+  if (!o.numeric) return layout;
   if (!o.columns.empty()) {
     if (!o.drop.empty()) {
       return absl::InvalidArgumentError(

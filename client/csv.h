@@ -38,6 +38,9 @@ struct CsvOptions {
   // sequence ids, symbols): names or 1-based indices.
   std::vector<std::string> extra;
   std::vector<std::string> text;
+  // false: only the `text` columns are read (e.g. a table of tip labels and states); the other
+  // columns are ignored, whatever they hold.
+  bool numeric = true;
 };
 
 // The delimiter a flag names: one character, or "tab", "comma", "semicolon", "space", "pipe".

@@ -16,11 +16,12 @@ namespace emfit::client {
 
 // The families, one line each (defined in family_<name>.cc).
 const FamilyCli& GmmFamilyCli();
+const FamilyCli& MkFamilyCli();
 
 namespace {
 
 const std::vector<const FamilyCli*>& Families() {
-  static const auto* families = new std::vector<const FamilyCli*>{&GmmFamilyCli()};
+  static const auto* families = new std::vector<const FamilyCli*>{&GmmFamilyCli(), &MkFamilyCli()};
   return *families;
 }
 
@@ -51,6 +52,11 @@ std::string FamilyNames() {
   std::vector<std::string> names;
   for (const FamilyCli* f : Families()) names.emplace_back(f->name());
   return absl::StrJoin(names, ", ");
+}
+
+absl::Status RequireDataFlag() {
+  if (!absl::GetFlag(FLAGS_data).empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError("--data: a CSV file is required (\"-\" reads standard input)");
 }
 
 absl::StatusOr<std::vector<uint32_t>> ParseKList(const std::string& text) {

@@ -21,7 +21,7 @@
 
 namespace emfit::client {
 
-enum class Command { kFit, kPosterior, kScore, kSelect };
+enum class Command { kFit, kPosterior, kScore, kSelect, kSimmap };
 
 // A request's data as loaded from files: the streams and the shape that declares them.
 struct LoadedData {
@@ -58,6 +58,11 @@ class FamilyCli {
   // fit: the spec. select: the template spec and the grid.
   virtual absl::StatusOr<v1::ModelSpec> SpecFromFlags() const = 0;
   virtual absl::Status GridFromFlags(v1::SelectModelHeader* header) const = 0;
+  // fit, select: completes the spec with what only the loaded data say (e.g. the states of an
+  // Mk model, named in the data); an error is a file error (exit status 1).
+  virtual absl::Status SpecFromData(const LoadedData&, v1::ModelSpec*) const {
+    return absl::OkStatus();
+  }
   // The data of fit and select (`model` null) or of posterior and score (their model).
   virtual absl::StatusOr<LoadedData> LoadData(Command command, const v1::Model* model) const = 0;
   // The fitted parameters, readable (column names from the model's feature_names).
@@ -68,6 +73,17 @@ class FamilyCli {
   // Writes posterior blocks of `model` to `out`.
   virtual std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model,
                                                           std::FILE* out) const = 0;
+  // The command's shared flags that this family does not read (e.g. --data for a family whose
+  // data are other files): refused when given, and left out of its --help.
+  virtual std::vector<std::string> IgnoredFlags(Command) const { return {}; }
+  // What a fit's result holds beyond the model and the summary (e.g. an Mk tree summary),
+  // readable; printed after FormatModel.
+  virtual std::string FormatResult(const v1::FitResult&) const { return ""; }
+  // Whether `emfit simmap` applies to the family's models (stochastic maps), and their summary.
+  virtual bool DrawsHistories() const { return false; }
+  virtual std::string FormatHistories(const v1::Model&, const v1::HistoriesSummary&) const {
+    return "";
+  }
 };
 
 // The family named `name` (nullptr: none), the family of a model, and the list of names.
@@ -76,6 +92,9 @@ const FamilyCli* FamilyOf(const v1::Model& model);
 std::string FamilyNames();
 
 // ---- Helpers for the families ----
+
+// The usage error of a family that reads --data when it is not given.
+absl::Status RequireDataFlag();
 
 // "1..9", "1,2,5" or "3" (--k of select).
 absl::StatusOr<std::vector<uint32_t>> ParseKList(const std::string& text);

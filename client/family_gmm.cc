@@ -76,6 +76,7 @@ class GmmCli final : public FamilyCli {
   }
 
   absl::Status CheckFlags(Command command) const override {
+    if (absl::Status s = RequireDataFlag(); !s.ok()) return s;
     if (command == Command::kPosterior || command == Command::kScore) return absl::OkStatus();
     if (command == Command::kSelect) {
       if (absl::Status s = ParseKList(absl::GetFlag(FLAGS_k)).status(); !s.ok()) return s;

@@ -174,4 +174,25 @@ absl::StatusOr<v1::SelectionResult> FitClient::SelectModel(
   return *std::move(result);
 }
 
+absl::StatusOr<v1::HistoriesSummary> FitClient::SampleHistories(
+    const v1::SampleHistoriesHeader& header, const RequestData& data,
+    const std::function<void(const v1::SampleHistoriesResponse&)>& on_batch,
+    const CallOptions& options) {
+  v1::SampleHistoriesRequest request;
+  *request.mutable_header() = header;
+  std::optional<v1::HistoriesSummary> summary;
+  absl::Status status = RunExchange<v1::SampleHistoriesRequest, v1::SampleHistoriesResponse>(
+      [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->SampleHistories(c, reactor); },
+      request, data, options,
+      [&](const v1::SampleHistoriesResponse& r) {
+        if (r.simmap_size() > 0 && on_batch) on_batch(r);
+        if (r.has_summary()) summary = r.summary();
+      });
+  if (!status.ok()) return status;
+  if (!summary.has_value()) {
+    return absl::InternalError("the server ended the call without a summary");
+  }
+  return *std::move(summary);
+}
+
 }  // namespace emfit::client

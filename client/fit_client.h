@@ -62,6 +62,13 @@ class FitClient {
       const std::function<void(const v1::SelectModelEvent&)>& on_event = nullptr,
       const CallOptions& options = {});
 
+  // Stochastic character maps of an Mk model (header.model): `on_batch` sees each message of
+  // SIMMAP lines in order; the summary that ends the stream is returned.
+  absl::StatusOr<v1::HistoriesSummary> SampleHistories(
+      const v1::SampleHistoriesHeader& header, const RequestData& data,
+      const std::function<void(const v1::SampleHistoriesResponse&)>& on_batch,
+      const CallOptions& options = {});
+
  private:
   std::unique_ptr<v1::EmFitService::Stub> stub_;
 };

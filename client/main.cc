@@ -75,12 +75,25 @@ const std::vector<CommandInfo>& Commands() {
        {"data", "family", "header", "delimiter", "columns", "drop", "weights", "acceleration",
         "max_iter", "tol", "n_init", "seed", "criterion", "out", "progress", "chunk_bytes",
         "timeout"}},
+      {"simmap",
+       "emfit simmap --model=MK.json --tree=TREE.nwk --tips=TIPS.csv --n=1000 [--out=maps.txt]",
+       "Stochastic character maps of an Mk model, one SIMMAP tree per line, and their summary.",
+       {"model", "header", "delimiter", "n", "seed", "sampler", "out", "summary_out", "progress",
+        "chunk_bytes", "timeout"}},
       {"health",
        "emfit health [--service=emfit.v1.EmFitService]",
        "Checks the server's health (exit status 0 only when SERVING).",
        {"service", "timeout"}},
   };
   return *commands;
+}
+
+Command CommandOf(const CommandInfo& c) {
+  return c.name == "fit"         ? Command::kFit
+         : c.name == "posterior" ? Command::kPosterior
+         : c.name == "score"     ? Command::kScore
+         : c.name == "simmap"    ? Command::kSimmap
+                                 : Command::kSelect;
 }
 
 const CommandInfo* FindCommand(absl::string_view name) {
@@ -112,13 +125,15 @@ std::string Overview() {
 
 std::string CommandHelp(const CommandInfo& c, const FamilyCli* family) {
   std::string out = absl::StrFormat("%s\n\n  %s\n\nFlags:\n", c.summary, c.synopsis);
-  for (const std::string& f : c.flags) absl::StrAppend(&out, FlagLine(f));
+  const std::vector<std::string> ignored =
+      family == nullptr ? std::vector<std::string>() : family->IgnoredFlags(CommandOf(c));
+  for (const std::string& f : c.flags) {
+    if (std::find(ignored.begin(), ignored.end(), f) == ignored.end()) {
+      absl::StrAppend(&out, FlagLine(f));
+    }
+  }
   if (family != nullptr) {
-    const Command command = c.name == "fit"         ? Command::kFit
-                            : c.name == "posterior" ? Command::kPosterior
-                            : c.name == "score"     ? Command::kScore
-                                                    : Command::kSelect;
-    const std::vector<std::string> own = family->Flags(command);
+    const std::vector<std::string> own = family->Flags(CommandOf(c));
     if (!own.empty()) {
       absl::StrAppend(&out, "\nFlags of --family=", family->name(), ":\n");
       for (const std::string& f : own) absl::StrAppend(&out, FlagLine(f));
@@ -230,11 +245,14 @@ absl::Status CheckTimeoutFlag() {
 }
 
 // Checks of the shared flags of `command`, before any file is read: flags given that the
-// command does not use (neither shared, nor the connection's, nor in `family_flags`) are
-// errors, so that a mistyped command line does not silently run something else.
+// command does not use (neither shared, nor the connection's, nor in `family_flags`, or shared
+// but `ignored` by the family) are errors, so that a mistyped command line does not silently
+// run something else.
 absl::Status CheckSharedFlags(const CommandInfo& command, const std::set<std::string>& given,
-                              const std::set<std::string>& family_flags) {
-  const std::set<std::string> relevant(command.flags.begin(), command.flags.end());
+                              const std::set<std::string>& family_flags,
+                              const std::vector<std::string>& ignored = {}) {
+  std::set<std::string> relevant(command.flags.begin(), command.flags.end());
+  for (const std::string& f : ignored) relevant.erase(f);
   for (const std::string& flag : given) {
     if (!relevant.count(flag) && !family_flags.count(flag) &&
         std::find(kConnectionFlags.begin(), kConnectionFlags.end(), flag) ==
@@ -242,10 +260,6 @@ absl::Status CheckSharedFlags(const CommandInfo& command, const std::set<std::st
       return absl::InvalidArgumentError(
           absl::StrFormat("--%s: not a flag of `emfit %s`", flag, command.name));
     }
-  }
-  if (relevant.count("data") && absl::GetFlag(FLAGS_data).empty()) {
-    return absl::InvalidArgumentError(
-        "--data: a CSV file is required (\"-\" reads standard input)");
   }
   if (relevant.count("model") && absl::GetFlag(FLAGS_model).empty()) {
     return absl::InvalidArgumentError(
@@ -287,6 +301,18 @@ absl::Status CheckSharedFlags(const CommandInfo& command, const std::set<std::st
     if (absl::Status s = ParseShortName(v1::Acceleration_descriptor(),
                                         absl::GetFlag(FLAGS_acceleration), "--acceleration")
                              .status();
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (relevant.count("n") && absl::GetFlag(FLAGS_n) < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--n: draw at least one map; got %d", absl::GetFlag(FLAGS_n)));
+  }
+  if (relevant.count("sampler")) {
+    if (absl::Status s =
+            ParseShortName(v1::PathSampler_descriptor(), absl::GetFlag(FLAGS_sampler), "--sampler")
+                .status();
         !s.ok()) {
       return s;
     }
@@ -363,6 +389,9 @@ int RunFit(const FamilyCli& family) {
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kFit, nullptr);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
+  if (absl::Status s = family.SpecFromData(*data, header.mutable_spec()); !s.ok()) {
+    return Report(s);
+  }
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
   Note("fitting on " + absl::GetFlag(FLAGS_server));
@@ -372,7 +401,8 @@ int RunFit(const FamilyCli& family) {
       header, data->View(), [&](const v1::FitEvent& e) { progress.OnEvent(e); }, CallFlags());
   progress.Close();
   if (!result.ok()) return Report(result.status());
-  PrintReport(FormatSummary(result->summary()) + family.FormatModel(result->model()));
+  PrintReport(FormatSummary(result->summary()) + family.FormatModel(result->model()) +
+              family.FormatResult(*result));
   if (absl::Status s = WriteOut(*result); !s.ok()) return Report(s);
   return 0;
 }
@@ -396,7 +426,79 @@ absl::StatusOr<std::pair<v1::Model, const FamilyCli*>> ModelFromFlags(
   return std::make_pair(*std::move(model), family);
 }
 
-// What posterior and score send: the model of --model, its family, the data and the header.
+// The flags of `command` for the family of the model read from --model.
+absl::Status CheckModelFamilyFlags(const CommandInfo& command, const std::set<std::string>& given,
+                                   const FamilyCli& family) {
+  const Command which = CommandOf(command);
+  const std::vector<std::string> own = family.Flags(which);
+  std::set<std::string> family_flags(own.begin(), own.end());
+  family_flags.insert("family");
+  if (absl::Status s = CheckSharedFlags(command, given, family_flags, family.IgnoredFlags(which));
+      !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s (for the %s model of --model)", s.message(), family.name()));
+  }
+  return family.CheckFlags(which);
+}
+
+// Where a command writes its output (--out): standard output for "" or "-"; a file is written
+// under a temporary name next to it and renamed by Commit(), so that a failed call never leaves
+// a truncated file where a good one was (the temporary goes if not committed).
+class OutFile {
+ public:
+  explicit OutFile(const std::string& path) : path_(path) {
+    if (path.empty() || path == "-") {
+      out_ = stdout;
+      return;
+    }
+    temporary_ = path + ".partial-XXXXXX";
+    const int fd = mkstemp(temporary_.data());
+    out_ = fd < 0 ? nullptr : fdopen(fd, "w");
+    if (out_ == nullptr) error_ = std::strerror(errno);
+  }
+  ~OutFile() {
+    if (out_ != nullptr && out_ != stdout) std::fclose(out_);
+    if (!temporary_.empty() && !committed_) std::remove(temporary_.c_str());
+  }
+  OutFile(const OutFile&) = delete;
+  OutFile& operator=(const OutFile&) = delete;
+
+  std::FILE* get() const { return out_; }
+  bool to_stdout() const { return temporary_.empty(); }
+  std::string name() const { return to_stdout() ? "standard output" : path_; }
+  // The error of a file that cannot be opened, written or renamed (FAILED_PRECONDITION).
+  absl::Status Error() const {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("--out: cannot write '%s'%s", path_, error_.empty() ? "" : ": " + error_));
+  }
+  void Write(const std::string& text) {
+    if (ok() && std::fwrite(text.data(), 1, text.size(), out_) != text.size()) Fail();
+  }
+  // Flushes or closes, and renames a file to its name; false if anything failed.
+  bool Commit() {
+    if (!ok()) return false;
+    if (to_stdout()) return std::fflush(out_) == 0 || Fail();
+    const bool closed = std::fclose(out_) == 0;
+    out_ = nullptr;
+    if (!closed || std::rename(temporary_.c_str(), path_.c_str()) != 0) return Fail();
+    committed_ = true;
+    return true;
+  }
+  bool ok() const { return out_ != nullptr && error_.empty(); }
+
+ private:
+  bool Fail() {
+    if (error_.empty()) error_ = std::strerror(errno);
+    return false;
+  }
+
+  std::string path_, temporary_, error_;
+  std::FILE* out_ = nullptr;
+  bool committed_ = false;
+};
+
+// What posterior, score and simmap send: the model of --model, its family, the data and the
+// header.
 struct ModelRequest {
   std::shared_ptr<grpc::Channel> channel;
   v1::Model model;
@@ -406,8 +508,8 @@ struct ModelRequest {
 };
 
 // Reads --model and the data for `command`; `exit` receives the exit status on failure.
-std::optional<ModelRequest> PrepareModelRequest(Command command, const std::set<std::string>& given,
-                                                int* exit) {
+std::optional<ModelRequest> PrepareModelRequest(const CommandInfo& command,
+                                                const std::set<std::string>& given, int* exit) {
   // The channel first: its files (TLS, token) are read before the data (which may be stdin).
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
   if (!channel.ok()) {
@@ -420,11 +522,17 @@ std::optional<ModelRequest> PrepareModelRequest(Command command, const std::set<
     return std::nullopt;
   }
   ModelRequest r{*std::move(channel), std::move(model->first), model->second, {}, {}};
-  if (absl::Status s = r.family->CheckFlags(command); !s.ok()) {
+  if (CommandOf(command) == Command::kSimmap && !r.family->DrawsHistories()) {
+    *exit = Usage(absl::InvalidArgumentError(
+        absl::StrFormat("--model: stochastic maps are drawn from Mk models; %s holds a %s model",
+                        absl::GetFlag(FLAGS_model), r.family->name())));
+    return std::nullopt;
+  }
+  if (absl::Status s = CheckModelFamilyFlags(command, given, *r.family); !s.ok()) {
     *exit = Usage(s);
     return std::nullopt;
   }
-  absl::StatusOr<LoadedData> data = r.family->LoadData(command, &r.model);
+  absl::StatusOr<LoadedData> data = r.family->LoadData(CommandOf(command), &r.model);
   if (!data.ok()) {
     *exit = Report(data.status());
     return std::nullopt;
@@ -438,29 +546,17 @@ std::optional<ModelRequest> PrepareModelRequest(Command command, const std::set<
   return r;
 }
 
-int RunPosterior(const std::set<std::string>& given) {
+int RunPosterior(const CommandInfo& command, const std::set<std::string>& given) {
   int exit = 0;
-  std::optional<ModelRequest> request = PrepareModelRequest(Command::kPosterior, given, &exit);
+  std::optional<ModelRequest> request = PrepareModelRequest(command, given, &exit);
   if (!request.has_value()) return exit;
   const FamilyCli& family = *request->family;
   const v1::PosteriorHeader& header = request->header;
   const LoadedData* data = &request->data;
-  // A file is written under a temporary name and renamed once complete, so that a failed call
-  // never leaves a truncated file where a good one was.
-  const std::string path = absl::GetFlag(FLAGS_out);
-  const bool to_stdout = path.empty() || path == "-";
-  std::string temporary = path + ".partial-XXXXXX";
-  std::FILE* out = stdout;
-  if (!to_stdout) {
-    const int fd = mkstemp(temporary.data());
-    out = fd < 0 ? nullptr : fdopen(fd, "w");
-    if (out == nullptr) {
-      return Report(absl::FailedPreconditionError(
-          absl::StrFormat("--out: cannot write '%s': %s", path, std::strerror(errno))));
-    }
-  }
+  OutFile out(absl::GetFlag(FLAGS_out));
+  if (!out.ok()) return Report(out.Error());
   FitClient client(request->channel);
-  std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(request->model, out);
+  std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(request->model, out.get());
   grpc::ClientContext context;
   CallOptions call = CallFlags();
   call.context = &context;
@@ -474,28 +570,16 @@ int RunPosterior(const std::set<std::string>& given) {
       },
       call);
   absl::StatusOr<std::string> done = sink->Finish();
-  const bool closed = to_stdout ? std::fflush(out) == 0 : std::fclose(out) == 0;
-  const bool complete = written.ok() && done.ok() && closed;
-  if (!to_stdout &&
-      (!status.ok() || !complete || std::rename(temporary.c_str(), path.c_str()) != 0)) {
-    std::remove(temporary.c_str());
-    if (status.ok() || !written.ok()) {
-      return Report(absl::FailedPreconditionError(
-          absl::StrFormat("--out: cannot write '%s': %s", path, std::strerror(errno))));
-    }
-  }
-  if (!written.ok() || (status.ok() && !complete)) {
-    return Report(absl::FailedPreconditionError(absl::StrFormat(
-        "--out: cannot write '%s'", to_stdout ? std::string("standard output") : path)));
-  }
+  if (!written.ok() || !done.ok()) return Report(out.Error());
   if (!status.ok()) return Report(status);
-  Note(absl::StrCat(*done, to_stdout ? "" : " written to " + path));
+  if (!out.Commit()) return Report(out.Error());
+  Note(absl::StrCat(*done, out.to_stdout() ? "" : " written to " + out.name()));
   return 0;
 }
 
-int RunScore(const std::set<std::string>& given) {
+int RunScore(const CommandInfo& command, const std::set<std::string>& given) {
   int exit = 0;
-  std::optional<ModelRequest> request = PrepareModelRequest(Command::kScore, given, &exit);
+  std::optional<ModelRequest> request = PrepareModelRequest(command, given, &exit);
   if (!request.has_value()) return exit;
   const v1::PosteriorHeader& header = request->header;
   const LoadedData* data = &request->data;
@@ -511,6 +595,44 @@ int RunScore(const std::set<std::string>& given) {
   return 0;
 }
 
+// Writes `text` to the file `path` ("-" or empty: standard output); an error names the file.
+int RunSimmap(const CommandInfo& command, const std::set<std::string>& given) {
+  int exit = 0;
+  std::optional<ModelRequest> request = PrepareModelRequest(command, given, &exit);
+  if (!request.has_value()) return exit;
+  const FamilyCli& family = *request->family;
+  const LoadedData* data = &request->data;
+  v1::SampleHistoriesHeader header;
+  *header.mutable_model() = request->model;
+  *header.mutable_shape() = request->header.shape();
+  header.set_n(static_cast<uint32_t>(absl::GetFlag(FLAGS_n)));
+  header.set_seed(absl::GetFlag(FLAGS_seed));
+  header.set_sampler(static_cast<v1::PathSampler>(
+      *ParseShortName(v1::PathSampler_descriptor(), absl::GetFlag(FLAGS_sampler), "")));
+  OutFile out(absl::GetFlag(FLAGS_out));
+  if (!out.ok()) return Report(out.Error());
+  FitClient client(request->channel);
+  uint64_t drawn = 0;
+  absl::StatusOr<v1::HistoriesSummary> summary = client.SampleHistories(
+      header, data->View(),
+      [&](const v1::SampleHistoriesResponse& r) {
+        for (const std::string& line : r.simmap()) out.Write(line + "\n");
+        drawn += r.simmap_size();
+      },
+      CallFlags());
+  if (!summary.ok()) return Report(summary.status());
+  if (!out.Commit()) return Report(out.Error());
+  Note(absl::StrFormat("%d maps written to %s", drawn, out.name()));
+  if (const std::string path = absl::GetFlag(FLAGS_summary_out); !path.empty()) {
+    if (absl::Status s = WriteJson(*summary, path); !s.ok()) return Report(s);
+    if (path != "-") Note("wrote " + path);
+  }
+  // The maps may be on standard output: the report goes to standard error then.
+  const std::string report = family.FormatHistories(request->model, *summary);
+  std::fputs(report.c_str(), out.to_stdout() ? stderr : stdout);
+  return 0;
+}
+
 int RunSelect(const FamilyCli& family) {
   v1::SelectModelHeader header;
   if (absl::Status s = family.GridFromFlags(&header); !s.ok()) return Usage(s);
@@ -523,6 +645,9 @@ int RunSelect(const FamilyCli& family) {
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kSelect, nullptr);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
+  if (absl::Status s = family.SpecFromData(*data, header.mutable_spec()); !s.ok()) {
+    return Report(s);
+  }
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
   FitClient client(*channel);
@@ -566,10 +691,10 @@ int RunSelect(const FamilyCli& family) {
                         c.index() == result->best() ? "  <- best" : ""));
   }
   const v1::Candidate& best = result->candidates(result->best());
-  absl::StrAppend(&report, "\nbest by ", absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion)),
-                  ": ", family.CandidateLabel(best), "\n\n",
-                  FormatSummary(result->best_fit().summary()),
-                  family.FormatModel(result->best_fit().model()));
+  absl::StrAppend(
+      &report, "\nbest by ", absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion)), ": ",
+      family.CandidateLabel(best), "\n\n", FormatSummary(result->best_fit().summary()),
+      family.FormatModel(result->best_fit().model()), family.FormatResult(result->best_fit()));
   PrintReport(report);
   if (absl::Status s = WriteOut(*result); !s.ok()) return Report(s);
   return 0;
@@ -604,11 +729,8 @@ int Main(int argc, char** argv) {
     const double t = absl::GetFlag(FLAGS_timeout);
     return RunHealthCommand(t > 0 ? absl::Seconds(t) : absl::InfiniteDuration());
   }
-  const Command which = command->name == "fit"         ? Command::kFit
-                        : command->name == "posterior" ? Command::kPosterior
-                        : command->name == "score"     ? Command::kScore
-                                                       : Command::kSelect;
-  if (which == Command::kPosterior || which == Command::kScore) {
+  const Command which = CommandOf(*command);
+  if (which == Command::kPosterior || which == Command::kScore || which == Command::kSimmap) {
     // The family is the model's, known once --model is read: any family's flags may apply.
     std::set<std::string> family_flags{"family"};
     for (absl::string_view name : absl::StrSplit(FamilyNames(), ", ")) {
@@ -617,7 +739,9 @@ int Main(int argc, char** argv) {
     if (absl::Status s = CheckSharedFlags(*command, args->given, family_flags); !s.ok()) {
       return Usage(s);
     }
-    return which == Command::kPosterior ? RunPosterior(args->given) : RunScore(args->given);
+    return which == Command::kPosterior ? RunPosterior(*command, args->given)
+           : which == Command::kScore   ? RunScore(*command, args->given)
+                                        : RunSimmap(*command, args->given);
   }
   const FamilyCli* family = FindFamily(absl::GetFlag(FLAGS_family));
   if (family == nullptr) {
@@ -625,7 +749,9 @@ int Main(int argc, char** argv) {
         "--family: must be one of %s; got '%s'", FamilyNames(), absl::GetFlag(FLAGS_family))));
   }
   const std::vector<std::string> own = family->Flags(which);
-  if (absl::Status s = CheckSharedFlags(*command, args->given, {own.begin(), own.end()}); !s.ok()) {
+  if (absl::Status s = CheckSharedFlags(*command, args->given, {own.begin(), own.end()},
+                                        family->IgnoredFlags(which));
+      !s.ok()) {
     return Usage(s);
   }
   if (absl::Status s = family->CheckFlags(which); !s.ok()) return Usage(s);

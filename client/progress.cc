@@ -28,10 +28,16 @@ void ProgressPrinter::OnEvent(const v1::FitEvent& event) {
       const v1::Iteration& it = event.iteration();
       const std::string change = std::isnan(it.change()) ? std::string("         -")
                                                          : absl::StrFormat("%+10.3e", it.change());
-      const std::string text =
+      std::string text =
           absl::StrFormat("restart %u  iter %4u  log-likelihood %.6f  change/row %s  %.3fs%s",
                           it.restart(), it.iteration(), it.log_likelihood(), change,
                           it.elapsed_seconds(), it.accelerated() ? "  (accelerated)" : "");
+      if (it.sample_size() > 0) {  // Monte Carlo EM: the draws and the estimated improvement
+        absl::StrAppend(
+            &text, absl::StrFormat("  histories %d  improvement %.3g +- %.2g%s", it.sample_size(),
+                                   it.improvement(), it.improvement_se(),
+                                   it.update_rejected() ? "  (rejected)" : ""));
+      }
       if (mode_ == ProgressMode::kLine) {
         std::fprintf(out_, "\r%s\x1b[K", text.c_str());
         line_open_ = true;

@@ -135,6 +135,7 @@ inline uint64_t IterationsIn(const v1::SelectModelEvent& e) {
   return e.has_iteration() && e.iteration().iteration().iteration() > 0 ? 1 : 0;
 }
 inline uint64_t IterationsIn(const v1::PosteriorResponse&) { return 0; }
+inline uint64_t IterationsIn(const v1::SampleHistoriesResponse&) { return 0; }
 
 }  // namespace emfit::server
 

@@ -137,7 +137,7 @@ absl::Status DataReceiver::Append(const v1::DataChunk& chunk) {
     }
     for (const std::string& name : chunk.row_names()) {
       if (name.size() > service_->limits().max_name_bytes) {
-        return absl::InvalidArgumentError(absl::StrFormat(
+        return absl::ResourceExhaustedError(absl::StrFormat(
             "chunk.row_names: the name of row %d has %d bytes, at most %d are allowed "
             "(--max_name_bytes)",
             upload_.row_names.size() + 1, name.size(), service_->limits().max_name_bytes));

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "convert/gmm.h"
+#include "convert/mk.h"
 #include "emfit/base/status_macros.h"
 
 namespace emfit::server {
@@ -12,11 +13,15 @@ absl::StatusOr<SpecVariant> SpecFromProto(const v1::ModelSpec& spec, absl::strin
       EMFIT_ASSIGN_OR_RETURN(gmm::GmmSpec g, FromProto(spec.gmm()));
       return SpecVariant(std::move(g));
     }
+    case v1::ModelSpec::kMk: {
+      EMFIT_ASSIGN_OR_RETURN(MkSpecPlan m, FromProto(spec.mk()));
+      return SpecVariant(std::move(m));
+    }
     default:
       break;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      field, ".family: no model family that this server knows is set; expected one of: gmm"));
+      field, ".family: no model family that this server knows is set; expected one of: gmm, mk"));
 }
 
 absl::StatusOr<ModelVariant> ModelFromProto(const v1::Model& model, absl::string_view field) {
@@ -25,11 +30,15 @@ absl::StatusOr<ModelVariant> ModelFromProto(const v1::Model& model, absl::string
       EMFIT_ASSIGN_OR_RETURN(gmm::GmmParams p, FromProto(model.gmm(), absl::StrCat(field, ".gmm")));
       return ModelVariant(std::move(p));
     }
+    case v1::Model::kMk: {
+      EMFIT_ASSIGN_OR_RETURN(MkModelPlan p, FromProto(model.mk(), absl::StrCat(field, ".mk")));
+      return ModelVariant(std::move(p));
+    }
     default:
       break;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": no model family that this server knows is set; expected one of: gmm"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": no model family that this server knows is set; expected one of: gmm, mk"));
 }
 
 }  // namespace emfit::server

@@ -27,6 +27,11 @@ grpc::ServerBidiReactor<v1::SelectModelRequest, v1::SelectModelEvent>* FitServic
   return new JobReactor<SelectHandler>(context, this);
 }
 
+grpc::ServerBidiReactor<v1::SampleHistoriesRequest, v1::SampleHistoriesResponse>*
+FitService::SampleHistories(grpc::CallbackServerContext* context) {
+  return new JobReactor<HistoriesHandler>(context, this);
+}
+
 bool FitService::ReserveBytes(uint64_t bytes) {
   uint64_t current = inflight_bytes_.load();
   do {

@@ -29,6 +29,8 @@ class FitService final : public v1::EmFitService::CallbackService {
                                                    v1::ScoreResponse* response) override;
   grpc::ServerBidiReactor<v1::SelectModelRequest, v1::SelectModelEvent>* SelectModel(
       grpc::CallbackServerContext* context) override;
+  grpc::ServerBidiReactor<v1::SampleHistoriesRequest, v1::SampleHistoriesResponse>* SampleHistories(
+      grpc::CallbackServerContext* context) override;
 
   const ServiceLimits& limits() const { return limits_; }
   JobQueue* queue() const { return queue_; }

@@ -152,4 +152,21 @@ grpc::Status SelectHandler::Run(Upload upload, StreamSession<Request, Response>&
   return grpc::Status::OK;
 }
 
+absl::StatusOr<v1::DataShape> HistoriesHandler::OnHeader(const Request& request,
+                                                         const ServiceLimits& limits) {
+  max_stall_ = limits.max_stall;
+  absl::StatusOr<HistoriesPlan> plan = PlanHistories(request.header(), limits);
+  if (!plan.ok()) return plan.status();
+  plan_ = *std::move(plan);
+  return request.header().shape();
+}
+
+grpc::Status HistoriesHandler::Run(Upload upload, StreamSession<Request, Response>& session,
+                                   const FitControls& controls, const std::string&) {
+  // As Posterior: a few batches in flight; a reader that stops reading ends the call.
+  return ToGrpcStatus(RunHistories(*plan_, upload, controls, [&](v1::SampleHistoriesResponse r) {
+    session.PostWait(std::move(r), /*window=*/4, max_stall_);
+  }));
+}
+
 }  // namespace emfit::server

@@ -67,6 +67,23 @@ class SelectHandler {
   std::optional<SelectPlan> plan_;
 };
 
+class HistoriesHandler {
+ public:
+  static constexpr RpcMethod kMethod = RpcMethod::kSampleHistories;
+  using Request = v1::SampleHistoriesRequest;
+  using Response = v1::SampleHistoriesResponse;
+  static bool Droppable(const Response&) { return false; }
+  static std::optional<Response> Accepted(const std::string&, int) { return std::nullopt; }
+  static std::optional<Response> Heartbeat(int) { return std::nullopt; }
+  absl::StatusOr<v1::DataShape> OnHeader(const Request& request, const ServiceLimits& limits);
+  grpc::Status Run(Upload upload, StreamSession<Request, Response>& session,
+                   const FitControls& controls, const std::string& job_id);
+
+ private:
+  std::optional<HistoriesPlan> plan_;
+  absl::Duration max_stall_ = absl::Seconds(60);
+};
+
 }  // namespace emfit::server
 
 #endif  // EMFIT_SERVER_HANDLERS_H_

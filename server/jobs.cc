@@ -8,10 +8,19 @@
 #include "absl/strings/str_join.h"
 #include "convert/common.h"
 #include "convert/gmm.h"
+#include "convert/mk.h"
 #include "emfit/base/status_macros.h"
 #include "emfit/exec/thread_pool.h"
 
 namespace emfit::server {
+
+// Completes and checks the loop options for a family. Families with their own defaults or
+// checks overload it in their converter (convert/mk.h); the others keep FitOptions' defaults.
+template <class Spec>
+absl::Status PlanOptions(const Spec&, const v1::FitOptions&, const ServiceLimits&, FitOptions*) {
+  return absl::OkStatus();
+}
+
 namespace {
 
 // A model's feature names against the data's column names: both given and different is an
@@ -32,15 +41,24 @@ absl::Status CheckFeatureNames(const v1::Model& model, const v1::DataShape& shap
       ignore_field));
 }
 
+// The options of `sent` for the family of `spec`, checked.
+absl::StatusOr<FitOptions> OptionsFor(const SpecVariant& spec, const v1::FitOptions& sent,
+                                      const ServiceLimits& limits) {
+  EMFIT_ASSIGN_OR_RETURN(FitOptions options, FromProto(sent));
+  EMFIT_RETURN_IF_ERROR(
+      std::visit([&](const auto& s) { return PlanOptions(s, sent, limits, &options); }, spec));
+  EMFIT_RETURN_IF_ERROR(options.Validate());
+  return options;
+}
+
 }  // namespace
 
 absl::StatusOr<FitPlan> PlanFit(const v1::FitHeader& header, const ServiceLimits& limits) {
   EMFIT_RETURN_IF_ERROR(CheckShape(header.shape(), limits, "header.shape"));
   EMFIT_RETURN_IF_ERROR(CheckOptions(header.options(), limits, "header.options"));
   FitPlan plan;
-  EMFIT_ASSIGN_OR_RETURN(plan.options, FromProto(header.options()));
-  EMFIT_RETURN_IF_ERROR(plan.options.Validate());
   EMFIT_ASSIGN_OR_RETURN(plan.spec, SpecFromProto(header.spec(), "header.spec"));
+  EMFIT_ASSIGN_OR_RETURN(plan.options, OptionsFor(plan.spec, header.options(), limits));
   const v1::Model* init = nullptr;
   if (header.has_init()) {
     if (header.init().family_case() != static_cast<int>(header.spec().family_case())) {
@@ -82,7 +100,7 @@ absl::StatusOr<ModelVariant> PlanModel(const v1::PosteriorHeader& header,
                                           header.ignore_feature_names(), "header.model",
                                           "header.ignore_feature_names"));
   EMFIT_RETURN_IF_ERROR(
-      std::visit([&](const auto& m) { return PlanModel(m, header.shape(), limits); }, model));
+      std::visit([&](auto& m) { return PlanModel(&m, header.shape(), limits); }, model));
   return model;
 }
 
@@ -102,12 +120,11 @@ absl::StatusOr<SelectPlan> PlanSelect(const v1::SelectModelHeader& header,
   EMFIT_RETURN_IF_ERROR(CheckShape(header.shape(), limits, "header.shape"));
   EMFIT_RETURN_IF_ERROR(CheckOptions(header.options(), limits, "header.options"));
   SelectPlan plan;
-  EMFIT_ASSIGN_OR_RETURN(plan.options, FromProto(header.options()));
-  EMFIT_RETURN_IF_ERROR(plan.options.Validate());
   // The template: `spec` for any family, or the older `gmm` field of mixture clients.
   v1::ModelSpec templ = header.spec();
   if (templ.family_case() == v1::ModelSpec::FAMILY_NOT_SET) *templ.mutable_gmm() = header.gmm();
   EMFIT_ASSIGN_OR_RETURN(SpecVariant base, SpecFromProto(templ, "header.spec"));
+  EMFIT_ASSIGN_OR_RETURN(plan.options, OptionsFor(base, header.options(), limits));
   EMFIT_RETURN_IF_ERROR(std::visit(
       [&](const auto& b) -> absl::Status {
         EMFIT_ASSIGN_OR_RETURN(auto specs, SelectGrid(b, header, limits));
@@ -161,6 +178,28 @@ absl::StatusOr<v1::SelectionResult> RunSelect(
   result.set_best(static_cast<uint32_t>(best));
   *result.mutable_best_fit() = *std::move(fits[best]);
   return result;
+}
+
+absl::StatusOr<HistoriesPlan> PlanHistories(const v1::SampleHistoriesHeader& header,
+                                            const ServiceLimits& limits) {
+  EMFIT_RETURN_IF_ERROR(CheckShape(header.shape(), limits, "header.shape"));
+  EMFIT_ASSIGN_OR_RETURN(ModelVariant model, ModelFromProto(header.model(), "header.model"));
+  MkModelPlan* mk = std::get_if<MkModelPlan>(&model);
+  if (mk == nullptr) {
+    return absl::InvalidArgumentError(
+        "header.model: stochastic maps need an Mk model (header.model.mk)");
+  }
+  HistoriesPlan plan;
+  plan.model = std::move(*mk);
+  EMFIT_RETURN_IF_ERROR(PlanModel(&plan.model, header.shape(), limits));
+  EMFIT_RETURN_IF_ERROR(PlanDraws(header, limits, &plan));
+  return plan;
+}
+
+absl::Status RunHistories(const HistoriesPlan& plan, const Upload& upload,
+                          const FitControls& controls,
+                          const std::function<void(v1::SampleHistoriesResponse)>& emit) {
+  return HistoriesJob(plan, upload, controls, emit);
 }
 
 }  // namespace emfit::server

@@ -24,7 +24,7 @@ struct FitPlan {
   FitOptions options;
 };
 // Checks the header (shape, spec, options, starting model and its feature names) against the
-// limits.
+// limits. Options the client left unset get the family's defaults (PlanOptions in convert/).
 absl::StatusOr<FitPlan> PlanFit(const v1::FitHeader& header, const ServiceLimits& limits);
 // The fit; a fit that the call's deadline or a cancel stopped ends with that status.
 absl::StatusOr<v1::FitResult> RunFit(const FitPlan& plan, Upload upload,
@@ -57,6 +57,16 @@ absl::StatusOr<v1::SelectionResult> RunSelect(
     const SelectPlan& plan, const Upload& upload, const FitControls& controls,
     const std::function<FitObserver*(int)>& observer_for,
     const std::function<void(const v1::Candidate&)>& on_done);
+
+// ---- SampleHistories (Mk models) ----
+// Checks the model (an Mk model), the shape (one character), n and the sampler.
+absl::StatusOr<HistoriesPlan> PlanHistories(const v1::SampleHistoriesHeader& header,
+                                            const ServiceLimits& limits);
+// Emits the maps as SIMMAP lines in batches, in order, then their summary. Stops with
+// CANCELLED when the controls' token fires.
+absl::Status RunHistories(const HistoriesPlan& plan, const Upload& upload,
+                          const FitControls& controls,
+                          const std::function<void(v1::SampleHistoriesResponse)>& emit);
 
 }  // namespace emfit::server
 

@@ -49,6 +49,14 @@ ABSL_FLAG(int64_t, max_model_values, kDefaults.limits.max_model_values,
           "Most free parameters of one model (k, d and covariance type together).");
 ABSL_FLAG(int, max_candidates, kDefaults.limits.max_candidates,
           "Most candidate models in one SelectModel call.");
+ABSL_FLAG(uint64_t, max_newick_bytes, kDefaults.limits.max_newick_bytes,
+          "Most bytes of Newick text (an Mk model's tree) per request.");
+ABSL_FLAG(uint32_t, max_name_bytes, kDefaults.limits.max_name_bytes,
+          "Most bytes of one row name (an Mk tip label).");
+ABSL_FLAG(uint64_t, max_tips, kDefaults.limits.max_tips, "Most tips of an Mk model's tree.");
+ABSL_FLAG(int, max_states, kDefaults.limits.max_states, "Most states of an Mk model.");
+ABSL_FLAG(uint32_t, max_histories, kDefaults.limits.max_histories,
+          "Most stochastic maps drawn by one SampleHistories call.");
 ABSL_FLAG(uint64_t, max_inflight_bytes, kDefaults.limits.max_inflight_bytes,
           "Data bytes held by all calls together; more are refused with RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, shutdown_grace, kDefaults.shutdown_grace,
@@ -167,6 +175,11 @@ int main(int argc, char** argv) {
   options.limits.max_n_init = absl::GetFlag(FLAGS_max_n_init);
   options.limits.max_candidates = absl::GetFlag(FLAGS_max_candidates);
   options.limits.max_model_values = absl::GetFlag(FLAGS_max_model_values);
+  options.limits.max_newick_bytes = absl::GetFlag(FLAGS_max_newick_bytes);
+  options.limits.max_name_bytes = absl::GetFlag(FLAGS_max_name_bytes);
+  options.limits.max_tips = absl::GetFlag(FLAGS_max_tips);
+  options.limits.max_states = absl::GetFlag(FLAGS_max_states);
+  options.limits.max_histories = absl::GetFlag(FLAGS_max_histories);
   options.limits.max_inflight_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.heartbeat = absl::GetFlag(FLAGS_heartbeat);

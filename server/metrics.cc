@@ -84,8 +84,8 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                        .Name("emfit_received_bytes_total")
                        .Help("Bytes of request messages received, by method")
                        .Register(r);
-  for (RpcMethod m :
-       {RpcMethod::kFit, RpcMethod::kPosterior, RpcMethod::kScore, RpcMethod::kSelectModel}) {
+  for (RpcMethod m : {RpcMethod::kFit, RpcMethod::kPosterior, RpcMethod::kScore,
+                      RpcMethod::kSelectModel, RpcMethod::kSampleHistories}) {
     const int i = static_cast<int>(m);
     queue_wait_[i] = &queue_wait.Add({{"method", MethodLabel(m)}}, SecondsBuckets());
     run_[i] = &run.Add({{"method", MethodLabel(m)}}, SecondsBuckets());

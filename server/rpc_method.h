@@ -6,8 +6,8 @@
 
 namespace emfit::server {
 
-enum class RpcMethod { kFit, kPosterior, kScore, kSelectModel };
-inline constexpr int kNumRpcMethods = 4;
+enum class RpcMethod { kFit, kPosterior, kScore, kSelectModel, kSampleHistories };
+inline constexpr int kNumRpcMethods = 5;
 
 // The method's name in the proto ("SelectModel"): the `method` of logs and metrics.
 constexpr absl::string_view RpcMethodName(RpcMethod method) {
@@ -20,6 +20,8 @@ constexpr absl::string_view RpcMethodName(RpcMethod method) {
       return "Score";
     case RpcMethod::kSelectModel:
       return "SelectModel";
+    case RpcMethod::kSampleHistories:
+      return "SampleHistories";
   }
   return "";
 }
@@ -35,6 +37,8 @@ constexpr absl::string_view JobIdPrefix(RpcMethod method) {
       return "score";
     case RpcMethod::kSelectModel:
       return "select";
+    case RpcMethod::kSampleHistories:
+      return "simmap";
   }
   return "";
 }

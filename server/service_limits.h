@@ -24,6 +24,9 @@ struct ServiceLimits {
   uint64_t max_newick_bytes = 64 << 20;  // DataShape.newick_bytes (Mk models)
   uint32_t max_symbols = 100'000;        // categorical symbols of an HMM
   uint32_t max_name_bytes = 4096;        // one row name (a tip label)
+  uint64_t max_tips = 1'000'000;         // tips of an Mk tree (and DataShape.rows of Mk calls)
+  int max_states = 100;                  // states of an Mk model
+  uint32_t max_histories = 100'000;      // stochastic maps per SampleHistories call
   // Free parameters of one model. The default keeps a model (sent back in a result, or sent in
   // as a Posterior/Score header or warm start) within the 4 MiB default message size.
   int64_t max_model_values = 200'000;

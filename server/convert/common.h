@@ -5,6 +5,7 @@
 #define EMFIT_SERVER_CONVERT_COMMON_H_
 
 #include <Eigen/Core>
+#include <functional>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -15,6 +16,9 @@
 #include "emfit/v1/emfit.pb.h"
 
 namespace emfit::server {
+
+// Receives a Posterior call's blocks, in order (every family's PosteriorJob).
+using PosteriorEmitter = std::function<void(v1::PosteriorResponse)>;
 
 void ToProto(const Eigen::Ref<const Eigen::MatrixXd>& m, v1::Matrix* out);
 absl::StatusOr<Eigen::MatrixXd> FromProto(const v1::Matrix& m, absl::string_view field);

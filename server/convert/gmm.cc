@@ -113,14 +113,14 @@ absl::Status PlanSpec(gmm::GmmSpec* spec, const v1::ModelSpec& sent, const v1::M
       "spec.gmm");
 }
 
-absl::Status PlanModel(const gmm::GmmParams& model, const v1::DataShape& shape,
+absl::Status PlanModel(gmm::GmmParams* model, const v1::DataShape& shape,
                        const ServiceLimits& limits) {
   EMFIT_RETURN_IF_ERROR(CheckTable(shape));
-  EMFIT_RETURN_IF_ERROR(CheckK(static_cast<uint32_t>(model.k()), limits, "header.model.gmm"));
-  if (static_cast<uint64_t>(model.dim()) != shape.cols()) {
+  EMFIT_RETURN_IF_ERROR(CheckK(static_cast<uint32_t>(model->k()), limits, "header.model.gmm"));
+  if (static_cast<uint64_t>(model->dim()) != shape.cols()) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "header.shape.cols: the model has d=%d dimensions, the data declare %d columns",
-        model.dim(), shape.cols()));
+        model->dim(), shape.cols()));
   }
   return absl::OkStatus();
 }

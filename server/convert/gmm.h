@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "convert/common.h"
 #include "data_receiver.h"
 #include "emfit/em/options.h"
 #include "emfit/gmm/gmm.h"
@@ -16,8 +17,6 @@
 #include "service_limits.h"
 
 namespace emfit::server {
-
-using PosteriorEmitter = std::function<void(v1::PosteriorResponse)>;
 
 absl::StatusOr<gmm::GmmSpec> FromProto(const v1::GaussianMixtureSpec& spec);
 void ToProto(const gmm::GmmParams& params, v1::GaussianMixture* out);
@@ -27,8 +26,9 @@ absl::StatusOr<gmm::GmmParams> FromProto(const v1::GaussianMixture& model, absl:
 // checked to be of this family) and checks both against the declared shape and the limits.
 absl::Status PlanSpec(gmm::GmmSpec* spec, const v1::ModelSpec& sent, const v1::Model* init,
                       const v1::DataShape& shape, const ServiceLimits& limits);
-// Checks a model for Posterior and Score against the declared shape and the limits.
-absl::Status PlanModel(const gmm::GmmParams& model, const v1::DataShape& shape,
+// Checks a model for Posterior and Score against the declared shape and the limits (and
+// completes it with what the header says about the data, for families that need it).
+absl::Status PlanModel(gmm::GmmParams* model, const v1::DataShape& shape,
                        const ServiceLimits& limits);
 absl::StatusOr<v1::FitResult> FitJob(const gmm::GmmSpec& spec, Upload upload,
                                      const FitOptions& options, const FitControls& controls);

@@ -145,6 +145,21 @@ TEST(ParseCsv, AnotherLikelyDelimiterIsHinted) {
   EXPECT_THAT(ParseDelimiter("ab"), StatusIs(absl::StatusCode::kInvalidArgument, "--delimiter"));
 }
 
+TEST(ParseCsv, TextOnlyReadsTheTextColumnsWhateverTheOthersHold) {
+  CsvOptions o;
+  o.header = HeaderMode::kYes;
+  o.numeric = false;
+  o.text = {"taxon", "3"};
+  absl::StatusOr<Table> t = ParseCsv("taxon,size,ecomorph\nahli,big,TG\nalu,,CG|TC\n", o);
+  ASSERT_THAT(t, IsOk());
+  EXPECT_EQ(t->rows, 2u);
+  EXPECT_EQ(t->cols, 0u);
+  EXPECT_TRUE(t->values.empty());
+  EXPECT_THAT(t->text_names, ::testing::ElementsAre("taxon", "ecomorph"));
+  EXPECT_THAT(t->text[0], ::testing::ElementsAre("ahli", "alu"));
+  EXPECT_THAT(t->text[1], ::testing::ElementsAre("TG", "CG|TC"));
+}
+
 TEST(ReadCsvFile, ReadsTheBundledData) {
   absl::StatusOr<Table> t = ReadCsvFile(testing::DataPath("faithful.csv"));
   ASSERT_THAT(t, IsOk());

@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/data.h"
+#include "testing/mk_trees.h"
 #include "testing/observers.h"
 #include "testing/status_matchers.h"
 
@@ -27,40 +28,9 @@ using ::emfit::testing::IsOk;
 using ::emfit::testing::StatusIs;
 using ::testing::HasSubstr;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct Anoles {
-  Tree tree;
-  MkTips tips;
-  std::vector<std::string> states;
-};
-
-Anoles LoadAnoles() {
-  Anoles a;
-  absl::StatusOr<Tree> tree = ParseNewick(ReadFile(testing::DataPath("anole_tree.nwk")));
-  EXPECT_THAT(tree, IsOk());
-  a.tree = *std::move(tree);
-  std::vector<std::string> labels, states;
-  std::istringstream csv(ReadFile(testing::DataPath("anole_ecomorph.csv")));
-  std::string line;
-  std::getline(csv, line);
-  while (std::getline(csv, line)) {
-    const std::vector<std::string> f = absl::StrSplit(line, ',');
-    labels.push_back(f[0]);
-    states.push_back(f[1]);
-  }
-  a.states = StateNames(states);
-  a.tips.labels = labels;
-  absl::StatusOr<Eigen::MatrixXd> lik = TipLikelihoods(labels, states, a.states);
-  EXPECT_THAT(lik, IsOk());
-  a.tips.likelihoods = *lik;
-  return a;
-}
+using Anoles = testing::Anoles;
+using testing::LoadAnoles;
+using testing::ReadFile;
 
 // The numbers after `"key": ` (a number or a [list]) inside the fixture's `model` block.
 std::vector<double> FixtureValues(const std::string& json, const std::string& model,

@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/data.h"
+#include "testing/mk_trees.h"
 #include "testing/status_matchers.h"
 
 namespace emfit::mk {
@@ -27,37 +28,14 @@ bool HavePhytools() {
   return std::system("Rscript -e 'suppressMessages(library(phytools))' >/dev/null 2>&1") == 0;
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 TEST(MkSimmapPhytools, ReadSimmapReportsTheMapsCountsAndTimes) {
   if (!HavePhytools()) {
     GTEST_SKIP() << "R with phytools is not installed (apt-get install -y r-cran-phytools); "
                     "the SIMMAP read-back check did not run";
   }
-  absl::StatusOr<Tree> tree = ParseNewick(ReadFile(testing::DataPath("anole_tree.nwk")));
-  ASSERT_THAT(tree, IsOk());
-  std::vector<std::string> labels, states;
-  {
-    std::istringstream csv(ReadFile(testing::DataPath("anole_ecomorph.csv")));
-    std::string line;
-    std::getline(csv, line);  // header
-    while (std::getline(csv, line)) {
-      const std::vector<std::string> f = absl::StrSplit(line, ',');
-      labels.push_back(f[0]);
-      states.push_back(f[1]);
-    }
-  }
-  const std::vector<std::string> names = StateNames(states);
-  MkTips tips;
-  tips.labels = labels;
-  absl::StatusOr<Eigen::MatrixXd> lik = TipLikelihoods(labels, states, names);
-  ASSERT_THAT(lik, IsOk());
-  tips.likelihoods = *lik;
+  const testing::Anoles a = testing::LoadAnoles();
+  const std::vector<std::string>& names = a.states;
+  const MkTips& tips = a.tips;
   // ER at phytools' estimate (tests/fixtures/phytools_anoles.json).
   absl::StatusOr<MkParams> params = MkParams::FromRates(
       names, RateIndex(RateModel::kER, 6), Eigen::VectorXd::Constant(1, 0.02314141849727868));
@@ -69,9 +47,10 @@ TEST(MkSimmapPhytools, ReadSimmapReportsTheMapsCountsAndTimes) {
   std::vector<StochasticMap> maps;
   {
     std::ofstream out(maps_path);
-    ASSERT_THAT(SampleHistories(*params, *tree, tips, 25, 2024, {}, {},
+    ASSERT_THAT(SampleHistories(*params, a.tree, tips, 25, 2024, {}, {},
                                 [&](int64_t, const StochasticMap& map) {
-                                  absl::StatusOr<std::string> line = WriteSimmap(*tree, map, names);
+                                  absl::StatusOr<std::string> line =
+                                      WriteSimmap(a.tree, map, names);
                                   if (!line.ok()) return line.status();
                                   out << *line << "\n";
                                   maps.push_back(map);
@@ -101,7 +80,7 @@ writeLines(out, args[2])
   const std::string command =
       "Rscript " + script_path + " " + maps_path + " " + out_path + " >/dev/null 2>&1";
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
-  std::istringstream result(ReadFile(out_path));
+  std::istringstream result(testing::ReadFile(out_path));
   std::string line;
   int seen = 0;
   while (std::getline(result, line)) {

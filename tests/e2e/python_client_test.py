@@ -11,6 +11,7 @@ CLI as its oracle. One ctest per class (tests/CMakeLists.txt):
   python_docs_examples_run             README's example, and docs/api.md's raw stubs on a CSV
                                        with empty cells
   python_package_installs_with_pip     pip install client/python from a checkout
+  python_client_mk_model               emfit.MkModel: the CLI's Mk fit, posteriors and maps
 
 Run with Debian's /usr/bin/python3 and PYTHONPATH=<build>/client/python. A class whose optional
 dependency (pandas, scikit-learn) is absent is skipped with a message (exit code 77)."""
@@ -482,6 +483,73 @@ class SampleWithoutSklearn(ServerTest):
             np.testing.assert_allclose(rows.mean(axis=0), gm.means_[j],
                                        atol=0.02 * np.sqrt(np.diag(gm.covariances_[j])).max())
             np.testing.assert_allclose(np.cov(rows.T), gm.covariances_[j], rtol=0.03, atol=0.01)
+
+
+class MkModelMatchesTheCli(ServerTest):
+    """emfit.MkModel on the bundled anoles gives the CLI's fit, node posteriors and maps."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.tree = os.path.join(ARGS.repo, "data/anole_tree.nwk")
+        cls.tips_csv = os.path.join(ARGS.repo, "data/anole_ecomorph.csv")
+        with open(cls.tips_csv) as f:
+            cls.tips = dict(line.strip().split(",") for line in list(f)[1:] if line.strip())
+
+    def mk(self, *args, **kwargs):
+        return emfit.MkModel(*args, server=self.server.address, **kwargs)
+
+    def cli(self, command, *flags):
+        out = os.path.join(self.server.dir, "cli_mk_%s" % command)
+        self.run_cli(command, "--tree=" + self.tree, "--tips=" + self.tips_csv, "--out=" + out,
+                     *flags)
+        return out
+
+    def test_fit_posterior_and_maps_equal_the_clis(self):
+        for rates in ("ER", "ARD"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", emfit.ServerWarning)  # rates at their bound
+                m = self.mk(rates).fit(self.tree, self.tips)
+            with open(self.cli("fit", "--family=mk", "--rates=" + rates)) as f:
+                cli = json.load(f)
+            self.assertEqual(m.loglik_, cli["summary"]["log_likelihood"])
+            self.assertEqual(m.aic_, cli["summary"]["aic"])
+            np.testing.assert_array_equal(m.rates_, cli["mk"]["rates"])
+            np.testing.assert_array_equal(m.q_.ravel(), cli["model"]["mk"]["q"]["values"])
+            self.assertEqual(m.states_, ["CG", "GB", "TC", "TG", "Tr", "Tw"])
+            self.assertEqual(m.node_posteriors_.probabilities.shape, (163, 6))
+        model = os.path.join(self.server.dir, "cli_mk_fit")  # the ARD fit
+        post = m.posterior(self.tree, self.tips)
+        self.cli("posterior", "--model=" + model)
+        nodes = np.genfromtxt(os.path.join(self.server.dir, "cli_mk_posterior"), delimiter=",",
+                              names=True, dtype=None, encoding="utf-8")
+        np.testing.assert_array_equal(
+            post.probabilities, np.column_stack([nodes[s] for s in m.states_]))
+        self.assertEqual(post.states, list(nodes["state"]))
+        np.testing.assert_array_equal(post.probabilities, m.node_posteriors_.probabilities)
+        self.assertEqual(post.log_likelihood, m.loglik_)
+        self.assertEqual(m.score(self.tree, self.tips), m.loglik_)
+        maps = m.sample_histories(self.tree, self.tips, n=40, random_state=3)
+        self.cli("simmap", "--model=" + model, "--n=40", "--seed=3")
+        with open(os.path.join(self.server.dir, "cli_mk_simmap")) as f:
+            self.assertEqual(maps.maps, f.read().splitlines())
+        self.assertAlmostEqual(maps.mean_times.sum(), m.node_posteriors_.expected_times.sum())
+
+    def test_missing_and_ambiguous_tips_and_unknown_states(self):
+        tips = dict(self.tips)
+        tips["ahli"], tips["allogus"] = "?", "TG|TC"
+        m = self.mk("ER").fit(self.tree, tips)
+        self.assertEqual(m.summary_.rows_used, 82)
+        self.assertLess(m.loglik_, 0)
+        with self.assertRaisesRegex(ValueError, "state 'XX' is not one of the declared states"):
+            self.mk("ER", states=["CG", "GB", "TC", "TG", "Tr", "Tw"]).fit(
+                self.tree, dict(tips, ahli="XX"))
+        fewer = {k: v for k, v in list(self.tips.items())[2:]}
+        with self.assertRaisesRegex(emfit.InvalidArgumentError, "2 tips of the tree have no row"):
+            self.mk("ER").fit(self.tree, fewer)
+        with self.assertWarnsRegex(emfit.ServerWarning, "missing_tips"):
+            m = self.mk("ER", allow_missing_tips=True).fit(self.tree, fewer)
+        self.assertEqual(m.summary_.rows_used, 80)
 
 
 def python_blocks(doc):

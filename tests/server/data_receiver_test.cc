@@ -131,8 +131,9 @@ TEST_F(DataReceiverTest, StreamsThatDoNotAddUpAreRefusedNamingTheStream) {
   const std::vector<std::string> long_name = {"a", std::string(limits_.max_name_bytes + 1, 'x'),
                                               "c", "d"};
   named.row_names = long_name;
+  // A limit, like the others: RESOURCE_EXHAUSTED naming the flag.
   EXPECT_THAT(Send(named_shape, named, 100),
-              StatusIs(absl::StatusCode::kInvalidArgument, "(--max_name_bytes)"));
+              StatusIs(absl::StatusCode::kResourceExhausted, "(--max_name_bytes)"));
   EXPECT_EQ(service_.inflight_bytes(), 0u);
 }
 

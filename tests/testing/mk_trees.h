@@ -1,17 +1,65 @@
-// Test helpers for the Mk family: random trees and independent reference computations
-// (matrix exponential by Taylor series, likelihoods by brute-force enumeration).
+// Test helpers for the Mk family: the bundled anoles, random trees and independent reference
+// computations (matrix exponential by Taylor series, likelihoods by brute-force enumeration).
 #ifndef EMFIT_TESTS_TESTING_MK_TREES_H_
 #define EMFIT_TESTS_TESTING_MK_TREES_H_
 
 #include <Eigen/Core>
 #include <cmath>
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_split.h"
+#include "emfit/mk/mk.h"
 #include "emfit/mk/tree.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/data.h"
+#include "testing/status_matchers.h"
 
 namespace emfit::testing {
+
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The bundled anoles (data/anole_tree.nwk, data/anole_ecomorph.csv): 82 tips, 6 ecomorphs.
+struct Anoles {
+  std::string newick;
+  mk::Tree tree;
+  std::vector<std::string> labels, tip_states;  // the CSV's rows
+  std::vector<std::string> states;              // the state names, sorted (R's factor levels)
+  mk::MkTips tips;
+};
+
+// Records a test failure (never aborts) if the files cannot be read.
+inline Anoles LoadAnoles() {
+  Anoles a;
+  a.newick = ReadFile(DataPath("anole_tree.nwk"));
+  absl::StatusOr<mk::Tree> tree = mk::ParseNewick(a.newick);
+  EXPECT_THAT(tree, IsOk());
+  if (tree.ok()) a.tree = *std::move(tree);
+  std::istringstream csv(ReadFile(DataPath("anole_ecomorph.csv")));
+  std::string line;
+  std::getline(csv, line);  // header
+  while (std::getline(csv, line)) {
+    const std::vector<std::string> f = absl::StrSplit(line, ',');
+    if (f.size() < 2) continue;
+    a.labels.push_back(f[0]);
+    a.tip_states.push_back(f[1]);
+  }
+  a.states = mk::StateNames(a.tip_states);
+  a.tips.labels = a.labels;
+  absl::StatusOr<Eigen::MatrixXd> lik = mk::TipLikelihoods(a.labels, a.tip_states, a.states);
+  EXPECT_THAT(lik, IsOk());
+  if (lik.ok()) a.tips.likelihoods = *std::move(lik);
+  return a;
+}
 
 // A random rooted binary tree in Newick with tips t0..t{n-1} and lengths in [lo, hi], built
 // by merging random pairs of subtrees (seeded).

@@ -1,4 +1,5 @@
-"""emfit.Client: the raw RPCs (Fit, Posterior, Score, SelectModel) with the header-then-chunks
+"""emfit.Client: the raw RPCs (Fit, Posterior, Score, SelectModel, SampleHistories) with the
+header-then-chunks
 upload, deadlines, tokens, cancellation and errors as exceptions. The estimators use it; it is
 the one place where calls are made."""
 import dataclasses
@@ -99,37 +100,46 @@ class Client:
         self.close()
 
     # The RPCs. X: array-like (rows, cols), NaN for missing; sample_weight: one per row.
+    # Mk models also stream the tree and the tips' labels (**texts: newick, the Newick text as
+    # str or bytes; row_names, one label per row of X; allow_missing_tips).
 
-    def fit(self, header, X, sample_weight=None, column_names=None, on_event=None):
+    def fit(self, header, X, sample_weight=None, column_names=None, on_event=None, **texts):
         """Fit: header is a FitHeader whose spec/options/init are set (its shape is filled in
         here). on_event(FitEvent) sees every event (accepted, iteration, warning, heartbeat).
         Returns the FitResult."""
         return self._events(self._stub.Fit, pb.FitRequest, header, X, sample_weight,
-                            column_names, on_event)
+                            column_names, on_event, texts)
 
-    def select_model(self, header, X, sample_weight=None, column_names=None, on_event=None):
+    def select_model(self, header, X, sample_weight=None, column_names=None, on_event=None,
+                     **texts):
         """SelectModel: header is a SelectModelHeader (grid, template, options). Returns the
         SelectionResult; on_event(SelectModelEvent) sees every other event."""
         return self._events(self._stub.SelectModel, pb.SelectModelRequest, header, X,
-                            sample_weight, column_names, on_event)
+                            sample_weight, column_names, on_event, texts)
 
-    def posterior(self, model, X, sample_weight=None):
-        """Posterior of every row of X under model (a Model message), in row order."""
+    def posterior_blocks(self, model, X, sample_weight=None, **texts):
+        """The PosteriorResponse blocks of X under model, in order (Mk models: blocks of nodes
+        with their MkTreeSummary)."""
         requests = self._requests(pb.PosteriorRequest, pb.PosteriorHeader(model=model), X,
-                                  sample_weight, None)
+                                  sample_weight, None, texts)
         blocks = []
         self._stream(self._stub.Posterior, requests, blocks.append)
         if not blocks:
             raise error_for(grpc.StatusCode.INTERNAL, "Posterior ended without a block")
+        return blocks
+
+    def posterior(self, model, X, sample_weight=None):
+        """Posterior of every row of X under model (a Model message), in row order."""
+        blocks = self.posterior_blocks(model, X, sample_weight)
         return Posteriors(
             np.concatenate([_data.array(b.responsibilities) for b in blocks]),
             np.concatenate([np.asarray(b.log_likelihood, dtype=np.float64) for b in blocks]),
             np.concatenate([np.asarray(b.labels, dtype=np.int64) for b in blocks]))
 
-    def score(self, model, X, sample_weight=None):
+    def score(self, model, X, sample_weight=None, **texts):
         """Score: the ScoreResponse (log-likelihood, its mean, BIC, AIC) of X under model."""
         requests = self._requests(pb.ScoreRequest, pb.PosteriorHeader(model=model), X,
-                                  sample_weight, None)
+                                  sample_weight, None, texts)
         future = self._stub.Score.future(requests, timeout=self.timeout,
                                          metadata=self._metadata)
         try:
@@ -140,21 +150,55 @@ class Client:
             future.cancel()
             raise
 
+    def sample_histories(self, header, X, on_batch=None, **texts):
+        """SampleHistories (Mk models): header is a SampleHistoriesHeader (model, n, seed,
+        sampler); X the tips' likelihood rows, with texts as for fit. on_batch(response) sees
+        each batch of SIMMAP lines in order. Returns the HistoriesSummary."""
+        requests = self._requests(pb.SampleHistoriesRequest, header, X, None, None, texts)
+        summary = []
+
+        def handle(response):
+            if response.simmap and on_batch is not None:
+                on_batch(response)
+            if response.HasField("summary"):
+                summary.append(response.summary)
+        self._stream(self._stub.SampleHistories, requests, handle)
+        if not summary:
+            raise error_for(grpc.StatusCode.INTERNAL, "the call ended without a summary")
+        return summary[0]
+
     # Shared by every RPC.
 
-    def _requests(self, request_type, header, X, sample_weight, column_names):
+    def _requests(self, request_type, header, X, sample_weight, column_names, texts=None):
+        texts = dict(texts or {})
+        newick = texts.pop("newick", None)
+        if isinstance(newick, str):
+            newick = newick.encode()
+        row_names = texts.pop("row_names", None)
+        allow_missing_tips = bool(texts.pop("allow_missing_tips", False))
+        if texts:
+            raise TypeError("unexpected arguments: %s" % ", ".join(sorted(texts)))
         X = _data.as_matrix(X)
         weights = _data.as_weights(sample_weight, X.shape[0])
-        header.shape.CopyFrom(_data.shape_of(X, weights, column_names))
+        if row_names is not None:
+            row_names = [str(n) for n in row_names]
+            if len(row_names) != X.shape[0]:
+                raise ValueError("row_names: expected %d names (one per row), got %d"
+                                 % (X.shape[0], len(row_names)))
+        header.shape.CopyFrom(_data.shape_of(X, weights, column_names, newick, row_names))
+        header.shape.allow_missing_tips = allow_missing_tips
 
         def generate():
             yield request_type(header=header)
             for chunk in _data.stream_values(X, weights, self.chunk_bytes):
                 yield request_type(chunk=chunk)
+            for chunk in _data.stream_texts(newick, row_names, self.chunk_bytes):
+                yield request_type(chunk=chunk)
         return generate()
 
-    def _events(self, method, request_type, header, X, sample_weight, column_names, on_event):
-        requests = self._requests(request_type, header, X, sample_weight, column_names)
+    def _events(self, method, request_type, header, X, sample_weight, column_names, on_event,
+                texts=None):
+        requests = self._requests(request_type, header, X, sample_weight, column_names, texts)
         result = []
 
         def handle(event):

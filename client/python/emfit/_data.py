@@ -52,12 +52,34 @@ def as_weights(sample_weight, rows):
     return w
 
 
-def shape_of(X, weights=None, names=None):
-    """The DataShape message of the data that stream_values sends."""
+def shape_of(X, weights=None, names=None, newick=None, row_names=None):
+    """The DataShape message of the data that stream_values and stream_texts send."""
     shape = pb.DataShape(rows=X.shape[0], cols=X.shape[1], weight_column=weights is not None)
     if names is not None:
         shape.column_names.extend(str(n) for n in names)
+    if newick:
+        shape.newick_bytes = len(newick)
+    if row_names is not None:
+        shape.row_names = True
     return shape
+
+
+def stream_texts(newick=None, row_names=None, chunk_bytes=DEFAULT_CHUNK_BYTES):
+    """Yields DataChunk messages of the streams besides the values: the Newick text (bytes) in
+    pieces of chunk_bytes, then the row names, about chunk_bytes of them per message (at least
+    one), as the CLI's ChunkCursor cuts them."""
+    chunk_bytes = max(1, int(chunk_bytes))
+    for start in range(0, len(newick or b""), chunk_bytes):
+        yield pb.DataChunk(newick=newick[start:start + chunk_bytes])
+    names, size = [], 0
+    for name in row_names or ():
+        names.append(name)
+        size += len(name.encode()) + 2
+        if size >= chunk_bytes:
+            yield pb.DataChunk(row_names=names)
+            names, size = [], 0
+    if names:
+        yield pb.DataChunk(row_names=names)
 
 
 def stream_values(X, weights=None, chunk_bytes=DEFAULT_CHUNK_BYTES):

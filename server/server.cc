@@ -16,6 +16,12 @@ namespace {
 // been ended with a status that says why; gRPC's forced cancel is a backstop only.
 constexpr absl::Duration kShutdownBackstop = absl::Seconds(5);
 
+// The keepalive interval for --max_stall: a quarter of it, between 20 ms and 5 minutes.
+int KeepaliveMillis(absl::Duration max_stall) {
+  return static_cast<int>(
+      std::clamp<int64_t>(absl::ToInt64Milliseconds(max_stall / 4), 20, 5 * 60 * 1000));
+}
+
 }  // namespace
 
 Server::~Server() {
@@ -107,6 +113,12 @@ absl::Status Server::Start(const ServerOptions& options) {
   const std::string address = absl::StrFormat("%s:%d", options.host, options.port);
   builder.AddListeningPort(address, *credentials, &port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  // Keepalive pings on connections with calls, four per --max_stall. Besides finding dead
+  // peers, a ping makes the client's transport send the flow-control window updates it holds
+  // back until it writes something; those updates are how a reader's progress reaches the
+  // server, so with them a slow but steady reader is seen as such (fit_session.h, PostWait).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, KeepaliveMillis(options.limits.max_stall));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // while uploads run too
   builder.RegisterService(service_.get());
   builder.RegisterService(health_.get());
   server_ = builder.BuildAndStart();

@@ -10,6 +10,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "connection.h"
+#include "request_data.h"
 
 namespace emfit::client {
 namespace {
@@ -55,18 +56,15 @@ Result Resending(int resends, const CallOptions& options, Attempt&& attempt,
   }
 }
 
-// Writes the header request, then the values in chunks, then half-closes. A failed write
+// Writes the header request, then the data in chunks, then half-closes. A failed write
 // means the server already ended the call; its status comes with Finish().
 template <class Request, class Stream>
-void Upload(Stream* stream, const Request& header, absl::Span<const double> values,
-            size_t chunk_values) {
+void Upload(Stream* stream, const Request& header, const RequestData& data, size_t chunk_values) {
   bool open = stream->Write(header);
-  const size_t chunk = std::max<size_t>(1, chunk_values);
+  ChunkCursor cursor(data, chunk_values);
   Request request;
-  for (size_t begin = 0; open && begin < values.size(); begin += chunk) {
-    const size_t n = std::min(chunk, values.size() - begin);
-    request.mutable_chunk()->mutable_values()->Assign(values.begin() + begin,
-                                                      values.begin() + begin + n);
+  while (open && !cursor.done()) {
+    cursor.Next(request.mutable_chunk());
     open = stream->Write(request);
   }
   if (open) stream->WritesDone();
@@ -79,12 +77,9 @@ void Upload(Stream* stream, const Request& header, absl::Span<const double> valu
 template <class Request, class Event>
 class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
  public:
-  Exchange(const Request& header, absl::Span<const double> values, size_t chunk_values,
+  Exchange(const Request& header, const RequestData& data, size_t chunk_values,
            absl::FunctionRef<void(const Event&)> on_event)
-      : request_(header),
-        values_(values),
-        chunk_(std::max<size_t>(1, chunk_values)),
-        on_event_(on_event) {}
+      : request_(header), cursor_(data, chunk_values), on_event_(on_event) {}
 
   // `start(context, reactor)` binds this reactor to a new call (stub->async()->Method).
   template <class StartFn>
@@ -99,14 +94,11 @@ class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
 
   void OnWriteDone(bool ok) override {
     if (!ok) return;  // the server ended the call; its status comes with OnDone
-    if (next_ >= values_.size()) {
+    if (cursor_.done()) {
       this->StartWritesDone();
       return;
     }
-    const size_t n = std::min(chunk_, values_.size() - next_);
-    request_.mutable_chunk()->mutable_values()->Assign(values_.begin() + next_,
-                                                       values_.begin() + next_ + n);
-    next_ += n;
+    cursor_.Next(request_.mutable_chunk());
     this->StartWrite(&request_);
   }
 
@@ -123,9 +115,7 @@ class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
 
  private:
   Request request_;  // the header, then each chunk in turn
-  const absl::Span<const double> values_;
-  const size_t chunk_;
-  size_t next_ = 0;  // first value not yet sent
+  ChunkCursor cursor_;
   Event event_;
   const absl::FunctionRef<void(const Event&)> on_event_;
   grpc::Status status_;
@@ -134,10 +124,10 @@ class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
 
 // Runs one Exchange on `context`.
 template <class Request, class Event, class StartFn, class OnEvent>
-absl::Status RunExchange(StartFn&& start, const Request& header, absl::Span<const double> values,
+absl::Status RunExchange(StartFn&& start, const Request& header, const RequestData& data,
                          const CallOptions& options, grpc::ClientContext* context,
                          OnEvent&& on_event) {
-  Exchange<Request, Event> exchange(header, values, options.chunk_values, on_event);
+  Exchange<Request, Event> exchange(header, data, options.chunk_values, on_event);
   return exchange.Run(start, context);
 }
 
@@ -162,8 +152,7 @@ std::shared_ptr<grpc::Channel> FitClient::Connect(const std::string& target) {
                                    ChannelArgumentsFor(options));
 }
 
-absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header,
-                                             absl::Span<const double> values,
+absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header, const RequestData& data,
                                              const EventCallback& on_event,
                                              const CallOptions& options) {
   v1::FitRequest request;
@@ -174,7 +163,7 @@ absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header,
         std::optional<v1::FitResult> result;
         absl::Status status = RunExchange<v1::FitRequest, v1::FitEvent>(
             [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->Fit(c, reactor); },
-            request, values, options, context,
+            request, data, options, context,
             [&](const v1::FitEvent& e) {
               if (on_event) on_event(e);
               if (e.has_result()) result = e.result();
@@ -188,8 +177,7 @@ absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header,
       [] { return true; });
 }
 
-absl::Status FitClient::Posterior(const v1::PosteriorHeader& header,
-                                  absl::Span<const double> values,
+absl::Status FitClient::Posterior(const v1::PosteriorHeader& header, const RequestData& data,
                                   const std::function<void(const v1::PosteriorResponse&)>& on_block,
                                   const CallOptions& options) {
   v1::PosteriorRequest request;
@@ -200,7 +188,7 @@ absl::Status FitClient::Posterior(const v1::PosteriorHeader& header,
       [&](grpc::ClientContext* context) {
         return RunExchange<v1::PosteriorRequest, v1::PosteriorResponse>(
             [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->Posterior(c, reactor); },
-            request, values, options, context,
+            request, data, options, context,
             [&](const v1::PosteriorResponse& r) {
               delivered = true;
               on_block(r);
@@ -210,7 +198,7 @@ absl::Status FitClient::Posterior(const v1::PosteriorHeader& header,
 }
 
 absl::StatusOr<v1::ScoreResponse> FitClient::Score(const v1::PosteriorHeader& header,
-                                                   absl::Span<const double> values,
+                                                   const RequestData& data,
                                                    const CallOptions& options) {
   v1::ScoreRequest request;
   *request.mutable_header() = header;
@@ -219,7 +207,7 @@ absl::StatusOr<v1::ScoreResponse> FitClient::Score(const v1::PosteriorHeader& he
       [&](grpc::ClientContext* context) -> absl::StatusOr<v1::ScoreResponse> {
         v1::ScoreResponse response;
         auto stream = stub_->Score(context, &response);
-        Upload(stream.get(), request, values, options.chunk_values);
+        Upload(stream.get(), request, data, options.chunk_values);
         absl::Status status = FromGrpc(stream->Finish());
         if (!status.ok()) return status;
         return response;
@@ -228,7 +216,7 @@ absl::StatusOr<v1::ScoreResponse> FitClient::Score(const v1::PosteriorHeader& he
 }
 
 absl::StatusOr<v1::SelectionResult> FitClient::SelectModel(
-    const v1::SelectModelHeader& header, absl::Span<const double> values,
+    const v1::SelectModelHeader& header, const RequestData& data,
     const std::function<void(const v1::SelectModelEvent&)>& on_event, const CallOptions& options) {
   v1::SelectModelRequest request;
   *request.mutable_header() = header;
@@ -238,7 +226,7 @@ absl::StatusOr<v1::SelectionResult> FitClient::SelectModel(
         std::optional<v1::SelectionResult> result;
         absl::Status status = RunExchange<v1::SelectModelRequest, v1::SelectModelEvent>(
             [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->SelectModel(c, reactor); },
-            request, values, options, context,
+            request, data, options, context,
             [&](const v1::SelectModelEvent& e) {
               if (on_event) on_event(e);
               if (e.has_result()) result = e.result();

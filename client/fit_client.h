@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "emfit/v1/emfit.grpc.pb.h"
+#include "request_data.h"
 
 namespace emfit::client {
 
@@ -55,26 +56,26 @@ class FitClient {
 
   using EventCallback = std::function<void(const v1::FitEvent&)>;
 
-  // Sends `header` (its shape must match `values`: rows * cols values, row-major), then the
-  // values, and returns the result event. `on_event` sees every event, the result included.
-  // Errors are the server's status (code and message) or the transport's.
-  absl::StatusOr<v1::FitResult> Fit(const v1::FitHeader& header, absl::Span<const double> values,
+  // Sends `header` (its shape must match `data`: rows * cols values, row-major, and the other
+  // streams as the shape declares them), then the data, and returns the result event. `on_event`
+  // sees every event, the result included. Errors are the server's status (code and message) or the
+  // transport's.
+  absl::StatusOr<v1::FitResult> Fit(const v1::FitHeader& header, const RequestData& data,
                                     const EventCallback& on_event = nullptr,
                                     const CallOptions& options = {});
 
   // Posteriors of every row under `header.model`, delivered block by block in row order.
-  absl::Status Posterior(const v1::PosteriorHeader& header, absl::Span<const double> values,
+  absl::Status Posterior(const v1::PosteriorHeader& header, const RequestData& data,
                          const std::function<void(const v1::PosteriorResponse&)>& on_block,
                          const CallOptions& options = {});
 
   // Total log-likelihood, BIC and AIC of the data under `header.model`.
   absl::StatusOr<v1::ScoreResponse> Score(const v1::PosteriorHeader& header,
-                                          absl::Span<const double> values,
-                                          const CallOptions& options = {});
+                                          const RequestData& data, const CallOptions& options = {});
 
   // Fits the grid the header describes; `on_event` sees every event.
   absl::StatusOr<v1::SelectionResult> SelectModel(
-      const v1::SelectModelHeader& header, absl::Span<const double> values,
+      const v1::SelectModelHeader& header, const RequestData& data,
       const std::function<void(const v1::SelectModelEvent&)>& on_event = nullptr,
       const CallOptions& options = {});
 

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "emfit/base/cpu.h"
 #include "logging.h"
 #include "server.h"
 #include "spdlog/spdlog.h"
@@ -118,11 +119,9 @@ void MaybeDispatch(char** argv) {
 #if defined(EMFIT_DISPATCH) && (defined(__x86_64__) || defined(_M_X64))
   const char* keep = std::getenv("EMFIT_PORTABLE");
   if (keep != nullptr && std::string(keep) == "1") return;
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
-  const bool v4 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                  __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
-                  __builtin_cpu_supports("avx512vl");
+  const int level = emfit::X86Level();
+  if (level < 3) return;
+  const bool v4 = level >= 4;
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n <= 0) return;

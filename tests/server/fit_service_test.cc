@@ -247,6 +247,7 @@ TEST_F(FitServiceTest, ClientCancellationStopsTheFitWithinAnIteration) {
 }
 
 TEST_F(FitServiceTest, DeadlineIsHonoured) {
+  // A fit that would run for hours ends with the call's deadline, and frees its worker.
   LongFit fit;
   CallOptions call;
   call.timeout = absl::Milliseconds(300);
@@ -505,6 +506,45 @@ TEST_F(FitServiceTest, PosteriorRejectsAModelOfAnotherDimension) {
   header.clear_model();
   EXPECT_THAT(client_->Score(header, Values(x)),
               StatusIs(absl::StatusCode::kInvalidArgument, "header.model"));
+}
+
+TEST_F(FitServiceTest, ModelsRecordColumnNamesAndDataWithOtherNamesAreRefused) {
+  const RowMatrix x = Faithful();
+  v1::FitHeader header = GmmHeader(x, 2);
+  header.mutable_shape()->add_column_names("eruptions");
+  header.mutable_shape()->add_column_names("waiting");
+  absl::StatusOr<v1::FitResult> fit = client_->Fit(header, Values(x));
+  ASSERT_THAT(fit, IsOk());
+  EXPECT_THAT(fit->model().feature_names(), ::testing::ElementsAre("eruptions", "waiting"));
+
+  // The same columns the other way round (as in data/geyser.csv): refused, naming both lists.
+  RowMatrix swapped(x.rows(), 2);
+  swapped.col(0) = x.col(1);
+  swapped.col(1) = x.col(0);
+  v1::PosteriorHeader score = PosteriorHeaderFor(*fit, swapped);
+  score.mutable_shape()->add_column_names("waiting");
+  score.mutable_shape()->add_column_names("eruptions");
+  const std::string both =
+      "fitted to the columns [eruptions, waiting], the data have the "
+      "columns [waiting, eruptions]";
+  EXPECT_THAT(client_->Score(score, Values(swapped)),
+              StatusIs(absl::StatusCode::kInvalidArgument, both));
+  EXPECT_THAT(client_->Posterior(score, Values(swapped), [](const v1::PosteriorResponse&) {}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "header.model.feature_names"));
+  // Asked for explicitly, the model is used anyway; data without names are not checked.
+  score.set_ignore_feature_names(true);
+  EXPECT_THAT(client_->Score(score, Values(swapped)), IsOk());
+  score.set_ignore_feature_names(false);
+  score.mutable_shape()->clear_column_names();
+  EXPECT_THAT(client_->Score(score, Values(swapped)), IsOk());
+
+  // A warm start is checked the same way.
+  v1::FitHeader warm = GmmHeader(swapped, 2);
+  warm.mutable_shape()->add_column_names("waiting");
+  warm.mutable_shape()->add_column_names("eruptions");
+  *warm.mutable_init() = fit->model();
+  EXPECT_THAT(client_->Fit(warm, Values(swapped)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "header.init.feature_names"));
 }
 
 TEST_F(FitServiceTest, SelectModelFitsTheGridAndPicksTheLowestBic) {

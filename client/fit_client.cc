@@ -4,6 +4,8 @@
 #include <optional>
 
 #include "absl/functional/function_ref.h"
+#include "absl/random/random.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -18,13 +20,40 @@ absl::Status FromGrpc(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
-// Prepares `context` (the caller's or `own`) with the options' deadline.
-grpc::ClientContext* Context(const CallOptions& options, grpc::ClientContext* own) {
-  grpc::ClientContext* context = options.context != nullptr ? options.context : own;
-  if (options.timeout != absl::InfiniteDuration()) {
-    context->set_deadline(absl::ToChronoTime(absl::Now() + options.timeout));
+const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <class T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
+// Runs `attempt(context)` with a context (the caller's, or a new one per attempt) that carries
+// the call's deadline, and runs it again while it was lost in transit, `may_resend()` allows it
+// and re-sends remain (FitClient, "Re-sends").
+template <class Result, class Attempt, class MayResend>
+Result Resending(int resends, const CallOptions& options, Attempt&& attempt,
+                 MayResend&& may_resend) {
+  const absl::Time deadline = options.timeout == absl::InfiniteDuration()
+                                  ? absl::InfiniteFuture()
+                                  : absl::Now() + options.timeout;
+  absl::BitGen jitter;
+  for (int n = 1;; ++n) {
+    grpc::ClientContext own;
+    grpc::ClientContext* context = options.context != nullptr ? options.context : &own;
+    if (deadline != absl::InfiniteFuture()) context->set_deadline(absl::ToChronoTime(deadline));
+    Result result = attempt(context);
+    const absl::Status& status = StatusOf(result);
+    if (status.ok() || n > resends || options.context != nullptr || !LostInTransit(status) ||
+        !may_resend()) {
+      return result;
+    }
+    const absl::Duration cap =
+        std::min(absl::Milliseconds(200) * (int64_t{1} << std::min(n - 1, 10)), absl::Seconds(5));
+    const absl::Time wake =
+        absl::Now() + absl::Seconds(absl::Uniform(jitter, 0.0, absl::ToDoubleSeconds(cap)));
+    if (wake >= deadline) return result;
+    absl::SleepFor(wake - absl::Now());
+    if (options.on_resend) options.on_resend(status, n + 1);
   }
-  return context;
 }
 
 // Writes the header request, then the data in chunks, then half-closes. A failed write
@@ -93,19 +122,28 @@ class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
   absl::Notification done_;
 };
 
-// Runs one Exchange with `options`' context and deadline.
+// Runs one Exchange on `context`.
 template <class Request, class Event, class StartFn, class OnEvent>
 absl::Status RunExchange(StartFn&& start, const Request& header, const RequestData& data,
-                         const CallOptions& options, OnEvent&& on_event) {
-  grpc::ClientContext own;
+                         const CallOptions& options, grpc::ClientContext* context,
+                         OnEvent&& on_event) {
   Exchange<Request, Event> exchange(header, data, options.chunk_values, on_event);
-  return exchange.Run(start, Context(options, &own));
+  return exchange.Run(start, context);
 }
 
 }  // namespace
 
+bool LostInTransit(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kUnavailable ||
+         (status.code() == absl::StatusCode::kInternal &&
+          absl::StrContains(status.message(), "RST_STREAM"));
+}
+
 FitClient::FitClient(std::shared_ptr<grpc::Channel> channel)
-    : stub_(v1::EmFitService::NewStub(std::move(channel))) {}
+    : FitClient(std::move(channel), ConnectionOptionsFromFlags().retries) {}
+
+FitClient::FitClient(std::shared_ptr<grpc::Channel> channel, int resends)
+    : stub_(v1::EmFitService::NewStub(std::move(channel))), resends_(std::max(0, resends)) {}
 
 std::shared_ptr<grpc::Channel> FitClient::Connect(const std::string& target) {
   ConnectionOptions options;
@@ -119,17 +157,24 @@ absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header, const 
                                              const CallOptions& options) {
   v1::FitRequest request;
   *request.mutable_header() = header;
-  std::optional<v1::FitResult> result;
-  absl::Status status = RunExchange<v1::FitRequest, v1::FitEvent>(
-      [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->Fit(c, reactor); }, request,
-      data, options,
-      [&](const v1::FitEvent& e) {
-        if (on_event) on_event(e);
-        if (e.has_result()) result = e.result();
-      });
-  if (!status.ok()) return status;
-  if (!result.has_value()) return absl::InternalError("the server ended the call without a result");
-  return *std::move(result);
+  return Resending<absl::StatusOr<v1::FitResult>>(
+      resends_, options,
+      [&](grpc::ClientContext* context) -> absl::StatusOr<v1::FitResult> {
+        std::optional<v1::FitResult> result;
+        absl::Status status = RunExchange<v1::FitRequest, v1::FitEvent>(
+            [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->Fit(c, reactor); },
+            request, data, options, context,
+            [&](const v1::FitEvent& e) {
+              if (on_event) on_event(e);
+              if (e.has_result()) result = e.result();
+            });
+        if (!status.ok()) return status;
+        if (!result.has_value()) {
+          return absl::InternalError("the server ended the call without a result");
+        }
+        return *std::move(result);
+      },
+      [] { return true; });
 }
 
 absl::Status FitClient::Posterior(const v1::PosteriorHeader& header, const RequestData& data,
@@ -137,23 +182,37 @@ absl::Status FitClient::Posterior(const v1::PosteriorHeader& header, const Reque
                                   const CallOptions& options) {
   v1::PosteriorRequest request;
   *request.mutable_header() = header;
-  return RunExchange<v1::PosteriorRequest, v1::PosteriorResponse>(
-      [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->Posterior(c, reactor); },
-      request, data, options, [&](const v1::PosteriorResponse& r) { on_block(r); });
+  bool delivered = false;  // blocks cannot be taken back: no re-send after the first
+  return Resending<absl::Status>(
+      resends_, options,
+      [&](grpc::ClientContext* context) {
+        return RunExchange<v1::PosteriorRequest, v1::PosteriorResponse>(
+            [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->Posterior(c, reactor); },
+            request, data, options, context,
+            [&](const v1::PosteriorResponse& r) {
+              delivered = true;
+              on_block(r);
+            });
+      },
+      [&] { return !delivered; });
 }
 
 absl::StatusOr<v1::ScoreResponse> FitClient::Score(const v1::PosteriorHeader& header,
                                                    const RequestData& data,
                                                    const CallOptions& options) {
-  grpc::ClientContext own;
-  v1::ScoreResponse response;
-  auto stream = stub_->Score(Context(options, &own), &response);
   v1::ScoreRequest request;
   *request.mutable_header() = header;
-  Upload(stream.get(), request, data, options.chunk_values);
-  absl::Status status = FromGrpc(stream->Finish());
-  if (!status.ok()) return status;
-  return response;
+  return Resending<absl::StatusOr<v1::ScoreResponse>>(
+      resends_, options,
+      [&](grpc::ClientContext* context) -> absl::StatusOr<v1::ScoreResponse> {
+        v1::ScoreResponse response;
+        auto stream = stub_->Score(context, &response);
+        Upload(stream.get(), request, data, options.chunk_values);
+        absl::Status status = FromGrpc(stream->Finish());
+        if (!status.ok()) return status;
+        return response;
+      },
+      [] { return true; });
 }
 
 absl::StatusOr<v1::SelectionResult> FitClient::SelectModel(
@@ -161,17 +220,24 @@ absl::StatusOr<v1::SelectionResult> FitClient::SelectModel(
     const std::function<void(const v1::SelectModelEvent&)>& on_event, const CallOptions& options) {
   v1::SelectModelRequest request;
   *request.mutable_header() = header;
-  std::optional<v1::SelectionResult> result;
-  absl::Status status = RunExchange<v1::SelectModelRequest, v1::SelectModelEvent>(
-      [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->SelectModel(c, reactor); },
-      request, data, options,
-      [&](const v1::SelectModelEvent& e) {
-        if (on_event) on_event(e);
-        if (e.has_result()) result = e.result();
-      });
-  if (!status.ok()) return status;
-  if (!result.has_value()) return absl::InternalError("the server ended the call without a result");
-  return *std::move(result);
+  return Resending<absl::StatusOr<v1::SelectionResult>>(
+      resends_, options,
+      [&](grpc::ClientContext* context) -> absl::StatusOr<v1::SelectionResult> {
+        std::optional<v1::SelectionResult> result;
+        absl::Status status = RunExchange<v1::SelectModelRequest, v1::SelectModelEvent>(
+            [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->SelectModel(c, reactor); },
+            request, data, options, context,
+            [&](const v1::SelectModelEvent& e) {
+              if (on_event) on_event(e);
+              if (e.has_result()) result = e.result();
+            });
+        if (!status.ok()) return status;
+        if (!result.has_value()) {
+          return absl::InternalError("the server ended the call without a result");
+        }
+        return *std::move(result);
+      },
+      [] { return true; });
 }
 
 absl::StatusOr<v1::HistoriesSummary> FitClient::SampleHistories(
@@ -180,19 +246,30 @@ absl::StatusOr<v1::HistoriesSummary> FitClient::SampleHistories(
     const CallOptions& options) {
   v1::SampleHistoriesRequest request;
   *request.mutable_header() = header;
-  std::optional<v1::HistoriesSummary> summary;
-  absl::Status status = RunExchange<v1::SampleHistoriesRequest, v1::SampleHistoriesResponse>(
-      [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->SampleHistories(c, reactor); },
-      request, data, options,
-      [&](const v1::SampleHistoriesResponse& r) {
-        if (r.simmap_size() > 0 && on_batch) on_batch(r);
-        if (r.has_summary()) summary = r.summary();
-      });
-  if (!status.ok()) return status;
-  if (!summary.has_value()) {
-    return absl::InternalError("the server ended the call without a summary");
-  }
-  return *std::move(summary);
+  bool delivered = false;  // maps cannot be taken back: no re-send after the first batch
+  return Resending<absl::StatusOr<v1::HistoriesSummary>>(
+      resends_, options,
+      [&](grpc::ClientContext* context) -> absl::StatusOr<v1::HistoriesSummary> {
+        std::optional<v1::HistoriesSummary> summary;
+        absl::Status status = RunExchange<v1::SampleHistoriesRequest, v1::SampleHistoriesResponse>(
+            [&](grpc::ClientContext* c, auto* reactor) {
+              stub_->async()->SampleHistories(c, reactor);
+            },
+            request, data, options, context,
+            [&](const v1::SampleHistoriesResponse& r) {
+              if (r.simmap_size() > 0) {
+                delivered = true;
+                if (on_batch) on_batch(r);
+              }
+              if (r.has_summary()) summary = r.summary();
+            });
+        if (!status.ok()) return status;
+        if (!summary.has_value()) {
+          return absl::InternalError("the server ended the call without a summary");
+        }
+        return *std::move(summary);
+      },
+      [&] { return !delivered; });
 }
 
 }  // namespace emfit::client

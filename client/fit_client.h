@@ -18,11 +18,15 @@ namespace emfit::client {
 struct CallOptions {
   // Values per DataChunk message (256 KiB of doubles by default).
   size_t chunk_values = 32768;
-  // Deadline of the call; infinite by default.
+  // Deadline of the call, re-sends included; infinite by default.
   absl::Duration timeout = absl::InfiniteDuration();
   // If set, the call uses this context (not owned), so the caller can TryCancel() it from any
-  // thread, e.g. from the event callback. A context serves one call only.
+  // thread, e.g. from the event callback. A context serves one call only, so a call with one
+  // is never re-sent.
   grpc::ClientContext* context = nullptr;
+  // Called before a call is sent again (FitClient, "Re-sends") with the status that lost the
+  // previous attempt and the number of this attempt (2, 3, ...).
+  std::function<void(const absl::Status&, int)> on_resend;
 };
 
 // A client of emfit.v1.EmFitService: streams data in chunks, reports events, returns the
@@ -30,9 +34,22 @@ struct CallOptions {
 // until the call ends; the event callbacks run meanwhile on one of gRPC's threads, one event at
 // a time and in order (the next event is read when the callback returns, so a slow callback
 // slows the server down rather than piling events up). A callback should not block for long.
+//
+// Re-sends. A call that the connection lost before its result arrived (UNAVAILABLE: the server
+// died or shut down, the connection broke; or INTERNAL for an HTTP/2 stream reset, which is how
+// a proxy such as nginx reports a replica that died mid-call) is sent again, whole, up to
+// `resends` times, after a jittered exponential backoff (a random wait in [0, min(0.2 s x
+// 2^(n-1), 5 s)] before the n-th re-send), within the call's timeout. gRPC's retry policy
+// (connection.h) cannot do this: it retries only until the first response message arrives, and
+// a fit's first event (accepted) comes at once, so a fit lost mid-run is committed for gRPC.
+// Calls are stateless, so sending one again is safe: the events start over (from accepted),
+// and the result is that of the last attempt. A Posterior call is sent again only if no block
+// had arrived; a call with the caller's own context (CallOptions::context) is never re-sent.
 class FitClient {
  public:
+  // `resends` defaults to the --retries flag of connection.cc (4 unless set).
   explicit FitClient(std::shared_ptr<grpc::Channel> channel);
+  FitClient(std::shared_ptr<grpc::Channel> channel, int resends);
   // A plaintext channel to `target` ("host:port") with connection.h's defaults (messages up
   // to 64 MiB, the retry policy). For TLS or a token, use Connect(ConnectionOptions).
   static std::shared_ptr<grpc::Channel> Connect(const std::string& target);
@@ -71,7 +88,12 @@ class FitClient {
 
  private:
   std::unique_ptr<v1::EmFitService::Stub> stub_;
+  const int resends_;
 };
+
+// Whether a call that ended with `status` was lost in transit rather than answered: UNAVAILABLE,
+// or INTERNAL for an HTTP/2 stream reset (RST_STREAM).
+bool LostInTransit(const absl::Status& status);
 
 }  // namespace emfit::client
 

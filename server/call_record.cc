@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "admission.h"
 #include "auth.h"
 #include "logging.h"
 #include "rejection.h"
@@ -91,6 +92,17 @@ void CallTracker::AbortAll(const grpc::Status& status) {
   for (const Abort& abort : aborts) abort(status);
 }
 
+void CallTracker::AbortOne(uint64_t id, const grpc::Status& status) {
+  Abort abort;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = active_.find(id);
+    if (it == active_.end() || !it->second) return;
+    abort = it->second;
+  }
+  abort(status);  // outside the lock, as in AbortAll
+}
+
 CallRecord::CallRecord(CallTracker* tracker, uint64_t id, RpcMethod method, std::string job_id,
                        grpc::CallbackServerContext* context, std::string peer, std::string identity)
     : tracker_(tracker),
@@ -99,7 +111,8 @@ CallRecord::CallRecord(CallTracker* tracker, uint64_t id, RpcMethod method, std:
       job_id_(std::move(job_id)),
       context_(context),
       peer_(std::move(peer)),
-      identity_(std::move(identity)) {}
+      identity_(std::move(identity)),
+      client_(ClientKey(peer_, identity_)) {}
 
 void CallRecord::Received(uint64_t bytes) {
   tracker_->metrics().CountReceivedBytes(method_, bytes);
@@ -144,6 +157,11 @@ void CallRecord::Finished() {
   if (done_) EmitLocked();
 }
 
+void CallRecord::Reserved(uint64_t bytes) {
+  absl::MutexLock lock(&mu_);
+  reserved_bytes_ = bytes;
+}
+
 void CallRecord::AddIterations(uint64_t n) {
   if (n == 0) return;
   tracker_->metrics().CountIterations(method_, n);
@@ -183,6 +201,7 @@ void CallRecord::EmitLocked() {
        {"rows", rows_},
        {"cols", cols_},
        {"received_bytes", received_bytes_},
+       {"reserved_bytes", reserved_bytes_},
        {"outcome", outcome},
        {"message", status_.error_message()},
        {"rejected", refused_},

@@ -49,6 +49,8 @@ class CallTracker {
   void Hurry();
   // Ends every active call with `status`.
   void AbortAll(const grpc::Status& status);
+  // Ends call `id` with `status` if it is still active and has set how (no-op otherwise).
+  void AbortOne(uint64_t id, const grpc::Status& status);
 
   Metrics& metrics() const { return *metrics_; }
   absl::Duration retry_after() const { return retry_after_; }
@@ -80,8 +82,12 @@ class CallRecord {
   const std::string& job_id() const { return job_id_; }
   RpcMethod method() const { return method_; }
 
-  // How AbortAll ends this call (set once, right after Begin).
+  // How AbortAll and Abort end this call (set once, right after Begin).
   void SetAbort(CallTracker::Abort abort) { tracker_->SetAbort(id_, std::move(abort)); }
+  // Ends the call with `status` (from any thread; e.g. a timer): no-op once it has ended.
+  void Abort(const grpc::Status& status) { tracker_->AbortOne(id_, status); }
+  // The client the call is admitted for (admission.h, ClientKey).
+  const std::string& client() const { return client_; }
   // A request message of `bytes` arrived.
   void Received(uint64_t bytes);
   // The header declared this shape.
@@ -93,6 +99,8 @@ class CallRecord {
   void Queued();
   void Started();
   void Finished();
+  // The call held `bytes` of the in-flight budget (its data and the job's working memory).
+  void Reserved(uint64_t bytes);
   // The job ran `n` more EM iterations.
   void AddIterations(uint64_t n);
   // The call ended with `status` (the reactor's OnDone).
@@ -109,6 +117,7 @@ class CallRecord {
   grpc::CallbackServerContext* const context_;  // valid until Done()
   const std::string peer_;
   const std::string identity_;
+  const std::string client_;
   const absl::Time begin_ = absl::Now();
 
   absl::Mutex mu_;
@@ -116,6 +125,7 @@ class CallRecord {
   uint64_t rows_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t cols_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t iterations_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t reserved_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   std::string refused_ ABSL_GUARDED_BY(mu_);  // the reject reason, if refused
   JobState job_ ABSL_GUARDED_BY(mu_) = JobState::kNone;
   absl::Time queued_at_ ABSL_GUARDED_BY(mu_);

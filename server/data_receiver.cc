@@ -7,31 +7,9 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
-#include "fit_service.h"
-#include "rejection.h"
+#include "emfit/base/status_macros.h"
 
 namespace emfit::server {
-
-BudgetReservation& BudgetReservation::operator=(BudgetReservation&& other) noexcept {
-  if (this != &other) {
-    Release();
-    service_ = std::exchange(other.service_, nullptr);
-    bytes_ = std::exchange(other.bytes_, 0);
-  }
-  return *this;
-}
-
-void BudgetReservation::Absorb(BudgetReservation other) {
-  if (service_ == nullptr) service_ = other.service_;
-  bytes_ += std::exchange(other.bytes_, 0);
-  other.service_ = nullptr;
-}
-
-void BudgetReservation::Release() {
-  if (service_ != nullptr && bytes_ != 0) service_->ReleaseBytes(bytes_);
-  service_ = nullptr;
-  bytes_ = 0;
-}
 
 std::optional<Upload> PendingData::Take() {
   absl::MutexLock lock(&mu_);
@@ -49,31 +27,32 @@ void PendingData::Drop() {
   reservation_.Release();
 }
 
-absl::Status DataReceiver::Start(const v1::DataShape& shape, absl::string_view field) {
-  if (absl::Status s = CheckShape(shape, service_->limits(), field); !s.ok()) return s;
+namespace {
+
+// How far ahead of the data received the budget is reserved: fewer, larger reservations.
+constexpr uint64_t kReserveAhead = uint64_t{1} << 20;
+
+}  // namespace
+
+absl::Status DataReceiver::Start(const v1::DataShape& shape, uint64_t working_bytes,
+                                 absl::string_view field) {
+  if (absl::Status s = CheckShape(shape, *limits_, field); !s.ok()) return s;
   weighted_ = shape.weight_column();
   per_row_ = static_cast<int64_t>(shape.cols()) + (weighted_ ? 1 : 0);
   expected_ = static_cast<int64_t>(shape.rows()) * per_row_;
   expected_sequences_ = shape.num_sequences();
   expected_newick_ = shape.newick_bytes();
   expect_row_names_ = shape.row_names();
-  // Row names (each at most --max_name_bytes) are reserved as they arrive.
-  const uint64_t bytes =
-      static_cast<uint64_t>(expected_) * sizeof(double) +
-      (expected_sequences_ > 0 ? (expected_sequences_ + 1) * sizeof(int64_t) : 0) +
-      expected_newick_ + (expect_row_names_ ? shape.rows() * sizeof(std::string) : 0);
-  if (!service_->ReserveBytes(bytes)) {
-    absl::Status refused = absl::ResourceExhaustedError(absl::StrFormat(
-        "%s: %d bytes of data do not fit in the server's in-flight budget "
-        "(--max_inflight_bytes=%d, %d in use)%s",
-        field, bytes, service_->limits().max_inflight_bytes, service_->inflight_bytes(),
-        bytes <= service_->limits().max_inflight_bytes ? "; retry later" : ""));
-    // Busy only if the data would fit once other calls are done; else it is a limit.
-    return bytes <= service_->limits().max_inflight_bytes
-               ? MarkBusy(std::move(refused), RejectReason::kInflightBudget)
-               : refused;
-  }
-  reservation_ = BudgetReservation(service_, bytes);
+  // The names' texts (each at most --max_name_bytes) are counted as they arrive.
+  declared_ = static_cast<uint64_t>(expected_) * sizeof(double) +
+              (expected_sequences_ > 0 ? (expected_sequences_ + 1) * sizeof(int64_t) : 0) +
+              expected_newick_ + (expect_row_names_ ? shape.rows() * sizeof(std::string) : 0);
+  working_bytes_ = working_bytes;
+  // A job that could not run even on an idle server is refused now (a limit, not busy).
+  EMFIT_RETURN_IF_ERROR(slot_->CheckFits(
+      declared_ + working_bytes_,
+      absl::StrFormat("%d of data and %d of working memory", declared_, working_bytes_),
+      std::string(field)));
   Dataset& data = upload_.data;
   try {
     data.x.resize(static_cast<Eigen::Index>(shape.rows()), shape.cols());
@@ -92,6 +71,17 @@ absl::Status DataReceiver::Start(const v1::DataShape& shape, absl::string_view f
   return absl::OkStatus();
 }
 
+absl::Status DataReceiver::Account(uint64_t bytes, absl::string_view what) {
+  used_ += bytes;
+  if (used_ <= reservation_.bytes()) return absl::OkStatus();
+  const uint64_t ahead = declared_ > used_ ? std::min(kReserveAhead, declared_ - used_) : 0;
+  absl::StatusOr<Reservation> more =
+      slot_->Reserve(used_ - reservation_.bytes() + ahead, std::string(what));
+  if (!more.ok()) return more.status();
+  reservation_.Absorb(*std::move(more));
+  return absl::OkStatus();
+}
+
 absl::Status DataReceiver::Append(const v1::DataChunk& chunk) {
   Dataset& data = upload_.data;
   const auto& values = chunk.values();
@@ -100,6 +90,10 @@ absl::Status DataReceiver::Append(const v1::DataChunk& chunk) {
         "chunk: more values than the header's shape declares (%d rows x %d values = %d)",
         data.x.rows(), per_row_, expected_));
   }
+  EMFIT_RETURN_IF_ERROR(Account(static_cast<uint64_t>(values.size()) * sizeof(double) +
+                                    chunk.sequence_lengths_size() * sizeof(int64_t) +
+                                    chunk.newick().size(),
+                                "chunk"));
   if (chunk.sequence_lengths_size() > 0) {
     std::vector<int64_t>& offsets = data.sequence_offsets;
     // offsets holds 0 and then one end per sequence received (nothing when none is declared).
@@ -136,26 +130,13 @@ absl::Status DataReceiver::Append(const v1::DataChunk& chunk) {
           data.x.rows()));
     }
     for (const std::string& name : chunk.row_names()) {
-      if (name.size() > service_->limits().max_name_bytes) {
+      if (name.size() > limits_->max_name_bytes) {
         return absl::ResourceExhaustedError(absl::StrFormat(
             "chunk.row_names: the name of row %d has %d bytes, at most %d are allowed "
             "(--max_name_bytes)",
-            upload_.row_names.size() + 1, name.size(), service_->limits().max_name_bytes));
+            upload_.row_names.size() + 1, name.size(), limits_->max_name_bytes));
       }
-      name_bytes_ += name.size();
-      if (name_bytes_ > name_bytes_reserved_) {
-        const uint64_t step =
-            std::max<uint64_t>(uint64_t{1} << 20, name_bytes_ - name_bytes_reserved_);
-        if (!service_->ReserveBytes(step)) {
-          return MarkBusy(absl::ResourceExhaustedError(absl::StrFormat(
-                              "chunk.row_names: the names do not fit in the server's in-flight "
-                              "budget (--max_inflight_bytes=%d); retry later",
-                              service_->limits().max_inflight_bytes)),
-                          RejectReason::kInflightBudget);
-        }
-        name_reservations_.emplace_back(service_, step);
-        name_bytes_reserved_ += step;
-      }
+      EMFIT_RETURN_IF_ERROR(Account(name.size(), "chunk.row_names"));
       upload_.row_names.push_back(name);
     }
   }
@@ -204,8 +185,11 @@ absl::StatusOr<std::shared_ptr<PendingData>> DataReceiver::Finish() {
                         "received %d",
                         data.x.rows(), upload_.row_names.size()));
   }
-  // The names' reservations join the data's: released together when the job is done.
-  for (BudgetReservation& r : name_reservations_) reservation_.Absorb(std::move(r));
+  // The job's working memory joins the data's budget: released together when the job is done.
+  absl::StatusOr<Reservation> working =
+      slot_->Reserve(working_bytes_, "header: the job's working memory");
+  if (!working.ok()) return working.status();
+  reservation_.Absorb(*std::move(working));
   return std::make_shared<PendingData>(std::move(upload_), std::move(reservation_));
 }
 

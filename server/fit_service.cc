@@ -32,16 +32,6 @@ FitService::SampleHistories(grpc::CallbackServerContext* context) {
   return new JobReactor<HistoriesHandler>(context, this);
 }
 
-bool FitService::ReserveBytes(uint64_t bytes) {
-  uint64_t current = inflight_bytes_.load();
-  do {
-    if (current + bytes > limits_.max_inflight_bytes) return false;
-  } while (!inflight_bytes_.compare_exchange_weak(current, current + bytes));
-  return true;
-}
-
-void FitService::ReleaseBytes(uint64_t bytes) { inflight_bytes_.fetch_sub(bytes); }
-
 std::string FitService::NextJobId(RpcMethod method) {
   return absl::StrFormat("%s-%06d", JobIdPrefix(method), next_job_.fetch_add(1));
 }

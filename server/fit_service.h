@@ -5,21 +5,29 @@
 #include <cstdint>
 #include <string>
 
+#include "admission.h"
 #include "call_record.h"
 #include "emfit/exec/thread_pool.h"
 #include "emfit/v1/emfit.grpc.pb.h"
 #include "job_queue.h"
 #include "service_limits.h"
+#include "timers.h"
 
 namespace emfit::server {
 
 // The EmFitService implementation: one reactor per call; fits run on `queue`'s workers and
-// their row blocks on `pool`; every call is recorded in `calls`. All three must outlive the
-// service. Thread-safe.
+// their row blocks on `pool`; every call is recorded in `calls`, admitted by `admission` and
+// timed by `timers`. All must outlive the service. Thread-safe.
 class FitService final : public v1::EmFitService::CallbackService {
  public:
-  FitService(const ServiceLimits& limits, JobQueue* queue, ThreadPool* pool, CallTracker* calls)
-      : limits_(limits), queue_(queue), pool_(pool), calls_(calls) {}
+  FitService(const ServiceLimits& limits, JobQueue* queue, ThreadPool* pool, CallTracker* calls,
+             Admission* admission, Timers* timers)
+      : limits_(limits),
+        queue_(queue),
+        pool_(pool),
+        calls_(calls),
+        admission_(admission),
+        timers_(timers) {}
 
   grpc::ServerBidiReactor<v1::FitRequest, v1::FitEvent>* Fit(
       grpc::CallbackServerContext* context) override;
@@ -36,11 +44,11 @@ class FitService final : public v1::EmFitService::CallbackService {
   JobQueue* queue() const { return queue_; }
   ThreadPool* pool() const { return pool_; }
   CallTracker* calls() const { return calls_; }
+  Admission* admission() const { return admission_; }
+  Timers* timers() const { return timers_; }
 
-  // Reserves `bytes` of the in-flight data budget (--max_inflight_bytes); false when full.
-  bool ReserveBytes(uint64_t bytes);
-  void ReleaseBytes(uint64_t bytes);
-  uint64_t inflight_bytes() const { return inflight_bytes_.load(); }
+  // The in-flight budget in use (data and working memory of all calls).
+  uint64_t inflight_bytes() const { return admission_->used_bytes(); }
   // A new job id named after its RPC: "fit-000001", "select-000002", ...
   std::string NextJobId(RpcMethod method);
 
@@ -49,7 +57,8 @@ class FitService final : public v1::EmFitService::CallbackService {
   JobQueue* const queue_;
   ThreadPool* const pool_;
   CallTracker* const calls_;
-  std::atomic<uint64_t> inflight_bytes_{0};
+  Admission* const admission_;
+  Timers* const timers_;
   std::atomic<uint64_t> next_job_{1};
 };
 

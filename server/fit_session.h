@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "emfit/exec/cancellation.h"
 
@@ -59,6 +60,7 @@ class StreamSession {
         return;
       }
       writing_ = true;
+      last_progress_ = absl::Now();  // nothing was waiting for the client until now
       current_ = std::move(event);
       start = reactor_;
     }
@@ -67,16 +69,22 @@ class StreamSession {
 
   // Like Post, for a stream of events that must not be dropped (e.g. posterior blocks): blocks
   // the calling job thread while `window` events are queued, so a slow reader slows the
-  // producer down and memory stays bounded. If the reader makes no progress for `stall`, the
-  // call is aborted with DEADLINE_EXCEEDED (the job sees its token cancelled) and false is
-  // returned. Never call it from a reactor callback or a shared pool thread.
+  // producer down and memory stays bounded. The reader is stalled when no write has completed
+  // for `stall` (the time without progress from the client, whatever the job did meanwhile):
+  // then the call is aborted with DEADLINE_EXCEEDED (the job sees its token cancelled) and
+  // false is returned. A reader's progress reaches the server as flow-control window updates,
+  // which clients may hold back until they have read a few messages; the server's keepalive
+  // pings (Server::Start) make them send those updates promptly. Never call it from a reactor
+  // callback or a shared pool thread.
   bool PostWait(Response event, size_t window, absl::Duration stall) {
     {
       absl::MutexLock lock(&mu_);
       auto room = [this, window]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return outbox_.size() < window || finish_requested_ || reactor_ == nullptr;
       };
-      if (!mu_.AwaitWithTimeout(absl::Condition(&room), stall)) {
+      // Each completed write moves the deadline on.
+      while (!mu_.AwaitWithDeadline(absl::Condition(&room), last_progress_ + stall)) {
+        if (absl::Now() < last_progress_ + stall) continue;
         AbortLocked(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                                  absl::StrFormat("the client read no response for %s "
                                                  "(--max_stall); the call was ended",
@@ -126,6 +134,7 @@ class StreamSession {
       absl::MutexLock lock(&mu_);
       writing_ = false;
       if (reactor_ == nullptr) return;
+      if (ok) last_progress_ = absl::Now();
       if (!ok) {
         // The client is gone: stop the job, drop what is queued.
         token_.Cancel();
@@ -202,6 +211,9 @@ class StreamSession {
   std::deque<Response> outbox_ ABSL_GUARDED_BY(mu_);
   Response current_;  // the write in flight; touched only by the thread that starts it
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  // Since when the client has had nothing to show for: the last completed write, or the start
+  // of a write when none was in flight.
+  absl::Time last_progress_ ABSL_GUARDED_BY(mu_) = absl::Now();
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status final_status_;  // written once under mu_ before Finish
 };

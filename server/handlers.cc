@@ -77,12 +77,11 @@ std::optional<v1::FitEvent> FitHandler::Heartbeat(int position) {
   return e;
 }
 
-absl::StatusOr<v1::DataShape> FitHandler::OnHeader(const Request& request,
-                                                   const ServiceLimits& limits) {
+absl::StatusOr<Declared> FitHandler::OnHeader(const Request& request, const ServiceLimits& limits) {
   absl::StatusOr<FitPlan> plan = PlanFit(request.header(), limits);
   if (!plan.ok()) return plan.status();
   plan_ = *std::move(plan);
-  return request.header().shape();
+  return Declared{request.header().shape(), plan_->working_bytes};
 }
 
 grpc::Status FitHandler::Run(Upload upload, StreamSession<Request, Response>& session,
@@ -101,13 +100,13 @@ grpc::Status FitHandler::Run(Upload upload, StreamSession<Request, Response>& se
   return grpc::Status::OK;
 }
 
-absl::StatusOr<v1::DataShape> PosteriorHandler::OnHeader(const Request& request,
-                                                         const ServiceLimits& limits) {
+absl::StatusOr<Declared> PosteriorHandler::OnHeader(const Request& request,
+                                                    const ServiceLimits& limits) {
   max_stall_ = limits.max_stall;
   absl::StatusOr<ModelVariant> model = PlanModel(request.header(), limits);
   if (!model.ok()) return model.status();
   model_ = *std::move(model);
-  return request.header().shape();
+  return Declared{request.header().shape(), ModelWorkingBytes(*model_, request.header().shape())};
 }
 
 grpc::Status PosteriorHandler::Run(Upload upload, StreamSession<Request, Response>& session,
@@ -123,12 +122,12 @@ std::optional<v1::SelectModelEvent> SelectHandler::Accepted(const std::string& j
   return MakeAccepted<v1::SelectModelEvent>(job_id, position);
 }
 
-absl::StatusOr<v1::DataShape> SelectHandler::OnHeader(const Request& request,
-                                                      const ServiceLimits& limits) {
+absl::StatusOr<Declared> SelectHandler::OnHeader(const Request& request,
+                                                 const ServiceLimits& limits) {
   absl::StatusOr<SelectPlan> plan = PlanSelect(request.header(), limits);
   if (!plan.ok()) return plan.status();
   plan_ = *std::move(plan);
-  return request.header().shape();
+  return Declared{request.header().shape(), plan_->working_bytes};
 }
 
 grpc::Status SelectHandler::Run(Upload upload, StreamSession<Request, Response>& session,
@@ -152,13 +151,13 @@ grpc::Status SelectHandler::Run(Upload upload, StreamSession<Request, Response>&
   return grpc::Status::OK;
 }
 
-absl::StatusOr<v1::DataShape> HistoriesHandler::OnHeader(const Request& request,
-                                                         const ServiceLimits& limits) {
+absl::StatusOr<Declared> HistoriesHandler::OnHeader(const Request& request,
+                                                    const ServiceLimits& limits) {
   max_stall_ = limits.max_stall;
   absl::StatusOr<HistoriesPlan> plan = PlanHistories(request.header(), limits);
   if (!plan.ok()) return plan.status();
   plan_ = *std::move(plan);
-  return request.header().shape();
+  return Declared{request.header().shape(), WorkingBytes(*plan_, request.header().shape())};
 }
 
 grpc::Status HistoriesHandler::Run(Upload upload, StreamSession<Request, Response>& session,

@@ -15,6 +15,7 @@
 #include "jobs.h"
 #include "rpc_method.h"
 #include "service_limits.h"
+#include "upload.h"
 
 namespace emfit::server {
 
@@ -26,7 +27,7 @@ class FitHandler {
   static bool Droppable(const Response& e) { return e.has_iteration() || e.has_heartbeat(); }
   static std::optional<Response> Accepted(const std::string& job_id, int position);
   static std::optional<Response> Heartbeat(int position);
-  absl::StatusOr<v1::DataShape> OnHeader(const Request& request, const ServiceLimits& limits);
+  absl::StatusOr<Declared> OnHeader(const Request& request, const ServiceLimits& limits);
   grpc::Status Run(Upload upload, StreamSession<Request, Response>& session,
                    const FitControls& controls, const std::string& job_id);
 
@@ -42,7 +43,7 @@ class PosteriorHandler {
   static bool Droppable(const Response&) { return false; }
   static std::optional<Response> Accepted(const std::string&, int) { return std::nullopt; }
   static std::optional<Response> Heartbeat(int) { return std::nullopt; }
-  absl::StatusOr<v1::DataShape> OnHeader(const Request& request, const ServiceLimits& limits);
+  absl::StatusOr<Declared> OnHeader(const Request& request, const ServiceLimits& limits);
   grpc::Status Run(Upload upload, StreamSession<Request, Response>& session,
                    const FitControls& controls, const std::string& job_id);
 
@@ -59,7 +60,7 @@ class SelectHandler {
   static bool Droppable(const Response& e) { return e.has_iteration(); }
   static std::optional<Response> Accepted(const std::string& job_id, int position);
   static std::optional<Response> Heartbeat(int) { return std::nullopt; }
-  absl::StatusOr<v1::DataShape> OnHeader(const Request& request, const ServiceLimits& limits);
+  absl::StatusOr<Declared> OnHeader(const Request& request, const ServiceLimits& limits);
   grpc::Status Run(Upload upload, StreamSession<Request, Response>& session,
                    const FitControls& controls, const std::string& job_id);
 
@@ -75,7 +76,7 @@ class HistoriesHandler {
   static bool Droppable(const Response&) { return false; }
   static std::optional<Response> Accepted(const std::string&, int) { return std::nullopt; }
   static std::optional<Response> Heartbeat(int) { return std::nullopt; }
-  absl::StatusOr<v1::DataShape> OnHeader(const Request& request, const ServiceLimits& limits);
+  absl::StatusOr<Declared> OnHeader(const Request& request, const ServiceLimits& limits);
   grpc::Status Run(Upload upload, StreamSession<Request, Response>& session,
                    const FitControls& controls, const std::string& job_id);
 

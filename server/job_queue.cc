@@ -39,10 +39,11 @@ absl::StatusOr<int> JobQueue::TrySubmit(std::function<void()> job,
                         running_, waiting, capacity_)),
                     RejectReason::kQueueFull);
   }
-  const int ahead = worker_free ? 0 : waiting;
-  on_queued(ahead);
+  // 0: a worker takes the job at once; n >= 1: n-th in line (emfit.proto, Accepted).
+  const int position = worker_free ? 0 : waiting + 1;
+  on_queued(position);
   jobs_.push_back({std::move(job), std::move(hooks)});
-  return ahead;
+  return position;
 }
 
 void JobQueue::WorkerLoop() {
@@ -73,12 +74,11 @@ void JobQueue::HeartbeatLoop(absl::Duration interval) {
       const auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping), interval)) return;
       PurgeAbandonedLocked();
-      // Jobs an idle worker is about to take are not waiting.
-      const int idle = static_cast<int>(threads_.size()) - running_;
-      for (int i = std::max(0, idle); i < static_cast<int>(jobs_.size()); ++i) {
-        if (jobs_[i].hooks.on_wait) {
-          waiting.emplace_back(i - std::max(0, idle), jobs_[i].hooks.on_wait);
-        }
+      // Jobs an idle worker is about to take are not waiting; the first waiting job is at
+      // position 1.
+      const int idle = std::max(0, static_cast<int>(threads_.size()) - running_);
+      for (int i = idle; i < static_cast<int>(jobs_.size()); ++i) {
+        if (jobs_[i].hooks.on_wait) waiting.emplace_back(i - idle + 1, jobs_[i].hooks.on_wait);
       }
     }
     for (auto& [position, on_wait] : waiting) on_wait(position);

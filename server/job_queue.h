@@ -24,13 +24,14 @@ class JobQueue {
   JobQueue(const JobQueue&) = delete;
   JobQueue& operator=(const JobQueue&) = delete;
 
-  // Queues `job`. Returns the number of jobs ahead of it that are waiting (0 when a worker is
-  // idle), RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE after Shutdown().
+  // Queues `job`. Returns its position: 0 when a worker starts it at once, n >= 1 when it
+  // waits n-th in line (n - 1 jobs wait ahead of it); RESOURCE_EXHAUSTED when the queue is
+  // full, UNAVAILABLE after Shutdown().
   // `on_queued(position)` runs before any worker can start the job (so that, e.g., an
   // "accepted" event precedes everything the job sends); it must not block.
   // Optional hooks: `on_wait(position)` is called from the heartbeat thread while the job
-  // waits; `abandoned()` says the job's call has ended, so the job is removed unrun when
-  // the queue is next examined and its slot is free again. Neither may block.
+  // waits (position >= 1, as above); `abandoned()` says the job's call has ended, so the job is
+  // removed unrun when the queue is next examined and its slot is free again. Neither may block.
   struct Hooks {
     std::function<void(int)> on_wait;
     std::function<bool()> abandoned;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "call_limits.h"
 #include "call_record.h"
 #include "data_receiver.h"
 #include "fit_service.h"
@@ -21,17 +22,12 @@
 
 namespace emfit::server {
 
-inline absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
-  const auto deadline = context->deadline();
-  if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
-  return absl::FromChrono(deadline);
-}
-
 // Jobs whose data take at least this much memory end with malloc_trim (see the job below).
 inline constexpr size_t kTrimAfterBytes = size_t{16} << 20;
 
-// One streaming call of the form "header, chunks, half-close -> events": reads and checks the
-// upload, submits a job on half-close, relays the job's events through a StreamSession.
+// One streaming call of the form "header, chunks, half-close -> events": admits the call
+// (CallLimits), reads and checks the upload, submits a job on half-close, relays the job's
+// events through a StreamSession.
 // Callbacks never block; the job runs on a worker of the JobQueue. Deletes itself in OnDone.
 //
 // Handler (one per RPC; shared with the job, which may outlive the reactor):
@@ -40,7 +36,7 @@ inline constexpr size_t kTrimAfterBytes = size_t{16} << 20;
 //   static bool Droppable(const Response&);       // may be dropped for a slow reader
 //   static std::optional<Response> Accepted(const std::string& job_id, int queue_position);
 //   static std::optional<Response> Heartbeat(int queue_position);  // while the job waits
-//   absl::StatusOr<v1::DataShape> OnHeader(const Request&, const ServiceLimits&);
+//   absl::StatusOr<Declared> OnHeader(const Request&, const ServiceLimits&);  // upload.h
 //   grpc::Status Run(Upload, StreamSession<Request, Response>&, const FitControls&,
 //                    const std::string& job_id);   // on a worker; posts events
 template <class Handler>
@@ -52,33 +48,42 @@ class JobReactor final
   using Session = StreamSession<Request, Response>;
 
   JobReactor(grpc::CallbackServerContext* context, FitService* service)
-      : context_(context),
-        service_(service),
+      : service_(service),
         record_(service->calls()->Begin(Handler::kMethod, service->NextJobId(Handler::kMethod),
                                         context)),
         session_(std::make_shared<Session>(
             this, service->limits().max_outbox, &Handler::Droppable,
             [record = record_](const Response& e) { record->AddIterations(IterationsIn(e)); })),
         handler_(std::make_shared<Handler>()),
-        receiver_(service),
         job_id_(record_->job_id()) {
-    // A shutdown's grace period ends calls through their session.
+    // A shutdown's grace period and the call's timers end it through its session.
     record_->SetAbort([session = session_](const grpc::Status& s) { session->Abort(s); });
+    limits_.emplace(service->limits(), service->admission(), service->timers(), context, record_);
+    if (!limits_->admitted().ok()) {
+      record_->Refuse(limits_->admitted());
+      session_->Finish(ToGrpcStatus(limits_->admitted()));
+      return;
+    }
+    receiver_.emplace(&service->limits(), limits_->slot());
     this->StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
     if (session_->finish_requested()) return;  // cancelled meanwhile
     if (ok) record_->Received(request_.ByteSizeLong());
-    absl::Status status = ok ? ConsumeUpload(request_, &receiver_,
+    const bool header = ok && !receiver_->started();
+    absl::Status status = ok ? ConsumeUpload(request_, &*receiver_,
                                              [this](const Request& r) {
-                                               absl::StatusOr<v1::DataShape> shape =
+                                               absl::StatusOr<Declared> declared =
                                                    handler_->OnHeader(r, service_->limits());
-                                               if (shape.ok()) record_->SetShape(*shape);
-                                               return shape;
+                                               if (declared.ok())
+                                                 record_->SetShape(declared->shape);
+                                               return declared;
                                              })
                              : Submit();
+    if (status.ok() && header) limits_->UploadDeclared(receiver_->declared_bytes());
     if (!status.ok()) {
+      limits_->UploadEnded();
       record_->Refuse(status);
       session_->Finish(ToGrpcStatus(status));
       return;
@@ -99,16 +104,20 @@ class JobReactor final
 
  private:
   absl::Status Submit() {
-    absl::StatusOr<std::shared_ptr<PendingData>> pending = FinishUpload(&receiver_);
+    absl::StatusOr<std::shared_ptr<PendingData>> pending = FinishUpload(&*receiver_);
     if (!pending.ok()) return pending.status();
+    limits_->UploadEnded();
     pending_ = *std::move(pending);
+    record_->Reserved(pending_->reserved_bytes());
     auto job = [session = session_, handler = handler_, pending = pending_, record = record_,
-                pool = service_->pool(), deadline = DeadlineOf(context_),
+                pool = service_->pool(), deadline = limits_->client_deadline(),
+                limits = &service_->limits(), timers = service_->timers(),
                 job_id = job_id_]() mutable {
       if (session->token().IsCancelled()) return;
       std::optional<Upload> data = pending->Take();
       if (!data.has_value()) return;  // the call ended while the job waited
       record->Started();
+      const Timer time_limit = CallLimits::JobTimer(*limits, timers, record);
       FitControls controls;
       controls.cancel = &session->token();
       controls.pool = pool;
@@ -133,12 +142,12 @@ class JobReactor final
     };
     absl::StatusOr<int> position = service_->queue()->TrySubmit(
         std::move(job),
-        [&](int ahead) {
+        [&](int position) {
           record_->Queued();
-          if (auto accepted = Handler::Accepted(job_id_, ahead)) session_->Post(*accepted);
+          if (auto accepted = Handler::Accepted(job_id_, position)) session_->Post(*accepted);
         },
-        JobQueue::Hooks{[session = session_](int ahead) {
-                          if (auto beat = Handler::Heartbeat(ahead)) {
+        JobQueue::Hooks{[session = session_](int position) {
+                          if (auto beat = Handler::Heartbeat(position)) {
                             session->Post(*std::move(beat));
                           }
                         },
@@ -148,12 +157,12 @@ class JobReactor final
     return absl::OkStatus();
   }
 
-  grpc::CallbackServerContext* const context_;
   FitService* const service_;
   std::shared_ptr<CallRecord> record_;
   std::shared_ptr<Session> session_;
   std::shared_ptr<Handler> handler_;
-  DataReceiver receiver_;
+  std::optional<CallLimits> limits_;      // set in the constructor, after the abort
+  std::optional<DataReceiver> receiver_;  // once admitted; uses limits_'s slot
   std::shared_ptr<PendingData> pending_;  // after the upload, until a worker takes it
   Request request_;
   const std::string job_id_;

@@ -1,5 +1,7 @@
 #include "jobs.h"
 
+#include <algorithm>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -73,6 +75,15 @@ absl::StatusOr<FitPlan> PlanFit(const v1::FitHeader& header, const ServiceLimits
   EMFIT_RETURN_IF_ERROR(std::visit(
       [&](auto& spec) { return PlanSpec(&spec, header.spec(), init, header.shape(), limits); },
       plan.spec));
+  // A warm start runs once, whatever n_init says.
+  const int restarts = init != nullptr ? 1 : plan.options.n_init;
+  EMFIT_RETURN_IF_ERROR(
+      CheckWork(restarts, plan.options.max_iter, 1, header.shape(), limits, "header.options"));
+  plan.working_bytes = std::visit(
+      [&](const auto& spec) {
+        return WorkingBytes(spec, header.shape(), plan.options, limits.job_threads);
+      },
+      plan.spec);
   return plan;
 }
 
@@ -104,6 +115,10 @@ absl::StatusOr<ModelVariant> PlanModel(const v1::PosteriorHeader& header,
   return model;
 }
 
+uint64_t ModelWorkingBytes(const ModelVariant& model, const v1::DataShape& shape) {
+  return std::visit([&](const auto& m) { return WorkingBytes(m, shape); }, model);
+}
+
 absl::Status RunPosterior(const ModelVariant& model, const Upload& upload,
                           const FitControls& controls,
                           const std::function<void(v1::PosteriorResponse)>& emit) {
@@ -133,6 +148,26 @@ absl::StatusOr<SelectPlan> PlanSelect(const v1::SelectModelHeader& header,
       },
       base));
   plan.criterion = header.criterion() == v1::CRITERION_AIC ? v1::CRITERION_AIC : v1::CRITERION_BIC;
+  EMFIT_RETURN_IF_ERROR(CheckWork(plan.options.n_init, plan.options.max_iter,
+                                  plan.candidates.size(), header.shape(), limits, "header"));
+  // RunSelect fits limits.job_threads candidates at a time, each on its own copy of the data;
+  // the results of all are kept. The largest ones are assumed to run together.
+  const v1::DataShape& shape = header.shape();
+  const uint64_t copy =
+      shape.rows() * (shape.cols() + (shape.weight_column() ? 1 : 0)) * sizeof(double);
+  std::vector<uint64_t> running;
+  for (const SpecVariant& c : plan.candidates) {
+    std::visit(
+        [&](const auto& spec) {
+          plan.working_bytes += ResultBytes(spec, shape, plan.options);
+          running.push_back(copy + WorkingBytes(spec, shape, plan.options, limits.job_threads));
+        },
+        c);
+  }
+  const size_t at_once = std::min<size_t>(running.size(), std::max(1, limits.job_threads));
+  std::partial_sort(running.begin(), running.begin() + at_once, running.end(),
+                    std::greater<uint64_t>());
+  for (size_t i = 0; i < at_once; ++i) plan.working_bytes += running[i];
   return plan;
 }
 

@@ -22,9 +22,11 @@ namespace emfit::server {
 struct FitPlan {
   SpecVariant spec;
   FitOptions options;
+  // The job's working memory beyond its data (the family's WorkingBytes), for admission.
+  uint64_t working_bytes = 0;
 };
-// Checks the header (shape, spec, options, starting model and its feature names) against the
-// limits. Options the client left unset get the family's defaults (PlanOptions in convert/).
+// Checks the header (shape, spec, options, starting model and its feature names, the work it
+// asks for) against the limits and estimates the job's working memory.
 absl::StatusOr<FitPlan> PlanFit(const v1::FitHeader& header, const ServiceLimits& limits);
 // The fit; a fit that the call's deadline or a cancel stopped ends with that status.
 absl::StatusOr<v1::FitResult> RunFit(const FitPlan& plan, Upload upload,
@@ -34,6 +36,8 @@ absl::StatusOr<v1::FitResult> RunFit(const FitPlan& plan, Upload upload,
 // Checks the model, that the data's shape matches it, and the feature names.
 absl::StatusOr<ModelVariant> PlanModel(const v1::PosteriorHeader& header,
                                        const ServiceLimits& limits);
+// The working memory of a Posterior or Score job with `model` on data of `shape`.
+uint64_t ModelWorkingBytes(const ModelVariant& model, const v1::DataShape& shape);
 // Emits the posteriors block by block, in input order. Stops with CANCELLED when the controls'
 // token fires.
 absl::Status RunPosterior(const ModelVariant& model, const Upload& upload,
@@ -47,6 +51,9 @@ struct SelectPlan {
   std::vector<SpecVariant> candidates;  // grid order
   FitOptions options;
   v1::Criterion criterion = v1::CRITERION_BIC;
+  // Working memory beyond the data: the candidates running at once (limits.job_threads), each
+  // with its own copy of the data, and every candidate's result.
+  uint64_t working_bytes = 0;
 };
 absl::StatusOr<SelectPlan> PlanSelect(const v1::SelectModelHeader& header,
                                       const ServiceLimits& limits);

@@ -57,8 +57,31 @@ ABSL_FLAG(uint64_t, max_tips, kDefaults.limits.max_tips, "Most tips of an Mk mod
 ABSL_FLAG(int, max_states, kDefaults.limits.max_states, "Most states of an Mk model.");
 ABSL_FLAG(uint32_t, max_histories, kDefaults.limits.max_histories,
           "Most stochastic maps drawn by one SampleHistories call.");
+ABSL_FLAG(uint64_t, max_total_iter, kDefaults.limits.max_total_iter,
+          "Most EM iterations one request may ask for: n_init x max_iter (x SelectModel "
+          "candidates).");
+ABSL_FLAG(double, max_work, kDefaults.limits.max_work,
+          "Most values one request may ask EM to visit: n_init x max_iter (x candidates) x rows "
+          "x cols.");
 ABSL_FLAG(uint64_t, max_inflight_bytes, kDefaults.limits.max_inflight_bytes,
-          "Data bytes held by all calls together; more are refused with RESOURCE_EXHAUSTED.");
+          "Bytes of data and working memory held by all calls together (the in-flight budget); "
+          "more are refused with RESOURCE_EXHAUSTED. 0: three quarters of the machine's memory "
+          "(or of the cgroup's memory limit, when lower).");
+ABSL_FLAG(uint64_t, max_inflight_bytes_per_peer, kDefaults.limits.max_inflight_bytes_per_peer,
+          "Bytes of the in-flight budget one client may hold (a client: its token's or "
+          "certificate's identity, else its address). 0: half of --max_inflight_bytes.");
+ABSL_FLAG(int, max_calls_per_peer, kDefaults.limits.max_calls_per_peer,
+          "Calls one client may have in progress at once.");
+ABSL_FLAG(absl::Duration, upload_timeout, kDefaults.limits.upload_timeout,
+          "A request's header must arrive within this, and its data within this plus their "
+          "time at --min_upload_rate; else the call ends (DEADLINE_EXCEEDED).");
+ABSL_FLAG(double, min_upload_rate, kDefaults.limits.min_upload_rate,
+          "Slowest upload rate allowed, bytes per second (see --upload_timeout).");
+ABSL_FLAG(double, max_job_seconds, absl::ToDoubleSeconds(kDefaults.limits.max_job_time),
+          "Longest a job may run once a worker takes it; then its call ends "
+          "(DEADLINE_EXCEEDED).");
+ABSL_FLAG(absl::Duration, default_deadline, kDefaults.limits.default_deadline,
+          "Deadline of a call that sets none, from its start.");
 ABSL_FLAG(absl::Duration, shutdown_grace, kDefaults.shutdown_grace,
           "After --drain_delay, running calls may finish within this; then they are cancelled "
           "(UNAVAILABLE). A second SIGTERM/SIGINT cancels them at once.");
@@ -180,7 +203,15 @@ int main(int argc, char** argv) {
   options.limits.max_tips = absl::GetFlag(FLAGS_max_tips);
   options.limits.max_states = absl::GetFlag(FLAGS_max_states);
   options.limits.max_histories = absl::GetFlag(FLAGS_max_histories);
+  options.limits.max_total_iter = absl::GetFlag(FLAGS_max_total_iter);
+  options.limits.max_work = absl::GetFlag(FLAGS_max_work);
   options.limits.max_inflight_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
+  options.limits.max_inflight_bytes_per_peer = absl::GetFlag(FLAGS_max_inflight_bytes_per_peer);
+  options.limits.max_calls_per_peer = absl::GetFlag(FLAGS_max_calls_per_peer);
+  options.limits.upload_timeout = absl::GetFlag(FLAGS_upload_timeout);
+  options.limits.min_upload_rate = absl::GetFlag(FLAGS_min_upload_rate);
+  options.limits.max_job_time = absl::Seconds(absl::GetFlag(FLAGS_max_job_seconds));
+  options.limits.default_deadline = absl::GetFlag(FLAGS_default_deadline);
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.heartbeat = absl::GetFlag(FLAGS_heartbeat);
   options.limits.max_stall = absl::GetFlag(FLAGS_max_stall);

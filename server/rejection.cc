@@ -18,6 +18,8 @@ absl::string_view RejectReasonName(RejectReason reason) {
       return "queue_full";
     case RejectReason::kInflightBudget:
       return "inflight_budget";
+    case RejectReason::kClientLimit:
+      return "client_limit";
     case RejectReason::kLimit:
       return "limit";
     case RejectReason::kInvalidArgument:
@@ -28,6 +30,8 @@ absl::string_view RejectReasonName(RejectReason reason) {
       return "unauthenticated";
     case RejectReason::kShuttingDown:
       return "shutting_down";
+    case RejectReason::kDeadline:
+      return "deadline";
     case RejectReason::kOther:
       return "other";
   }
@@ -45,6 +49,7 @@ RejectReason ReasonOf(const absl::Status& status) {
     if (*mark == RejectReasonName(RejectReason::kInflightBudget)) {
       return RejectReason::kInflightBudget;
     }
+    if (*mark == RejectReasonName(RejectReason::kClientLimit)) return RejectReason::kClientLimit;
   }
   switch (status.code()) {
     case absl::StatusCode::kResourceExhausted:
@@ -57,6 +62,8 @@ RejectReason ReasonOf(const absl::Status& status) {
       return RejectReason::kUnauthenticated;
     case absl::StatusCode::kUnavailable:
       return RejectReason::kShuttingDown;
+    case absl::StatusCode::kDeadlineExceeded:
+      return RejectReason::kDeadline;
     default:
       return RejectReason::kOther;
   }
@@ -66,7 +73,8 @@ void AddRetryHint(grpc::ServerContextBase* context, const absl::Status& status,
                   absl::Duration retry_after) {
   if (status.code() != absl::StatusCode::kResourceExhausted) return;
   const RejectReason reason = ReasonOf(status);
-  const bool busy = reason == RejectReason::kQueueFull || reason == RejectReason::kInflightBudget;
+  const bool busy = reason == RejectReason::kQueueFull || reason == RejectReason::kInflightBudget ||
+                    reason == RejectReason::kClientLimit;
   context->AddTrailingMetadata(
       kRetryPushbackKey,
       busy ? absl::StrCat(absl::ToInt64Milliseconds(retry_after)) : std::string("-1"));

@@ -14,16 +14,19 @@ namespace emfit::server {
 enum class RejectReason {
   kQueueFull,           // every worker busy and --queue jobs waiting (transient)
   kInflightBudget,      // --max_inflight_bytes in use by other calls (transient)
+  kClientLimit,         // the client's calls or share of the budget in use (transient)
   kLimit,               // the request exceeds a limit (--max_rows, ...): retrying cannot help
   kInvalidArgument,     // malformed request
   kFailedPrecondition,  // valid, but cannot run
   kUnauthenticated,     // no or a wrong bearer token
   kShuttingDown,        // the server is stopping
+  kDeadline,            // the upload did not end in time (--upload_timeout), or the deadline passed
   kOther,
 };
 absl::string_view RejectReasonName(RejectReason reason);
 
-// Marks `status` as a refusal because the server is busy (kQueueFull or kInflightBudget): the
+// Marks `status` as a refusal because the server is busy (kQueueFull, kInflightBudget or
+// kClientLimit): the
 // same call may succeed later, so the client is told when to retry.
 absl::Status MarkBusy(absl::Status status, RejectReason reason);
 // The reason of a refusal with `status`: the mark set by MarkBusy, else derived from the code

@@ -22,12 +22,10 @@ void ScoreReactor::State::Finish(const absl::StatusOr<v1::ScoreResponse>& result
 
 ScoreReactor::ScoreReactor(grpc::CallbackServerContext* context, v1::ScoreResponse* response,
                            FitService* service)
-    : context_(context),
-      service_(service),
+    : service_(service),
       record_(service->calls()->Begin(RpcMethod::kScore, service->NextJobId(RpcMethod::kScore),
                                       context)),
       state_(std::make_shared<State>()),
-      receiver_(service),
       job_id_(record_->job_id()) {
   {
     absl::MutexLock lock(&state_->mu);
@@ -38,6 +36,13 @@ ScoreReactor::ScoreReactor(grpc::CallbackServerContext* context, v1::ScoreRespon
     state->token.Cancel();
     state->Finish(absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
   });
+  limits_.emplace(service->limits(), service->admission(), service->timers(), context, record_);
+  if (!limits_->admitted().ok()) {
+    record_->Refuse(limits_->admitted());
+    state_->Finish(limits_->admitted());
+    return;
+  }
+  receiver_.emplace(&service->limits(), limits_->slot());
   StartRead(&request_);
 }
 
@@ -47,18 +52,22 @@ void ScoreReactor::OnReadDone(bool ok) {
     if (state_->finished) return;
   }
   if (ok) record_->Received(request_.ByteSizeLong());
+  const bool header = ok && !receiver_->started();
   absl::Status status =
-      ok ? ConsumeUpload(request_, &receiver_,
-                         [this](const v1::ScoreRequest& r) -> absl::StatusOr<v1::DataShape> {
+      ok ? ConsumeUpload(request_, &*receiver_,
+                         [this](const v1::ScoreRequest& r) -> absl::StatusOr<Declared> {
                            absl::StatusOr<ModelVariant> m =
                                PlanModel(r.header(), service_->limits());
                            if (!m.ok()) return m.status();
                            model_ = *std::move(m);
                            record_->SetShape(r.header().shape());
-                           return r.header().shape();
+                           return Declared{r.header().shape(),
+                                           ModelWorkingBytes(*model_, r.header().shape())};
                          })
          : Submit();
+  if (status.ok() && header) limits_->UploadDeclared(receiver_->declared_bytes());
   if (!status.ok()) {
+    limits_->UploadEnded();
     record_->Refuse(status);
     state_->Finish(status);
     return;
@@ -67,22 +76,27 @@ void ScoreReactor::OnReadDone(bool ok) {
 }
 
 absl::Status ScoreReactor::Submit() {
-  absl::StatusOr<std::shared_ptr<PendingData>> pending = FinishUpload(&receiver_);
+  absl::StatusOr<std::shared_ptr<PendingData>> pending = FinishUpload(&*receiver_);
   if (!pending.ok()) return pending.status();
+  limits_->UploadEnded();
   pending_ = *std::move(pending);
-  auto job = [state = state_, model = *model_, pending = pending_, record = record_,
-              pool = service_->pool(), deadline = DeadlineOf(context_)]() {
+  record_->Reserved(pending_->reserved_bytes());
+  auto job = [state = state_, model = std::make_shared<const ModelVariant>(std::move(*model_)),
+              pending = pending_, record = record_, pool = service_->pool(),
+              deadline = limits_->client_deadline(), limits = &service_->limits(),
+              timers = service_->timers()]() {
     if (state->token.IsCancelled()) return;
     std::optional<Upload> data = pending->Take();
     if (!data.has_value()) return;
     record->Started();
+    const Timer time_limit = CallLimits::JobTimer(*limits, timers, record);
     FitControls controls;
     controls.cancel = &state->token;
     controls.pool = pool;
     controls.deadline = deadline;
     absl::StatusOr<v1::ScoreResponse> result;
     try {
-      result = RunScore(model, *data, controls);
+      result = RunScore(*model, *data, controls);
     } catch (const std::bad_alloc&) {
       result = absl::ResourceExhaustedError("the server ran out of memory");
     }

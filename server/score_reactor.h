@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
+#include "call_limits.h"
 #include "call_record.h"
 #include "data_receiver.h"
 #include "emfit/exec/cancellation.h"
@@ -18,8 +19,8 @@ namespace emfit::server {
 
 class FitService;
 
-// Score: a client stream (header, chunks) answered by one ScoreResponse, computed on a worker.
-// Deletes itself in OnDone.
+// Score: a client stream (header, chunks) answered by one ScoreResponse, computed on a worker;
+// admitted and timed like the other calls (CallLimits). Deletes itself in OnDone.
 class ScoreReactor final : public grpc::ServerReadReactor<v1::ScoreRequest> {
  public:
   ScoreReactor(grpc::CallbackServerContext* context, v1::ScoreResponse* response,
@@ -46,11 +47,11 @@ class ScoreReactor final : public grpc::ServerReadReactor<v1::ScoreRequest> {
   };
   absl::Status Submit();
 
-  grpc::CallbackServerContext* const context_;
   FitService* const service_;
   std::shared_ptr<CallRecord> record_;
   std::shared_ptr<State> state_;
-  DataReceiver receiver_;
+  std::optional<CallLimits> limits_;      // set in the constructor, after the abort
+  std::optional<DataReceiver> receiver_;  // once admitted; uses limits_'s slot
   std::shared_ptr<PendingData> pending_;
   std::optional<ModelVariant> model_;
   v1::ScoreRequest request_;

@@ -16,6 +16,12 @@ namespace {
 // been ended with a status that says why; gRPC's forced cancel is a backstop only.
 constexpr absl::Duration kShutdownBackstop = absl::Seconds(5);
 
+// The keepalive interval for --max_stall: a quarter of it, between 20 ms and 5 minutes.
+int KeepaliveMillis(absl::Duration max_stall) {
+  return static_cast<int>(
+      std::clamp<int64_t>(absl::ToInt64Milliseconds(max_stall / 4), 20, 5 * 60 * 1000));
+}
+
 }  // namespace
 
 Server::~Server() {
@@ -58,7 +64,24 @@ absl::Status Server::Start(const ServerOptions& options) {
     return absl::InvalidArgumentError(
         "--drain_delay, --shutdown_grace and --retry_after: must be >= 0; --token_poll: > 0");
   }
+  if (options.limits.upload_timeout <= absl::ZeroDuration() ||
+      options.limits.default_deadline <= absl::ZeroDuration() ||
+      options.limits.max_job_time <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--upload_timeout, --default_deadline and --max_job_seconds: must be positive");
+  }
+  if (options.limits.max_calls_per_peer < 1 || !(options.limits.min_upload_rate >= 0)) {
+    return absl::InvalidArgumentError(
+        "--max_calls_per_peer: must be >= 1; --min_upload_rate: must be >= 0");
+  }
   options_ = options;
+  // Defaults derived from the machine (docs/operations.md, "Admission and limits").
+  ServiceLimits& limits = options_.limits;
+  if (limits.max_inflight_bytes == 0) limits.max_inflight_bytes = DefaultInflightBudget();
+  if (limits.max_inflight_bytes_per_peer == 0) {
+    limits.max_inflight_bytes_per_peer = limits.max_inflight_bytes / 2;
+  }
+  limits.job_threads = options.compute_threads + 1;
   metrics_ = std::make_unique<Metrics>();
   tokens_.reset();  // a Start that failed before may have loaded some
   if (!options.token_file.empty()) {
@@ -81,9 +104,13 @@ absl::Status Server::Start(const ServerOptions& options) {
   if (!credentials.ok()) return credentials.status();
 
   calls_ = std::make_unique<CallTracker>(metrics_.get(), tokens_.get(), options.retry_after);
+  admission_ = std::make_unique<Admission>(Admission::Limits{
+      limits.max_inflight_bytes, limits.max_inflight_bytes_per_peer, limits.max_calls_per_peer});
+  timers_ = std::make_unique<Timers>();
   pool_ = std::make_unique<ThreadPool>(options.compute_threads);
   queue_ = std::make_unique<JobQueue>(options.workers, options.queue, options.heartbeat);
-  service_ = std::make_unique<FitService>(options.limits, queue_.get(), pool_.get(), calls_.get());
+  service_ = std::make_unique<FitService>(limits, queue_.get(), pool_.get(), calls_.get(),
+                                          admission_.get(), timers_.get());
 
   metrics_->SetSampler([this] {
     Metrics::Sample s;
@@ -107,6 +134,12 @@ absl::Status Server::Start(const ServerOptions& options) {
   const std::string address = absl::StrFormat("%s:%d", options.host, options.port);
   builder.AddListeningPort(address, *credentials, &port_);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  // Keepalive pings on connections with calls, four per --max_stall. Besides finding dead
+  // peers, a ping makes the client's transport send the flow-control window updates it holds
+  // back until it writes something; those updates are how a reader's progress reaches the
+  // server, so with them a slow but steady reader is seen as such (fit_session.h, PostWait).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, KeepaliveMillis(limits.max_stall));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);  // while uploads run too
   builder.RegisterService(service_.get());
   builder.RegisterService(health_.get());
   server_ = builder.BuildAndStart();
@@ -125,7 +158,10 @@ absl::Status Server::Start(const ServerOptions& options) {
        {"metrics_port", metrics_->port()},
        {"workers", options.workers},
        {"queue", options.queue},
-       {"compute_threads", options.compute_threads}});
+       {"compute_threads", options.compute_threads},
+       {"max_inflight_bytes", limits.max_inflight_bytes},
+       {"max_inflight_bytes_per_peer", limits.max_inflight_bytes_per_peer},
+       {"max_calls_per_peer", limits.max_calls_per_peer}});
   return absl::OkStatus();
 }
 

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "admission.h"
 #include "auth.h"
 #include "call_record.h"
 #include "emfit/exec/thread_pool.h"
@@ -19,6 +20,7 @@
 #include "job_queue.h"
 #include "metrics.h"
 #include "service_limits.h"
+#include "timers.h"
 
 namespace emfit::server {
 
@@ -71,9 +73,12 @@ class Server {
   int port() const { return port_; }
   // The bound metrics port; 0 when metrics are off.
   int metrics_port() const { return metrics_ != nullptr ? metrics_->port() : 0; }
-  // The job queue and the service, for observation (tests, metrics).
+  // The job queue, the service and the admission, for observation (tests, metrics).
   const JobQueue& queue() const { return *queue_; }
   const FitService& service() const { return *service_; }
+  const Admission& admission() const { return *admission_; }
+  // The limits in force (with the defaults derived at Start resolved).
+  const ServiceLimits& limits() const { return options_.limits; }
   Metrics& metrics() const { return *metrics_; }
   // The bearer tokens in force; null without a token file.
   const TokenStore* tokens() const { return tokens_.get(); }
@@ -101,6 +106,9 @@ class Server {
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<TokenStore> tokens_;
   std::unique_ptr<CallTracker> calls_;
+  // The admission and the timers outlive every call and job (declared before them).
+  std::unique_ptr<Admission> admission_;
+  std::unique_ptr<Timers> timers_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<JobQueue> queue_;
   std::unique_ptr<FitService> service_;

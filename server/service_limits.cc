@@ -1,5 +1,7 @@
 #include "service_limits.h"
 
+#include <string>
+
 #include "absl/strings/str_format.h"
 
 namespace emfit::server {
@@ -72,6 +74,31 @@ absl::Status CheckK(uint32_t k, const ServiceLimits& limits, absl::string_view f
   if (k > static_cast<uint32_t>(limits.max_k)) {
     return absl::ResourceExhaustedError(
         absl::StrFormat("%s: at most %d components (--max_k), got %d", field, limits.max_k, k));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWork(uint64_t restarts, uint64_t max_iter, uint64_t candidates,
+                       const v1::DataShape& shape, const ServiceLimits& limits,
+                       absl::string_view field) {
+  // In doubles: the product of large counts must not wrap.
+  const double iterations = static_cast<double>(restarts) * static_cast<double>(max_iter) *
+                            static_cast<double>(candidates);
+  const std::string what = candidates > 1
+                               ? absl::StrFormat("%d candidates x %d restarts x max_iter=%d",
+                                                 candidates, restarts, max_iter)
+                               : absl::StrFormat("n_init=%d x max_iter=%d", restarts, max_iter);
+  if (iterations > static_cast<double>(limits.max_total_iter)) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s: %s = %.0f iterations exceed --max_total_iter=%d", field, what,
+                        iterations, limits.max_total_iter));
+  }
+  const double work =
+      iterations * static_cast<double>(shape.rows()) * static_cast<double>(shape.cols());
+  if (work > limits.max_work) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s: %s on %d rows x %d columns = %.3g value-iterations exceed --max_work=%.3g", field,
+        what, shape.rows(), shape.cols(), work, limits.max_work));
   }
   return absl::OkStatus();
 }

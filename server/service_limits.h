@@ -30,7 +30,29 @@ struct ServiceLimits {
   // Free parameters of one model. The default keeps a model (sent back in a result, or sent in
   // as a Posterior/Score header or warm start) within the 4 MiB default message size.
   int64_t max_model_values = 200'000;
-  uint64_t max_inflight_bytes = uint64_t{8} << 30;  // data held by all calls together
+  // Work one request may ask for: restarts x max_iter (x SelectModel candidates) iterations,
+  // and those iterations x rows x cols values visited.
+  uint64_t max_total_iter = 100'000;
+  double max_work = 1e12;
+
+  // Admission (admission.h). Data and working memory held by all calls together; 0: derived
+  // from the machine's memory (DefaultInflightBudget) when the server starts.
+  uint64_t max_inflight_bytes = 0;
+  // One client's share of it; 0: half of max_inflight_bytes.
+  uint64_t max_inflight_bytes_per_peer = 0;
+  int max_calls_per_peer = 64;  // calls of one client in progress at once
+  // An upload (header and data) must end within upload_timeout plus the time its declared
+  // bytes take at min_upload_rate bytes per second.
+  absl::Duration upload_timeout = absl::Seconds(30);
+  double min_upload_rate = 1 << 20;
+  // The longest a job may run once a worker took it; then its call ends (DEADLINE_EXCEEDED).
+  absl::Duration max_job_time = absl::Hours(1);
+  // The deadline of a call that came without one, from its start.
+  absl::Duration default_deadline = absl::Hours(2);
+  // Threads one job may use at once (the compute pool plus its own): SelectModel candidates and
+  // restarts run this many at a time. Set by the server from --compute_threads.
+  int job_threads = 1;
+
   // A call whose client reads no response for this long is ended (its job is cancelled).
   absl::Duration max_stall = absl::Seconds(60);
   size_t max_outbox = 256;  // queued events per call before dropping iteration events
@@ -43,6 +65,11 @@ absl::Status CheckShape(const v1::DataShape& shape, const ServiceLimits& limits,
 absl::Status CheckOptions(const v1::FitOptions& options, const ServiceLimits& limits,
                           absl::string_view field);
 absl::Status CheckK(uint32_t k, const ServiceLimits& limits, absl::string_view field);
+// The work of `restarts` x `max_iter` iterations for each of `candidates` models on data of
+// `shape` against --max_total_iter and --max_work.
+absl::Status CheckWork(uint64_t restarts, uint64_t max_iter, uint64_t candidates,
+                       const v1::DataShape& shape, const ServiceLimits& limits,
+                       absl::string_view field);
 // A model's size (its free parameters) against --max_model_values.
 absl::Status CheckModelSize(int64_t free_parameters, const ServiceLimits& limits,
                             absl::string_view field);

@@ -7,9 +7,16 @@
 
 namespace emfit::server {
 
+// What a header declared: the shape of the data that follow, and the working memory of the job
+// beyond its data (jobs.h).
+struct Declared {
+  v1::DataShape shape;
+  uint64_t working_bytes = 0;
+};
+
 // Handles one message of a header-then-chunks request stream. The first message must carry a
-// header: `on_header(request)` checks it and returns the declared shape, which starts
-// `receiver`; every later message must be a chunk.
+// header: `on_header(request)` checks it and returns what it declared (absl::StatusOr<Declared>),
+// which starts `receiver`; every later message must be a chunk.
 template <class Request, class OnHeader>
 absl::Status ConsumeUpload(const Request& request, DataReceiver* receiver, OnHeader&& on_header) {
   if (!receiver->started()) {
@@ -17,9 +24,9 @@ absl::Status ConsumeUpload(const Request& request, DataReceiver* receiver, OnHea
       return absl::InvalidArgumentError(
           "request stream: the first message must be a header (the request's `header` field)");
     }
-    absl::StatusOr<v1::DataShape> shape = on_header(request);
-    if (!shape.ok()) return shape.status();
-    return receiver->Start(*shape, "header.shape");
+    absl::StatusOr<Declared> declared = on_header(request);
+    if (!declared.ok()) return declared.status();
+    return receiver->Start(declared->shape, declared->working_bytes, "header.shape");
   }
   if (!request.has_chunk()) {
     return absl::InvalidArgumentError(

@@ -125,6 +125,92 @@ absl::Status PlanModel(gmm::GmmParams* model, const v1::DataShape& shape,
   return absl::OkStatus();
 }
 
+namespace {
+
+// The E-step's layout, as in core/src/exec/stripes.h: blocks of 512 rows in at most 64 stripes,
+// all stripes' partial sums together within 2^25 doubles.
+constexpr uint64_t kBlockRows = 512;
+constexpr uint64_t kMaxStripes = 64;
+constexpr uint64_t kMaxPartialValues = uint64_t{1} << 25;
+constexpr uint64_t kDouble = sizeof(double);
+
+// Doubles of one set of parameters (weights, means, covariances) with k components in d
+// dimensions.
+uint64_t ParamValues(gmm::CovarianceType type, uint64_t k, uint64_t d) {
+  switch (type) {
+    case gmm::CovarianceType::kFull:
+      return k + k * d + k * d * d;
+    case gmm::CovarianceType::kTied:
+      return k + k * d + d * d;
+    case gmm::CovarianceType::kDiag:
+      return k + 2 * k * d;
+    case gmm::CovarianceType::kSpherical:
+      return 2 * k + k * d;
+  }
+  return k + k * d + k * d * d;
+}
+
+// Bytes of one E-step's partial sums and scratch over `rows` rows (core/src/gmm/family.cc,
+// BlockStripes: tied covariance keeps one scatter per component with missing values).
+uint64_t EStepBytes(gmm::CovarianceType type, uint64_t k, uint64_t d, uint64_t rows) {
+  const bool scatter = type == gmm::CovarianceType::kFull || type == gmm::CovarianceType::kTied;
+  const uint64_t partial = k * (d + 1) + (scatter ? k * d * d : d * d);
+  const uint64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  const uint64_t stripes =
+      std::max<uint64_t>(1, std::min({blocks, kMaxStripes, kMaxPartialValues / partial}));
+  // Per stripe: responsibilities, row log-likelihoods, feature-major copies of the block (for
+  // complete rows, observed and completed coordinates), a copy of the parameters.
+  const uint64_t scratch = kBlockRows * (2 * k + 4 * d + 8) + 2 * ParamValues(type, k, d);
+  return (stripes + 1) * (partial + scratch) * kDouble;
+}
+
+}  // namespace
+
+uint64_t ResultBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
+                     const FitOptions& options) {
+  const uint64_t k = static_cast<uint64_t>(spec.k), d = shape.cols();
+  const uint64_t max_iter = static_cast<uint64_t>(std::max(0, options.max_iter));
+  // The model, its history, a summary per restart (and the copies of converting them).
+  return 2 * (ParamValues(spec.covariance_type, k, d) + max_iter + 1) * kDouble +
+         static_cast<uint64_t>(std::max(1, options.n_init)) * 512;
+}
+
+uint64_t WorkingBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
+                      const FitOptions& options, int threads) {
+  const uint64_t k = static_cast<uint64_t>(spec.k), d = shape.cols(), n = shape.rows();
+  const uint64_t restarts =
+      spec.init_params.has_value() ? 1 : static_cast<uint64_t>(std::max(1, options.n_init));
+  const uint64_t running =
+      std::min<uint64_t>(restarts, static_cast<uint64_t>(std::max(1, threads)));
+  const uint64_t max_iter = static_cast<uint64_t>(std::max(0, options.max_iter));
+  const uint64_t params = ParamValues(spec.covariance_type, k, d) * kDouble;
+  // Missing values (core/src/gmm/gmm.cc): the data re-laid by pattern next to the original,
+  // then a copy with the gaps filled for the initialisation; each row's pattern key, order and
+  // weight.
+  const uint64_t layout = n * d * kDouble + n * (3 + (d + 63) / 64) * kDouble;
+  // Each running restart: its initialisation (k-means++: five values per row) then its E-step,
+  // and its current, previous and (SQUAREM) extrapolated parameters and their factors.
+  const uint64_t per_restart =
+      std::max(5 * n * kDouble, EStepBytes(spec.covariance_type, k, d, n)) + 8 * params;
+  // Every restart: its starting point and result, and its history (a growing vector: up to
+  // twice its length).
+  const uint64_t per_restart_kept = 2 * params + 2 * (max_iter + 1) * kDouble + 512;
+  return layout + running * per_restart + restarts * per_restart_kept +
+         ResultBytes(spec, shape, options);
+}
+
+uint64_t WorkingBytes(const gmm::GmmParams& model, const v1::DataShape& shape) {
+  const uint64_t k = static_cast<uint64_t>(model.k()), d = shape.cols(),
+                 n = shape.rows();  // Score: the rows' pattern order and keys with missing values,
+                                    // the stripes' scratch.
+  const uint64_t score =
+      n * (2 + (d + 63) / 64) * kDouble + EStepBytes(model.covariance_type, k, d, n);
+  // Posterior: about 1 MiB of responsibilities per block, the block being computed, up to five
+  // queued or in flight, each also as a message.
+  const uint64_t posterior = 2 * 6 * (uint64_t{1} << 20);
+  return std::max(score, posterior) + 2 * ParamValues(model.covariance_type, k, d) * kDouble;
+}
+
 absl::StatusOr<v1::FitResult> FitJob(const gmm::GmmSpec& spec, Upload upload,
                                      const FitOptions& options, const FitControls& controls) {
   EMFIT_ASSIGN_OR_RETURN(gmm::GmmFitResult fit,

@@ -30,6 +30,25 @@ absl::Status PlanSpec(gmm::GmmSpec* spec, const v1::ModelSpec& sent, const v1::M
 // completes it with what the header says about the data, for families that need it).
 absl::Status PlanModel(gmm::GmmParams* model, const v1::DataShape& shape,
                        const ServiceLimits& limits);
+// Memory, in bytes, for the admission of a job (admission.h), beyond the uploaded data, which is
+// counted as it arrives. Estimated before the job starts, from the declared shape; upper bounds
+// of the peaks measured in docs/reliability.md ("Working memory").
+//
+// A fit's working memory: the copies its data may need (the missing-value layout: the data are
+// not known when the header arrives, so missing values are assumed), the E-step's per-stripe
+// partial sums and scratch and the parameters of each of `threads` restarts running at once,
+// every restart's starting point, result and log-likelihood history (n_init x max_iter), and
+// the result message.
+uint64_t WorkingBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
+                      const FitOptions& options, int threads);
+// What a fit's result keeps once the fit has ended (its model and history), e.g. while other
+// SelectModel candidates run.
+uint64_t ResultBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
+                     const FitOptions& options);
+// Posterior and Score with `model`: the missing-value layout and per-stripe scratch of Score, or
+// the posterior blocks a Posterior call keeps in flight, whichever is larger.
+uint64_t WorkingBytes(const gmm::GmmParams& model, const v1::DataShape& shape);
+
 absl::StatusOr<v1::FitResult> FitJob(const gmm::GmmSpec& spec, Upload upload,
                                      const FitOptions& options, const FitControls& controls);
 // Emits the posteriors of the rows block by block, in row order.

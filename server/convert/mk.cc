@@ -242,6 +242,24 @@ absl::Status PlanMkSpec(MkSpecPlan* plan, const v1::DataShape& shape, const Serv
   return absl::OkStatus();
 }
 
+constexpr uint64_t kDouble = sizeof(double);
+
+// The most nodes a tree of `shape` can have: every node takes at least three bytes of Newick
+// text ("A:1," or "):0"), and a tree without unary nodes has fewer than twice its tips.
+uint64_t MaxNodes(const v1::DataShape& shape) {
+  const uint64_t by_text = shape.newick_bytes() / 3 + 1;
+  return std::max<uint64_t>(1, shape.newick_bytes() > 0 ? by_text : 2 * shape.rows());
+}
+
+// The parsed tree (labels, parents, lengths, children) and the pruning tables of one pass
+// (partial likelihoods up and down, the node posteriors, the branches' transition matrices)
+// for `columns` = k x characters.
+uint64_t TreeBytes(const v1::DataShape& shape, uint64_t k) {
+  const uint64_t nodes = MaxNodes(shape), columns = std::max<uint64_t>(shape.cols(), k);
+  return shape.newick_bytes() + nodes * 96 + nodes * columns * kDouble * 4 +
+         nodes * k * k * kDouble * 2;
+}
+
 // The tree and the tips of a request.
 struct MkInput {
   mk::Tree tree;
@@ -427,6 +445,55 @@ absl::StatusOr<v1::FitResult> FitJob(const MkSpecPlan& plan, Upload upload,
       fit.rate_standard_errors.data(),
       fit.rate_standard_errors.data() + fit.rate_standard_errors.size());
   return out;
+}
+
+uint64_t ResultBytes(const MkSpecPlan& plan, const v1::DataShape& shape,
+                     const FitOptions& options) {
+  const uint64_t k = static_cast<uint64_t>(plan.spec.k());
+  const uint64_t max_iter = static_cast<uint64_t>(std::max(0, options.max_iter));
+  // The model, its history and a summary per restart; the tree summary with the node
+  // posteriors (at most kMaxNodeProbabilityBytes) and labels; twice, for the proto's copy.
+  const uint64_t nodes = MaxNodes(shape);
+  return 2 * (k * k * kDouble + (max_iter + 1) * kDouble * 4 + shape.newick_bytes() +
+              nodes * 2 * kDouble +
+              std::min<uint64_t>(kMaxNodeProbabilityBytes, nodes * shape.cols() * kDouble)) +
+         static_cast<uint64_t>(std::max(1, options.n_init)) * 512;
+}
+
+uint64_t WorkingBytes(const MkSpecPlan& plan, const v1::DataShape& shape, const FitOptions& options,
+                      int threads) {
+  const uint64_t k = static_cast<uint64_t>(plan.spec.k());
+  const uint64_t restarts =
+      plan.spec.init_params.has_value() ? 1 : static_cast<uint64_t>(std::max(1, options.n_init));
+  const uint64_t running =
+      std::min<uint64_t>(restarts, static_cast<uint64_t>(std::max(1, threads)));
+  // Each running restart prunes on its own tables; Monte Carlo EM also keeps the draws' node
+  // states (2 bytes per node and character), at most max_sample_bytes (FitSampleStore).
+  uint64_t per_restart = TreeBytes(shape, k);
+  if (plan.spec.estep == mk::EStepMethod::kMonteCarlo) {
+    const uint64_t characters = std::max<uint64_t>(1, shape.cols() / std::max<uint64_t>(1, k));
+    const double draws = static_cast<double>(MaxNodes(shape)) * static_cast<double>(characters) *
+                         2.0 * static_cast<double>(plan.spec.mcem.max_sample_size);
+    per_restart +=
+        static_cast<uint64_t>(std::min(draws, static_cast<double>(plan.data.max_sample_bytes)));
+  }
+  // The tree as parsed once for the job, and each restart's kept history.
+  const uint64_t max_iter = static_cast<uint64_t>(std::max(0, options.max_iter));
+  return TreeBytes(shape, k) + running * per_restart +
+         restarts * (2 * (max_iter + 1) * kDouble * 4 + k * k * kDouble * 2 + 512) +
+         ResultBytes(plan, shape, options);
+}
+
+uint64_t WorkingBytes(const MkModelPlan& model, const v1::DataShape& shape) {
+  // One pruning pass, and about 1 MiB of node posteriors per block, up to five queued or in
+  // flight, each also as a message.
+  return TreeBytes(shape, static_cast<uint64_t>(model.params.k())) + 2 * 6 * (uint64_t{1} << 20);
+}
+
+uint64_t WorkingBytes(const HistoriesPlan& plan, const v1::DataShape& shape) {
+  // The Posterior's pruning, plus SIMMAP batches of about 1 MiB, four in flight and one being
+  // written, each also as a message.
+  return WorkingBytes(plan.model, shape) + 2 * 5 * (uint64_t{1} << 20);
 }
 
 absl::Status PosteriorJob(const MkModelPlan& model, const Upload& upload,

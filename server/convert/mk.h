@@ -48,6 +48,13 @@ absl::StatusOr<MkSpecPlan> FromProto(const v1::MkSpec& spec);
 void ToProto(const mk::MkParams& params, v1::MkModel* out);
 absl::StatusOr<MkModelPlan> FromProto(const v1::MkModel& model, absl::string_view field);
 
+// Admission (convert/gmm.h): upper bounds of a job's memory beyond its uploaded data, from the
+// declared shape (tips, k x characters columns, Newick bytes) before any data arrive.
+uint64_t ResultBytes(const MkSpecPlan& spec, const v1::DataShape& shape, const FitOptions& options);
+uint64_t WorkingBytes(const MkSpecPlan& spec, const v1::DataShape& shape, const FitOptions& options,
+                      int threads);
+uint64_t WorkingBytes(const MkModelPlan& model, const v1::DataShape& shape);
+
 // The same functions as convert/gmm.h (see there).
 absl::Status PlanSpec(MkSpecPlan* spec, const v1::ModelSpec& sent, const v1::Model* init,
                       const v1::DataShape& shape, const ServiceLimits& limits);
@@ -84,6 +91,8 @@ struct HistoriesPlan {
 };
 // Completes `plan` (whose model is planned already) with the header's n, seed and sampler,
 // checked against the limits.
+// SampleHistories' working memory (the Posterior's, and the SIMMAP batches in flight).
+uint64_t WorkingBytes(const HistoriesPlan& plan, const v1::DataShape& shape);
 absl::Status PlanDraws(const v1::SampleHistoriesHeader& header, const ServiceLimits& limits,
                        HistoriesPlan* plan);
 // Draws the maps and emits them as SIMMAP lines in batches of about 1 MiB, in order, then a

@@ -4,10 +4,9 @@
 nginx unprivileged (as nobody when the test runs as root) in a temporary prefix.
 
 One ctest per class (tests/CMakeLists.txt):
-  load_balancer_spreads_calls_over_replicas   SpreadsCalls
-  load_balancer_keeps_queued_fits_alive       Heartbeats
-  load_balancer_drains_and_retries            DrainAndRetry (needs issue 12: --drain_delay,
-                                              health per service, the CLI's retry policy)
+  load_balancer_spreads_calls_over_replicas                       SpreadsCalls
+  load_balancer_keeps_queued_fits_alive_with_heartbeats           Heartbeats
+  load_balancer_drains_replicas_and_the_cli_retries_killed_fits   DrainAndRetry
 
 Run with Debian's /usr/bin/python3 and PYTHONPATH=<build>/client/python."""
 import argparse
@@ -366,9 +365,9 @@ class LongCliFit:
 
 
 class DrainAndRetry(Topology):
-    """Needs issue 12 (TODO: enabled in tests/CMakeLists.txt once it is on main): emfitd's
-    --drain_delay and health per service, and a CLI that re-sends a fit whose replica died
-    after accepting it (see the TODO there)."""
+    """emfitd's drain (--drain_delay, health per service), and the CLI's re-send of a fit whose
+    replica died after accepting it (FitClient: gRPC's retry policy cannot repeat a call whose
+    first event has arrived)."""
     REPLICA_FLAGS = ("--workers=1", "--queue=8", "--drain_delay=1s", "--shutdown_grace=120s")
 
     def start_long_cli_fits(self):

@@ -172,7 +172,8 @@ class Operations(unittest.TestCase):
             self.assertEqual(first["emfit_workers_busy"], 1)
             self.assertEqual(first["emfit_active_calls"], 1)
             self.assertEqual(first["emfit_serving"], 1)
-            self.assertEqual(first["emfit_inflight_bytes"], x.size * 8)
+            # The fit's data and its working memory (the call's reserved_bytes, below).
+            self.assertGreater(first["emfit_inflight_bytes"], x.size * 8)
             self.assertGreaterEqual(first['emfit_received_bytes_total{method="Fit"}'], x.size * 8)
             self.assertEqual(first['emfit_queue_wait_seconds_count{method="Fit"}'], 1)
             seen = fit.iterations
@@ -190,6 +191,8 @@ class Operations(unittest.TestCase):
                         s["emfit_active_calls"] == 0 and s["emfit_inflight_bytes"] == 0 and
                         s["emfit_workers_busy"] == 0)
             wait_for(settled, what="the cancelled call and its job in the metrics")
+            call, = [r for r in json_log_records(server) if r["msg"] == "call"]
+            self.assertEqual(call["reserved_bytes"], first["emfit_inflight_bytes"])
         finally:
             self.stop(server)
 

@@ -2,10 +2,12 @@
 // names) as the client's ChunkCursor cuts them, and every way a client can get them wrong.
 #include "data_receiver.h"
 
+#include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "fit_service.h"
+#include "admission.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "request_data.h"
@@ -21,13 +23,18 @@ using ::emfit::testing::StatusIs;
 
 class DataReceiverTest : public ::testing::Test {
  protected:
-  DataReceiverTest() : service_(limits_, nullptr, nullptr, nullptr) {}
-
+  // A call's place in the admission.
+  std::unique_ptr<Admission::Slot> Slot() {
+    absl::StatusOr<std::unique_ptr<Admission::Slot>> slot = admission_.Enter("test");
+    EXPECT_THAT(slot, IsOk());
+    return slot.ok() ? *std::move(slot) : nullptr;
+  }
   // Sends `data` cut into chunks of `chunk_values` through a fresh receiver of `shape`.
   absl::StatusOr<std::shared_ptr<PendingData>> Send(const v1::DataShape& shape,
                                                     const RequestData& data, size_t chunk_values) {
-    DataReceiver receiver(&service_);
-    if (absl::Status s = receiver.Start(shape, "header.shape"); !s.ok()) return s;
+    const std::unique_ptr<Admission::Slot> slot = Slot();
+    DataReceiver receiver(&limits_, slot.get());
+    if (absl::Status s = receiver.Start(shape, 0, "header.shape"); !s.ok()) return s;
     ChunkCursor cursor(data, chunk_values);
     v1::DataChunk chunk;
     while (!cursor.done()) {
@@ -38,7 +45,8 @@ class DataReceiverTest : public ::testing::Test {
   }
 
   ServiceLimits limits_;
-  FitService service_;
+  Admission admission_{{/*bytes=*/uint64_t{1} << 30, /*peer_bytes=*/uint64_t{1} << 30,
+                        /*peer_calls=*/8}};
 };
 
 TEST_F(DataReceiverTest, EveryStreamArrivesWholeWhateverTheChunkSize) {
@@ -69,7 +77,7 @@ TEST_F(DataReceiverTest, EveryStreamArrivesWholeWhateverTheChunkSize) {
     EXPECT_EQ(upload->newick, newick);
     EXPECT_EQ(upload->row_names, names);
   }
-  EXPECT_EQ(service_.inflight_bytes(), 0u);  // every reservation released with its data
+  EXPECT_EQ(admission_.used_bytes(), 0u);  // every reservation released with its data
 }
 
 TEST_F(DataReceiverTest, AStreamTheHeaderDidNotDeclareIsRefusedAndHarmsNothing) {
@@ -92,7 +100,7 @@ TEST_F(DataReceiverTest, AStreamTheHeaderDidNotDeclareIsRefusedAndHarmsNothing) 
   named.row_names = names;
   EXPECT_THAT(Send(shape, named, 100),
               StatusIs(absl::StatusCode::kInvalidArgument, "shape.row_names is not set"));
-  EXPECT_EQ(service_.inflight_bytes(), 0u);
+  EXPECT_EQ(admission_.used_bytes(), 0u);
 }
 
 TEST_F(DataReceiverTest, StreamsThatDoNotAddUpAreRefusedNamingTheStream) {
@@ -134,10 +142,11 @@ TEST_F(DataReceiverTest, StreamsThatDoNotAddUpAreRefusedNamingTheStream) {
   // A limit, like the others: RESOURCE_EXHAUSTED naming the flag.
   EXPECT_THAT(Send(named_shape, named, 100),
               StatusIs(absl::StatusCode::kResourceExhausted, "(--max_name_bytes)"));
-  EXPECT_EQ(service_.inflight_bytes(), 0u);
+  EXPECT_EQ(admission_.used_bytes(), 0u);
 }
 
-TEST_F(DataReceiverTest, TheBudgetHoldsEveryStreamUntilTheJobIsDone) {
+TEST_F(DataReceiverTest,
+       TheBudgetGrowsWithTheDataAndHoldsThemAndTheWorkingMemoryUntilTheJobIsDone) {
   const std::vector<double> values(1000, 1.0);
   const std::vector<uint64_t> lengths = {400, 600};
   const std::string newick(300, '(');
@@ -148,21 +157,29 @@ TEST_F(DataReceiverTest, TheBudgetHoldsEveryStreamUntilTheJobIsDone) {
   shape.set_rows(1000);
   shape.set_cols(1);
   data.DescribeIn(&shape);
-  DataReceiver receiver(&service_);
-  ASSERT_THAT(receiver.Start(shape, "header.shape"), IsOk());
-  EXPECT_EQ(service_.inflight_bytes(), 1000 * 8 + 3 * 8 + 300);
+  const std::unique_ptr<Admission::Slot> slot = Slot();
+  DataReceiver receiver(&limits_, slot.get());
+  ASSERT_THAT(receiver.Start(shape, /*working_bytes=*/5000, "header.shape"), IsOk());
+  const uint64_t declared = 1000 * 8 + 3 * 8 + 300;
+  EXPECT_EQ(receiver.declared_bytes(), declared);
+  EXPECT_EQ(admission_.used_bytes(), 0u);  // declared, not yet sent
   ChunkCursor cursor(data, 64);
   v1::DataChunk chunk;
+  uint64_t sent = 0;
   while (!cursor.done()) {
     cursor.Next(&chunk);
+    sent += chunk.values_size() * 8 + chunk.sequence_lengths_size() * 8 + chunk.newick().size();
     ASSERT_THAT(receiver.Append(chunk), IsOk());
+    EXPECT_GE(admission_.used_bytes(), sent);  // what arrived, and at most 1 MiB ahead
+    EXPECT_LE(admission_.used_bytes(), std::min(declared, sent + (1 << 20)));
   }
   absl::StatusOr<std::shared_ptr<PendingData>> pending = receiver.Finish();
   ASSERT_THAT(pending, IsOk());
+  EXPECT_EQ((*pending)->reserved_bytes(), declared + 5000);  // the data and the working memory
   std::optional<Upload> upload = (*pending)->Take();
-  EXPECT_EQ(service_.inflight_bytes(), 1000 * 8 + 3 * 8 + 300);  // the job still holds it
+  EXPECT_EQ(admission_.used_bytes(), declared + 5000);  // the job still holds it
   pending->reset();
-  EXPECT_EQ(service_.inflight_bytes(), 0u);
+  EXPECT_EQ(admission_.used_bytes(), 0u);
 }
 
 }  // namespace

@@ -17,7 +17,9 @@
 #include "rejection.h"
 #include "server.h"
 #include "testing/fit_requests.h"
+#include "testing/metrics.h"
 #include "testing/status_matchers.h"
+#include "testing/wait.h"
 
 namespace emfit::server {
 namespace {
@@ -30,45 +32,11 @@ using ::emfit::testing::Faithful;
 using ::emfit::testing::GmmHeader;
 using ::emfit::testing::IsOk;
 using ::emfit::testing::LongFit;
+using ::emfit::testing::MetricValue;
 using ::emfit::testing::StatusIs;
 using ::emfit::testing::Values;
+using ::emfit::testing::WaitFor;
 using ::testing::MatchesRegex;
-
-// The value of metric `name` with exactly `labels`: a counter's or gauge's value, a
-// histogram's sample count; -1 when absent.
-double MetricValue(const std::vector<prometheus::MetricFamily>& families, const std::string& name,
-                   const std::map<std::string, std::string>& labels = {}) {
-  for (const prometheus::MetricFamily& family : families) {
-    if (family.name != name) continue;
-    for (const prometheus::ClientMetric& m : family.metric) {
-      std::map<std::string, std::string> have;
-      for (const auto& l : m.label) have[l.name] = l.value;
-      if (have != labels) continue;
-      switch (family.type) {
-        case prometheus::MetricType::Counter:
-          return m.counter.value;
-        case prometheus::MetricType::Gauge:
-          return m.gauge.value;
-        case prometheus::MetricType::Histogram:
-          return static_cast<double>(m.histogram.sample_count);
-        default:
-          return -1;
-      }
-    }
-  }
-  return -1;
-}
-
-// Waits until `done()` holds, for at most `timeout`; returns whether it held.
-template <class Predicate>
-bool WaitFor(Predicate done, absl::Duration timeout = absl::Seconds(10)) {
-  const absl::Time end = absl::Now() + timeout;
-  while (!done()) {
-    if (absl::Now() > end) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
 
 // The health status of `service`, or the code of the failed check.
 std::string Health(const std::shared_ptr<grpc::Channel>& channel, const std::string& service) {

@@ -32,6 +32,14 @@ struct Components {
 // positive definite (`what` prefixes the message).
 absl::StatusOr<Components> Factorize(const GmmParams& params, absl::string_view what);
 
+// Unconstrained coordinates of the covariances for SQUAREM (algorithms.md §5.1), shared by
+// every family with Gaussian components: log-Cholesky factors (strictly lower entries and log
+// diagonal, row by row) for full (component by component) and tied; log variances for diag and
+// spherical. `covariances` in GmmParams' layout.
+int64_t CovariancePackSize(CovarianceType type, int k, int d);
+void PackCovariances(CovarianceType type, const Eigen::MatrixXd& covariances, int d, double* out);
+Eigen::MatrixXd UnpackCovariances(CovarianceType type, const double* in, int k, int d);
+
 // Turns a_ik into responsibilities in place (row-wise softmax) and writes each row's
 // log-likelihood LSE_k a_ik into `row_ll`.
 void NormalizeRows(Eigen::MatrixXd* a, Eigen::VectorXd* row_ll);

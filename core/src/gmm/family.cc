@@ -204,72 +204,16 @@ std::vector<FitWarning> GmmFamily::Inspect(const Stats& stats, const Params& par
   return out;
 }
 
-namespace {
-
-// Entries of the log-Cholesky coordinates of a d x d SPD matrix.
-int64_t LogCholeskySize(int d) { return static_cast<int64_t>(d) * (d + 1) / 2; }
-
-void PackLogCholesky(const Eigen::MatrixXd& cov, double* out) {
-  const Eigen::MatrixXd l = Eigen::LLT<Eigen::MatrixXd>(cov).matrixL();
-  for (Eigen::Index i = 0; i < l.rows(); ++i) {
-    for (Eigen::Index j = 0; j < i; ++j) *out++ = l(i, j);
-    *out++ = std::log(l(i, i));
-  }
-}
-
-Eigen::MatrixXd UnpackLogCholesky(const double* in, int d) {
-  Eigen::MatrixXd l = Eigen::MatrixXd::Zero(d, d);
-  for (int i = 0; i < d; ++i) {
-    for (int j = 0; j < i; ++j) l(i, j) = *in++;
-    l(i, i) = std::exp(*in++);
-  }
-  return l * l.transpose();
-}
-
-}  // namespace
-
 Eigen::VectorXd GmmFamily::Pack(const Params& p) const {
   const int k = p.k(), d = p.dim();
-  int64_t size = (k - 1) + static_cast<int64_t>(k) * d;
-  switch (p.covariance_type) {
-    case CovarianceType::kFull:
-      size += k * LogCholeskySize(d);
-      break;
-    case CovarianceType::kTied:
-      size += LogCholeskySize(d);
-      break;
-    case CovarianceType::kDiag:
-      size += static_cast<int64_t>(k) * d;
-      break;
-    case CovarianceType::kSpherical:
-      size += k;
-      break;
-  }
-  Eigen::VectorXd x(size);
+  Eigen::VectorXd x((k - 1) + static_cast<int64_t>(k) * d +
+                    CovariancePackSize(p.covariance_type, k, d));
   double* out = x.data();
   for (int j = 0; j + 1 < k; ++j) *out++ = std::log(p.weights[j] / p.weights[k - 1]);
   for (int j = 0; j < k; ++j) {
     for (int c = 0; c < d; ++c) *out++ = p.means(j, c);
   }
-  switch (p.covariance_type) {
-    case CovarianceType::kFull:
-      for (int j = 0; j < k; ++j) {
-        PackLogCholesky(p.covariances.middleRows(static_cast<Eigen::Index>(j) * d, d), out);
-        out += LogCholeskySize(d);
-      }
-      break;
-    case CovarianceType::kTied:
-      PackLogCholesky(p.covariances, out);
-      break;
-    case CovarianceType::kDiag:
-    case CovarianceType::kSpherical:
-      for (Eigen::Index j = 0; j < p.covariances.rows(); ++j) {
-        for (Eigen::Index c = 0; c < p.covariances.cols(); ++c) {
-          *out++ = std::log(p.covariances(j, c));
-        }
-      }
-      break;
-  }
+  PackCovariances(p.covariance_type, p.covariances, d, out);
   return x;
 }
 
@@ -288,26 +232,7 @@ absl::StatusOr<GmmParams> GmmFamily::Unpack(const Eigen::VectorXd& x, const Para
   for (int j = 0; j < k; ++j) {
     for (int c = 0; c < d; ++c) p.means(j, c) = *in++;
   }
-  switch (like.covariance_type) {
-    case CovarianceType::kFull:
-      p.covariances.resize(static_cast<Eigen::Index>(k) * d, d);
-      for (int j = 0; j < k; ++j) {
-        p.covariances.middleRows(static_cast<Eigen::Index>(j) * d, d) = UnpackLogCholesky(in, d);
-        in += LogCholeskySize(d);
-      }
-      break;
-    case CovarianceType::kTied:
-      p.covariances = UnpackLogCholesky(in, d);
-      break;
-    case CovarianceType::kDiag:
-    case CovarianceType::kSpherical:
-      p.covariances.resize(like.covariances.rows(), like.covariances.cols());
-      for (Eigen::Index j = 0; j < p.covariances.rows(); ++j) {
-        for (Eigen::Index c = 0; c < p.covariances.cols(); ++c)
-          p.covariances(j, c) = std::exp(*in++);
-      }
-      break;
-  }
+  p.covariances = UnpackCovariances(like.covariance_type, in, k, d);
   // Fixed blocks stay exactly as they were (extrapolation only moves them by rounding).
   if (spec_.fix_weights) p.weights = like.weights;
   if (spec_.fix_means) p.means = like.means;

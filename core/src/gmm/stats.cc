@@ -105,4 +105,43 @@ void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, cons
   }
 }
 
+double ExpectedLogJoint(const GmmStats& s, const Eigen::MatrixXd& shift, const Components& c) {
+  const Eigen::MatrixXd e = c.means - shift;
+  double q = 0;
+  for (int j = 0; j < c.k; ++j) {
+    if (s.nk[j] > 0) q += s.nk[j] * c.offset[j];  // 0 ln 0 = 0 for an empty component
+  }
+  // The scatter of component j about mu_j = m_j + e_j: sdd - e delta^T - delta e^T + N e e^T.
+  auto scatter = [&](int j) {
+    Eigen::MatrixXd m = s.sdd[j].selfadjointView<Eigen::Lower>();
+    const Eigen::RowVectorXd ej = e.row(j), dj = s.delta.row(j);
+    m.noalias() -= ej.transpose() * dj + dj.transpose() * ej;
+    m.noalias() += s.nk[j] * ej.transpose() * ej;
+    return m;
+  };
+  // tr(Sigma^-1 M) = tr(U^T M U) with Sigma^-1 = U U^T.
+  auto trace = [](const Eigen::MatrixXd& m, const Eigen::MatrixXd& u) {
+    return (u.transpose() * m * u).trace();
+  };
+  switch (c.type) {
+    case CovarianceType::kFull:
+      for (int j = 0; j < c.k; ++j) q -= 0.5 * trace(scatter(j), c.prec_chol[j]);
+      break;
+    case CovarianceType::kTied: {
+      Eigen::MatrixXd pooled = Eigen::MatrixXd::Zero(c.d, c.d);
+      for (int j = 0; j < c.k; ++j) pooled += scatter(j);
+      q -= 0.5 * trace(pooled, c.prec_chol[0]);
+      break;
+    }
+    case CovarianceType::kDiag:
+    case CovarianceType::kSpherical: {
+      const Eigen::MatrixXd squares = s.sdd_diag - 2.0 * e.cwiseProduct(s.delta) +
+                                      (e.array().square().colwise() * s.nk.array()).matrix();
+      q -= 0.5 * (squares.array() * c.aux.array().square()).sum();
+      break;
+    }
+  }
+  return q;
+}
+
 }  // namespace emfit::gmm::internal

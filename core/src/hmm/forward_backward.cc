@@ -17,73 +17,161 @@ inline int States(const Chain& chain) {
   return K > 0 ? K : chain.k;
 }
 
+// For small K the forward variable and beta-hat live in registers, and no division sits on the
+// recursion's critical path: the reciprocal of step t-1's normaliser multiplies step t's
+// densities while the matrix-vector product runs, and the normalisation of gamma in the
+// backward pass is off the chain (docs/benchmarks.md, HMM).
 template <int K>
 bool ForwardScaledT(const Chain& chain, const double* b, int64_t n, const double* before,
-                    double* alpha, double* c) {
-  const int k = States<K>(chain);
+                    double* alpha, double* inv_c) {
+  static_assert(K > 0);
+  // Below this normaliser, the lagged scaling could push products into the subnormal range:
+  // the step then normalises first.
+  constexpr double kTiny = 1e-280;
   const double* a = chain.transitions.data();
-  const double* pi = chain.start.data();
+  double cur[K];  // the unnormalised forward variable of the last step (alpha-bar)
+  double r = 1;   // its normaliser's reciprocal
+  if (before == nullptr) {
+    for (int j = 0; j < K; ++j) cur[j] = chain.start[j];
+  } else {
+    for (int j = 0; j < K; ++j) cur[j] = before[j];
+  }
+  for (int64_t t = 0; t < n; ++t) {
+    const double* bt = b + t * K;
+    double next[K];
+    if (t == 0 && before == nullptr) {
+      for (int j = 0; j < K; ++j) next[j] = cur[j] * bt[j];
+    } else {
+      if (r > 1.0 / kTiny) {
+        for (int i = 0; i < K; ++i) cur[i] *= r;
+        r = 1;
+      }
+      // (A^T alpha_{t-1})_j = sum_i alpha_{t-1}(i) A_ij, rows of A scaled and added.
+      for (int j = 0; j < K; ++j) next[j] = cur[0] * a[j];
+      for (int i = 1; i < K; ++i) {
+        for (int j = 0; j < K; ++j) next[j] += cur[i] * a[i * K + j];
+      }
+      const double scale = r;
+      for (int j = 0; j < K; ++j) next[j] *= bt[j] * scale;
+    }
+    double sum = 0;
+    for (int j = 0; j < K; ++j) sum += next[j];
+    if (!(sum > 0)) return false;
+    r = 1.0 / sum;
+    inv_c[t] = r;
+    double* at = alpha + t * K;
+    for (int j = 0; j < K; ++j) {
+      cur[j] = next[j];
+      at[j] = next[j] * r;
+    }
+  }
+  return true;
+}
+
+// Any K, through memory.
+bool ForwardScaledAny(const Chain& chain, const double* b, int64_t n, const double* before,
+                      double* alpha, double* inv_c) {
+  const int k = chain.k;
+  const double* a = chain.transitions.data();
   for (int64_t t = 0; t < n; ++t) {
     double* at = alpha + t * k;
     const double* bt = b + t * k;
     const double* prev = t > 0 ? at - k : before;
     if (prev == nullptr) {
-      for (int j = 0; j < k; ++j) at[j] = pi[j] * bt[j];
+      for (int j = 0; j < k; ++j) at[j] = chain.start[j] * bt[j];
     } else {
-      // (A^T alpha_{t-1})_j = sum_i alpha_{t-1}(i) A_ij: rows of A scaled and added.
       for (int j = 0; j < k; ++j) at[j] = prev[0] * a[j];
       for (int i = 1; i < k; ++i) {
         const double p = prev[i];
-        const double* ai = a + i * k;
+        const double* ai = a + static_cast<int64_t>(i) * k;
         for (int j = 0; j < k; ++j) at[j] += p * ai[j];
       }
       for (int j = 0; j < k; ++j) at[j] *= bt[j];
     }
     double sum = 0;
     for (int j = 0; j < k; ++j) sum += at[j];
-    c[t] = sum;
     if (!(sum > 0)) return false;
     const double inv = 1.0 / sum;
+    inv_c[t] = inv;
     for (int j = 0; j < k; ++j) at[j] *= inv;
   }
   return true;
 }
 
+// K > 0: fixed; K = 0: chain.k, with the caller's beta as the only state.
 template <int K>
-bool BackwardScaledT(const Chain& chain, double* b, double* alpha, const double* c, int64_t n,
-                     const double* before, double* beta, double* m) {
-  const int k = States<K>(chain);
+bool BackwardScaledT(const Chain& chain, const double* b, double* alpha, const double* inv_c,
+                     int64_t n, const double* before, double* beta, double* m) {
+  const int k = K > 0 ? K : chain.k;
+  const double* a = chain.transitions.data();
   const double* at = chain.transitions_t.data();
+  constexpr int kLocal = K > 0 ? K : 1;
+  double be_local[kLocal], w_local[kLocal];
+  double* be = K > 0 ? be_local : beta;
+  std::vector<double> w_dynamic(K > 0 ? 0 : static_cast<size_t>(k));
+  double* w = K > 0 ? w_local : w_dynamic.data();
+  if (K > 0) {
+    for (int j = 0; j < k; ++j) be[j] = beta[j];
+  }
   for (int64_t t = n - 1; t >= 0; --t) {
     double* al = alpha + t * k;
-    double* w = b + t * k;
+    const double* bt = b + t * k;
     const double* prev = t > 0 ? al - k : before;
-    // gamma_t = alpha_t o beta_t / s_t; s_t = 1 up to rounding, and also the sum of the pair
-    // posteriors of step t, which dividing W_t by it makes exactly 1.
+    if (prev != nullptr) {
+      // W_t = b_t o beta_t / c_t; M += alpha_{t-1} W_t^T; beta_{t-1} = A W_t.
+      const double r = inv_c[t];
+      for (int j = 0; j < k; ++j) w[j] = bt[j] * be[j] * r;
+      for (int i = 0; i < k; ++i) {
+        const double p = prev[i];
+        double* mi = m + static_cast<int64_t>(i) * k;
+        for (int j = 0; j < k; ++j) mi[j] += p * w[j];
+      }
+    }
+    // gamma_t = alpha_t o beta_t, renormalised against rounding drift.
     double sum = 0;
     for (int j = 0; j < k; ++j) {
-      al[j] *= beta[j];
+      al[j] *= be[j];
       sum += al[j];
     }
     if (!(sum > 0 && sum < kInf)) return false;
     const double inv = 1.0 / sum;
     for (int j = 0; j < k; ++j) al[j] *= inv;
     if (prev == nullptr) continue;
-    // W_t = b_t o beta_t / (c_t s_t); M += alpha_{t-1} W_t^T; beta_{t-1} = A W_t.
-    const double scale = inv / c[t];
-    for (int j = 0; j < k; ++j) w[j] *= beta[j] * scale;
-    for (int i = 0; i < k; ++i) {
-      const double p = prev[i];
-      double* mi = m + i * k;
-      for (int j = 0; j < k; ++j) mi[j] += p * w[j];
-    }
-    for (int i = 0; i < k; ++i) beta[i] = w[0] * at[i];
-    for (int j = 1; j < k; ++j) {
-      const double wj = w[j];
-      const double* atj = at + j * k;
-      for (int i = 0; i < k; ++i) beta[i] += wj * atj[i];
+    if (K > 0) {
+      for (int i = 0; i < k; ++i) {
+        double v = a[i * k] * w[0];
+        for (int j = 1; j < k; ++j) v += a[i * k + j] * w[j];
+        be[i] = v;
+      }
+    } else {
+      for (int i = 0; i < k; ++i) be[i] = w[0] * at[i];
+      for (int j = 1; j < k; ++j) {
+        const double wj = w[j];
+        const double* atj = at + static_cast<int64_t>(j) * k;
+        for (int i = 0; i < k; ++i) be[i] += wj * atj[i];
+      }
     }
   }
+  if (K > 0) {
+    for (int j = 0; j < k; ++j) beta[j] = be[j];
+  }
+  return true;
+}
+
+template <int K>
+bool ScaleRowsT(double* g, int64_t n, int k_runtime, double* shift) {
+  const int k = K > 0 ? K : k_runtime;
+  for (int64_t t = 0; t < n; ++t) {
+    double* gt = g + t * k;
+    double top = gt[0];
+    for (int j = 1; j < k; ++j) top = gt[j] > top ? gt[j] : top;
+    if (!std::isfinite(top)) return false;
+    shift[t] = top;
+    for (int j = 0; j < k; ++j) gt[j] -= top;
+  }
+  // One pass of exp over the block, which Eigen vectorises.
+  Eigen::Map<Eigen::ArrayXd> all(g, n * k);
+  all = all.exp();
   return true;
 }
 
@@ -101,68 +189,49 @@ Chain Chain::From(const Eigen::VectorXd& start, const Eigen::MatrixXd& transitio
   return c;
 }
 
-bool ScaleRows(double* g, int64_t n, int k, double* shift) {
-  for (int64_t t = 0; t < n; ++t) {
-    double* gt = g + t * k;
-    double top = gt[0];
-    for (int j = 1; j < k; ++j) top = std::max(top, gt[j]);
-    if (!std::isfinite(top)) return false;
-    shift[t] = top;
-    for (int j = 0; j < k; ++j) gt[j] -= top;
+// The recursions' dispatch on the number of states.
+#define EMFIT_HMM_DISPATCH_K(k, call_fixed, call_any) \
+  switch (k) {                                        \
+    case 1:                                           \
+      return call_fixed(1);                           \
+    case 2:                                           \
+      return call_fixed(2);                           \
+    case 3:                                           \
+      return call_fixed(3);                           \
+    case 4:                                           \
+      return call_fixed(4);                           \
+    case 5:                                           \
+      return call_fixed(5);                           \
+    case 6:                                           \
+      return call_fixed(6);                           \
+    case 8:                                           \
+      return call_fixed(8);                           \
+    default:                                          \
+      return call_any;                                \
   }
-  // One pass of exp over the block, which Eigen vectorises.
-  Eigen::Map<Eigen::ArrayXd> all(g, n * k);
-  all = all.exp();
-  return true;
+
+bool ScaleRows(double* g, int64_t n, int k, double* shift) {
+#define EMFIT_FIXED(K) ScaleRowsT<K>(g, n, k, shift)
+  EMFIT_HMM_DISPATCH_K(k, EMFIT_FIXED, ScaleRowsT<0>(g, n, k, shift))
+#undef EMFIT_FIXED
 }
 
 bool ForwardScaled(const Chain& chain, const double* b, int64_t n, const double* before,
-                   double* alpha, double* c) {
-  switch (chain.k) {
-    case 1:
-      return ForwardScaledT<1>(chain, b, n, before, alpha, c);
-    case 2:
-      return ForwardScaledT<2>(chain, b, n, before, alpha, c);
-    case 3:
-      return ForwardScaledT<3>(chain, b, n, before, alpha, c);
-    case 4:
-      return ForwardScaledT<4>(chain, b, n, before, alpha, c);
-    case 5:
-      return ForwardScaledT<5>(chain, b, n, before, alpha, c);
-    case 6:
-      return ForwardScaledT<6>(chain, b, n, before, alpha, c);
-    case 8:
-      return ForwardScaledT<8>(chain, b, n, before, alpha, c);
-    case 16:
-      return ForwardScaledT<16>(chain, b, n, before, alpha, c);
-    default:
-      return ForwardScaledT<0>(chain, b, n, before, alpha, c);
-  }
+                   double* alpha, double* inv_c) {
+#define EMFIT_FIXED(K) ForwardScaledT<K>(chain, b, n, before, alpha, inv_c)
+  EMFIT_HMM_DISPATCH_K(chain.k, EMFIT_FIXED, ForwardScaledAny(chain, b, n, before, alpha, inv_c))
+#undef EMFIT_FIXED
 }
 
-bool BackwardScaled(const Chain& chain, double* b, double* alpha, const double* c, int64_t n,
-                    const double* before, double* beta, double* m) {
-  switch (chain.k) {
-    case 1:
-      return BackwardScaledT<1>(chain, b, alpha, c, n, before, beta, m);
-    case 2:
-      return BackwardScaledT<2>(chain, b, alpha, c, n, before, beta, m);
-    case 3:
-      return BackwardScaledT<3>(chain, b, alpha, c, n, before, beta, m);
-    case 4:
-      return BackwardScaledT<4>(chain, b, alpha, c, n, before, beta, m);
-    case 5:
-      return BackwardScaledT<5>(chain, b, alpha, c, n, before, beta, m);
-    case 6:
-      return BackwardScaledT<6>(chain, b, alpha, c, n, before, beta, m);
-    case 8:
-      return BackwardScaledT<8>(chain, b, alpha, c, n, before, beta, m);
-    case 16:
-      return BackwardScaledT<16>(chain, b, alpha, c, n, before, beta, m);
-    default:
-      return BackwardScaledT<0>(chain, b, alpha, c, n, before, beta, m);
-  }
+bool BackwardScaled(const Chain& chain, const double* b, double* alpha, const double* inv_c,
+                    int64_t n, const double* before, double* beta, double* m) {
+#define EMFIT_FIXED(K) BackwardScaledT<K>(chain, b, alpha, inv_c, n, before, beta, m)
+  EMFIT_HMM_DISPATCH_K(chain.k, EMFIT_FIXED,
+                       BackwardScaledT<0>(chain, b, alpha, inv_c, n, before, beta, m))
+#undef EMFIT_FIXED
 }
+
+#undef EMFIT_HMM_DISPATCH_K
 
 bool CleanM(const Chain& chain, double* m) {
   const int64_t kk = static_cast<int64_t>(chain.k) * chain.k;

@@ -41,21 +41,22 @@ bool ScaleRows(double* g, int64_t n, int k, double* shift);
 
 // Scaled forward pass over n steps with scaled densities `b` (n x k, from ScaleRows). `before`
 // is alpha-hat of the step before the segment, or null if the segment starts the sequence.
-// Writes alpha-hat (n x k) and the normalisers c_t (n). Returns false if some c_t is 0 or not
-// finite (the recursion must then be redone in log space).
+// Writes alpha-hat (n x k) and the reciprocals 1/c_t of the normalisers (n); the segment's
+// log-likelihood is sum_t (s_t - ln(1/c_t)). Returns false if some c_t is 0 or not finite (the
+// recursion must then be redone in log space).
 bool ForwardScaled(const Chain& chain, const double* b, int64_t n, const double* before,
-                   double* alpha, double* c);
+                   double* alpha, double* inv_c);
 
 // Scaled backward pass over the same n steps, after ForwardScaled. `beta` holds beta-hat of the
 // segment's last step on entry (1 for the sequence's last step) and beta-hat of the step before
 // the segment on return (when `before` is not null; `before` as for ForwardScaled). Overwrites
-// `b` (work space) and `alpha` with the state probabilities gamma (each row renormalised), and
-// adds the segment's M to `m` (k x k row-major). Returns false if a
-// normaliser of gamma is not finite and positive: alpha-hat underflowed to 0 where beta-hat
-// overflowed (a state the past rules out in double precision and the future needs), and the
-// sequence must be redone in log space; `m` and `alpha` are then garbage.
-bool BackwardScaled(const Chain& chain, double* b, double* alpha, const double* c, int64_t n,
-                    const double* before, double* beta, double* m);
+// `alpha` with the state probabilities gamma (each row renormalised) and adds the segment's M to
+// `m` (k x k row-major). Returns false if a normaliser of gamma is not finite and positive:
+// alpha-hat underflowed to 0 where beta-hat overflowed (a state the past rules out in double
+// precision and the future needs), and the sequence must be redone in log space; `m` and
+// `alpha` are then garbage.
+bool BackwardScaled(const Chain& chain, const double* b, double* alpha, const double* inv_c,
+                    int64_t n, const double* before, double* beta, double* m);
 
 // Log-space forward pass: `log_alpha` (n x k) = ln alpha_t from log-densities `g` (n x k);
 // `before` is ln alpha of the step before the segment, or null. `work`: k doubles.

@@ -37,8 +37,25 @@ absl::Status Impossible(int64_t sequence) {
       sequence + 1));
 }
 
-double SumOfLogs(const double* c, int64_t n) {
-  return Eigen::Map<const Eigen::ArrayXd>(c, n).log().sum();
+// sum_t ln v_t of positive values, as the logarithm of their product kept in range by moving
+// its binary exponent out now and then: one logarithm per call instead of one per step.
+double SumOfLogs(const double* v, int64_t n) {
+  double mantissa = 1;
+  int64_t exponent = 0;
+  int e = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    double x = v[t];
+    if (!(x > 0x1.0p-400 && x < 0x1.0p400)) {
+      x = std::frexp(x, &e);
+      exponent += e;
+    }
+    mantissa *= x;
+    if (!(mantissa > 0x1.0p-500 && mantissa < 0x1.0p500)) {
+      mantissa = std::frexp(mantissa, &e);
+      exponent += e;
+    }
+  }
+  return std::log(mantissa) + static_cast<double>(exponent) * M_LN2;
 }
 
 double SumOf(const double* v, int64_t n) { return Eigen::Map<const Eigen::ArrayXd>(v, n).sum(); }
@@ -83,7 +100,7 @@ absl::Status Whole(const Run& run, int64_t q, int64_t row, int64_t n, ForwardBac
   m.setZero(k, k);
   if (mode == ForwardBackward::kScaled) {
     if (ScaleRows(b, n, k, shift) && ForwardScaled(run.chain, b, n, nullptr, alpha, c)) {
-      *ll = SumOfLogs(c, n) + SumOf(shift, n);
+      *ll = SumOf(shift, n) - SumOfLogs(c, n);
       double* beta = work;
       std::fill(beta, beta + k, 1.0);
       if (BackwardScaled(run.chain, b, alpha, c, n, nullptr, beta, m.data()) &&
@@ -181,7 +198,7 @@ absl::Status Segments(const Run& run, absl::Span<const int64_t> offsets, int64_t
       *redo = true;
       return absl::OkStatus();
     }
-    if (scaled) ll += SumOfLogs(c, size_of(i)) + SumOf(shift, size_of(i));
+    if (scaled) ll += SumOf(shift, size_of(i)) - SumOfLogs(c, size_of(i));
     std::copy(alpha + (size_of(i) - 1) * k, alpha + size_of(i) * k, checkpoints + i * k);
   }
   if (!scaled) {

@@ -65,7 +65,9 @@ absl::Status CategoricalEmission::CheckShape(const Params& params, absl::string_
 absl::StatusOr<std::unique_ptr<const CategoricalEmission::Evaluator>> CategoricalEmission::Prepare(
     const Params& params) const {
   auto e = std::make_unique<Evaluator>();
-  e->log_probabilities = params.probabilities.transpose().array().log();
+  // std::log, not Eigen's vectorised log, which flushes subnormal probabilities.
+  e->log_probabilities =
+      params.probabilities.transpose().unaryExpr([](double p) { return std::log(p); });
   return std::unique_ptr<const Evaluator>(std::move(e));
 }
 
@@ -164,9 +166,10 @@ absl::StatusOr<CategoricalEmission::Params> CategoricalEmission::Unpack(const do
   for (int j = 0; j < k_; ++j) {
     for (size_t s = 0; s + 1 < seen_.size(); ++s) logits[s] = *in++;
     logits[logits.size() - 1] = 0.0;
-    const Eigen::VectorXd e = (logits.array() - logits.maxCoeff()).exp();
-    const double sum = e.sum();
-    for (size_t s = 0; s < seen_.size(); ++s) p.probabilities(j, seen_[s]) = e[s] / sum;
+    const double top = logits.maxCoeff();
+    double sum = 0;
+    for (Eigen::Index s = 0; s < logits.size(); ++s) sum += logits[s] = std::exp(logits[s] - top);
+    for (size_t s = 0; s < seen_.size(); ++s) p.probabilities(j, seen_[s]) = logits[s] / sum;
   }
   if (!p.probabilities.allFinite()) {
     return absl::InvalidArgumentError("extrapolated point is not finite");

@@ -64,7 +64,7 @@ absl::StatusOr<std::unique_ptr<const PoissonEmission::Evaluator>> PoissonEmissio
     const Params& params) const {
   auto e = std::make_unique<Evaluator>();
   e->rates = params.rates.transpose();
-  e->log_rates = e->rates.array().log();
+  e->log_rates = e->rates.unaryExpr([](double r) { return std::log(r); });
   return std::unique_ptr<const Evaluator>(std::move(e));
 }
 

@@ -8,6 +8,8 @@ namespace emfit::hmm::internal {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// exp of anything below is treated as 0 (ScaleRows).
+constexpr double kMinExpArgument = -708.0;
 
 // The recursions are written once with the number of states K as a template argument: small K
 // (the usual case) gets loops of constant trip count that the compiler unrolls and keeps in
@@ -169,9 +171,12 @@ bool ScaleRowsT(double* g, int64_t n, int k_runtime, double* shift) {
     shift[t] = top;
     for (int j = 0; j < k; ++j) gt[j] -= top;
   }
-  // One pass of exp over the block, which Eigen vectorises.
+  // One pass of exp over the block, which Eigen vectorises. Eigen's exp returns about 5e-309
+  // for every argument below -709.78 (-inf included), so those are set to 0 explicitly: a
+  // state the step rules out must stay ruled out, and a density that small relative to the
+  // step's best sends the recursion to log space (c_t = 0) rather than to a wrong value.
   Eigen::Map<Eigen::ArrayXd> all(g, n * k);
-  all = all.exp();
+  all = (all < kMinExpArgument).select(0.0, all.exp());
   return true;
 }
 
@@ -183,8 +188,9 @@ Chain Chain::From(const Eigen::VectorXd& start, const Eigen::MatrixXd& transitio
   c.start = start;
   c.transitions = transitions;
   c.transitions_t = transitions.transpose();
-  c.log_start = start.array().log();
-  c.log_transitions = transitions.array().log();
+  // std::log, not Eigen's vectorised log, which flushes subnormal probabilities.
+  c.log_start = start.unaryExpr([](double p) { return std::log(p); });
+  c.log_transitions = transitions.unaryExpr([](double p) { return std::log(p); });
   c.log_transitions_t = c.log_transitions.transpose();
   return c;
 }

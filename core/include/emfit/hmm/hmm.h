@@ -157,7 +157,7 @@ absl::StatusOr<HmmFitResult> Fit(Dataset data, const HmmSpec& spec, const FitOpt
 
 // Inference for a block of sequences (`data.sequence_offsets`; none: one sequence).
 struct Posteriors {
-  Eigen::MatrixXd state_probabilities;      // N x k: gamma_t(j) = P(z_t = j | the sequence)
+  RowMatrix state_probabilities;            // N x k: gamma_t(j) = P(z_t = j | the sequence)
   Eigen::VectorXi viterbi_path;             // N: the most likely state sequence (log space,
                                             // ties to the lowest state)
   Eigen::VectorXd log_likelihood;           // S: ln p(sequence)

@@ -6,6 +6,7 @@
 //   emfit select    --server=HOST:PORT --data=FILE.csv --k=1..9 --covariance=full,diag
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,8 @@ ABSL_FLAG(std::string, k, "2",
           "Number of components. For select: a list or range, e.g. 1..9 or 1,2,4.");
 ABSL_FLAG(std::string, covariance, "full",
           "Covariance type: full, diag, tied, spherical (select: a comma list).");
-ABSL_FLAG(double, reg_covar, 1e-6, "Added to the diagonal of every covariance (>= 0).");
+ABSL_FLAG(std::optional<double>, reg_covar, std::nullopt,
+          "Added to the diagonal of every covariance (>= 0); unset: the server's default (1e-6).");
 ABSL_FLAG(std::string, init, "kmeans",
           "Initialisation: kmeans, k-means++, random_from_data, random.");
 ABSL_FLAG(std::string, init_model, "",
@@ -43,9 +45,11 @@ ABSL_FLAG(std::string, fix, "",
           "Parameters held at the --init_model values: a comma list of weights, means, "
           "covariances.");
 ABSL_FLAG(std::string, acceleration, "none", "EM acceleration: none or squarem.");
-ABSL_FLAG(int, max_iter, 100, "Maximum EM iterations per restart.");
-ABSL_FLAG(double, tol, 1e-3,
-          "Stop when the mean log-likelihood changes by less than this; 0 runs max_iter.");
+ABSL_FLAG(std::optional<int>, max_iter, std::nullopt,
+          "Maximum EM iterations per restart; unset: the server's default (100).");
+ABSL_FLAG(std::optional<double>, tol, std::nullopt,
+          "Stop when the mean log-likelihood changes by less than this (and is not projected to "
+          "rise by more); 0 runs max_iter; unset: the server's default (1e-6).");
 ABSL_FLAG(int, n_init, 1, "Restarts; the best final log-likelihood is kept.");
 ABSL_FLAG(uint64_t, seed, 0, "Seed of all random choices.");
 ABSL_FLAG(std::string, model, "", "posterior, score: the model JSON (a result or a model).");
@@ -171,11 +175,15 @@ absl::StatusOr<std::vector<double>> LoadData(v1::DataShape* shape) {
 }
 
 absl::StatusOr<v1::FitOptions> OptionsFlags() {
-  if (absl::GetFlag(FLAGS_max_iter) < 0) return absl::InvalidArgumentError("--max_iter: >= 0");
+  const std::optional<int> max_iter = absl::GetFlag(FLAGS_max_iter);
+  const std::optional<double> tol = absl::GetFlag(FLAGS_tol);
+  if (max_iter.has_value() && *max_iter < 0) {
+    return absl::InvalidArgumentError("--max_iter: >= 0");
+  }
   if (absl::GetFlag(FLAGS_n_init) < 1) return absl::InvalidArgumentError("--n_init: >= 1");
   v1::FitOptions o;
-  o.set_max_iter(static_cast<uint32_t>(absl::GetFlag(FLAGS_max_iter)));
-  o.set_tol(absl::GetFlag(FLAGS_tol));
+  if (max_iter.has_value()) o.set_max_iter(static_cast<uint32_t>(*max_iter));
+  if (tol.has_value()) o.set_tol(*tol);
   o.set_n_init(static_cast<uint32_t>(absl::GetFlag(FLAGS_n_init)));
   o.set_seed(absl::GetFlag(FLAGS_seed));
   const std::string acc = absl::AsciiStrToLower(absl::GetFlag(FLAGS_acceleration));
@@ -198,7 +206,9 @@ absl::StatusOr<v1::GaussianMixtureSpec> GmmFlags() {
   absl::StatusOr<v1::InitMethod> init = ParseInit(absl::GetFlag(FLAGS_init));
   if (!init.ok()) return init.status();
   spec.set_init(*init);
-  spec.set_reg_covar(absl::GetFlag(FLAGS_reg_covar));
+  if (const std::optional<double> reg = absl::GetFlag(FLAGS_reg_covar); reg.has_value()) {
+    spec.set_reg_covar(*reg);
+  }
   for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_fix), ',', absl::SkipEmpty())) {
     if (f == "weights") {
       spec.set_fix_weights(true);

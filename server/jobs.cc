@@ -36,30 +36,19 @@ absl::StatusOr<FitPlan> PlanFit(const v1::FitHeader& header, const ServiceLimits
       Overloaded{[&](gmm::GmmSpec& s) -> absl::Status {
         // The value sent, not the clamped one, so that the message quotes the request.
         EMFIT_RETURN_IF_ERROR(CheckK(header.spec().gmm().k(), limits, "spec.gmm.k"));
+        if (header.has_init()) {
+          if (!header.init().has_gmm()) {
+            return absl::InvalidArgumentError(
+                "init: the starting model must be a gmm, like the spec");
+          }
+          EMFIT_ASSIGN_OR_RETURN(s.init_params, FromProto(header.init().gmm(), "init.gmm"));
+        }
+        // The spec and the starting model against the declared shape: core's checks, before
+        // any data arrive (messages name fields relative to the header, as spec.gmm.k).
         EMFIT_RETURN_IF_ERROR(s.Validate(rows, cols));
         EMFIT_RETURN_IF_ERROR(
             CheckModelSize(gmm::NumFreeParameters(s.covariance_type, s.k, static_cast<int>(cols)),
                            limits, "spec.gmm"));
-        if (header.has_init()) {
-          if (!header.init().has_gmm()) {
-            return absl::InvalidArgumentError(
-                "header.init: the starting model must be a gmm, like the spec");
-          }
-          EMFIT_ASSIGN_OR_RETURN(s.init_params, FromProto(header.init().gmm(), "header.init.gmm"));
-          if (s.init_params->k() != s.k || s.init_params->dim() != cols ||
-              s.init_params->covariance_type != s.covariance_type) {
-            return absl::InvalidArgumentError(absl::StrFormat(
-                "header.init.gmm: the starting model has k=%d, d=%d, covariance %s; the spec "
-                "asks for k=%d, covariance %s on %d columns",
-                s.init_params->k(), s.init_params->dim(),
-                gmm::CovarianceTypeName(s.init_params->covariance_type), s.k,
-                gmm::CovarianceTypeName(s.covariance_type), cols));
-          }
-        } else if (s.fix_weights || s.fix_means || s.fix_covariances) {
-          return absl::InvalidArgumentError(
-              "spec.gmm.fix_*: holding parameters fixed needs starting parameters "
-              "(header.init)");
-        }
         return absl::OkStatus();
       }},
       plan.spec));

@@ -17,14 +17,14 @@ GmmParams Fitted(CovarianceType type) {
   GmmSpec spec;
   spec.k = 3;
   spec.covariance_type = type;
-  absl::StatusOr<GmmFitResult> fit = Fit(
-      Dataset{testing::ReadCsvOrDie(testing::DataPath("faithful.csv")), {}}, spec, FitOptions{});
+  absl::StatusOr<GmmFitResult> fit =
+      Fit(Dataset{testing::ReadCsv(testing::DataPath("faithful.csv")), {}}, spec, FitOptions{});
   EXPECT_THAT(fit, IsOk());
   return fit->params;
 }
 
 TEST(GmmFamily, PackAndUnpackAreInverse) {
-  const Dataset data{testing::ReadCsvOrDie(testing::DataPath("faithful.csv")), {}};
+  const Dataset data{testing::ReadCsv(testing::DataPath("faithful.csv")), {}};
   for (CovarianceType type : {CovarianceType::kFull, CovarianceType::kDiag, CovarianceType::kTied,
                               CovarianceType::kSpherical}) {
     SCOPED_TRACE(CovarianceTypeName(type));

@@ -369,7 +369,7 @@ TEST(GmmMissing, AColumnWithNoObservedValueIsInvalid) {
   GmmSpec spec;
   spec.k = 2;
   EXPECT_THAT(Fit(Dataset{x, {}}, spec, FitOptions{}),
-              StatusIs(absl::StatusCode::kInvalidArgument, "column 1 has no observed value"));
+              StatusIs(absl::StatusCode::kInvalidArgument, "column 2 has no observed value"));
 }
 
 }  // namespace

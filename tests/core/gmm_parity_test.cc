@@ -80,7 +80,7 @@ struct Gaps {
 
 TEST(GmmParity, IteratesMatchScikitLearnFromTheSameStart) {
   const Struct fixtures = LoadFixtures("sklearn_faithful.json");
-  const Dataset data{testing::ReadCsvOrDie(testing::DataPath("faithful.csv")), {}};
+  const Dataset data{testing::ReadCsv(testing::DataPath("faithful.csv")), {}};
   const ListValue& cases = fixtures.fields().at("cases").list_value();
   ASSERT_EQ(cases.values_size(), 12);
   Gaps gaps;
@@ -111,7 +111,7 @@ TEST(GmmParity, IteratesMatchScikitLearnFromTheSameStart) {
 // iteration are emfit's start and mclust's T iterations are emfit's T - 1.
 TEST(GmmParity, IteratesMatchMclustFromTheSameStart) {
   const Struct fixtures = LoadFixtures("mclust_faithful.json");
-  const Dataset data{testing::ReadCsvOrDie(testing::DataPath("faithful.csv")), {}};
+  const Dataset data{testing::ReadCsv(testing::DataPath("faithful.csv")), {}};
   const ListValue& cases = fixtures.fields().at("cases").list_value();
   ASSERT_EQ(cases.values_size(), 12);
   Gaps gaps;

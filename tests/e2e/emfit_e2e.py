@@ -3,6 +3,7 @@
 Run under Debian's /usr/bin/python3 (python3-grpcio, python3-grpc-tools, python3-numpy).
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +36,39 @@ class Emfitd:
         self.log.flush()
         self.log.seek(0)
         return self.log.read()
+
+    def calls(self):
+        """The calls the log says have ended, in order: dicts with job_id, outcome (a status
+        code name) and offset (where in the log). Reads both log formats: the record per call
+        (`call method=Fit job_id=fit-000001 ... outcome=OK ...`) and the older lines
+        (`job fit-000001: finished in 0.1 s: 0 ...`, `job fit-000002: rejected: CODE: ...`)."""
+        names = {code.value[0]: code.name for code in grpc.StatusCode}
+        found = []
+        for m in re.finditer(r"call method=\w+ job_id=(\S+) .*?outcome=(\w+)"
+                             r"|job (\S+): finished in [0-9.]+ s: (\d+)"
+                             r"|job (\S+): rejected: ([A-Z_]+)", self.read_log()):
+            if m.group(1):
+                found.append(dict(job_id=m.group(1), outcome=m.group(2), offset=m.start()))
+            elif m.group(3):
+                found.append(dict(job_id=m.group(3), outcome=names[int(m.group(4))],
+                                  offset=m.start()))
+            else:
+                found.append(dict(job_id=m.group(5), outcome=m.group(6), offset=m.start()))
+        return found
+
+    def wait_for_call(self, outcomes, after=0, timeout=60):
+        """Polls the log until a call after the first `after` ended with one of the status
+        names in outcomes; returns it (or raises AssertionError with the log after timeout
+        seconds)."""
+        deadline = time.time() + timeout
+        while True:
+            ended = [c for c in self.calls()[after:] if c["outcome"] in outcomes]
+            if ended:
+                return ended[0]
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise AssertionError("no call ended with %s in the log of emfitd:\n%s"
+                                     % (sorted(outcomes), self.read_log()))
+            time.sleep(0.02)
 
     def stop(self, timeout=20):
         """SIGTERM, then waits; returns the exit code."""

@@ -1,22 +1,22 @@
 #include "testing/data.h"
 
-#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
 
 namespace emfit::testing {
 
 std::string DataPath(const std::string& name) { return std::string(EMFIT_DATA_DIR) + "/" + name; }
 
-RowMatrix ReadCsvOrDie(const std::string& path) {
+RowMatrix ReadCsv(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
-    std::fprintf(stderr, "cannot open %s\n", path.c_str());
-    std::abort();
+    ADD_FAILURE() << "cannot open " << path;
+    return RowMatrix();
   }
   std::string line;
   std::getline(in, line);  // header
@@ -26,8 +26,15 @@ RowMatrix ReadCsvOrDie(const std::string& path) {
     std::vector<double> row;
     for (absl::string_view f : absl::StrSplit(line, ',')) {
       double v;
-      if (!absl::SimpleAtod(f, &v)) std::abort();
+      if (!absl::SimpleAtod(f, &v)) {
+        ADD_FAILURE() << path << ": '" << f << "' is not a number";
+        return RowMatrix();
+      }
       row.push_back(v);
+    }
+    if (!rows.empty() && row.size() != rows[0].size()) {
+      ADD_FAILURE() << path << ": rows of different lengths";
+      return RowMatrix();
     }
     rows.push_back(row);
   }

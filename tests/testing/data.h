@@ -13,8 +13,9 @@ namespace emfit::testing {
 // Path of a file in the repository's data/ folder.
 std::string DataPath(const std::string& name);
 
-// Reads a numeric CSV with a header line (test helper; the CLI has its own reader).
-RowMatrix ReadCsvOrDie(const std::string& path);
+// Reads a numeric CSV with a header line (test helper; the CLI has its own reader). On error it
+// records a test failure (it never aborts) and returns an empty matrix.
+RowMatrix ReadCsv(const std::string& path);
 
 // n rows from a mixture of Gaussians with the given means (k x d), isotropic standard
 // deviation `sd` and equal weights, seeded.

@@ -5,11 +5,12 @@
 #include <limits>
 
 #include "absl/strings/str_format.h"
+#include "math/constants.h"
 
 namespace emfit::gmm::internal {
 namespace {
 
-constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+using ::emfit::internal::kLog2Pi;
 
 // Precision Cholesky factor of `cov`: Sigma = L L^T, U = L^{-T}.
 bool PrecisionCholesky(const Eigen::MatrixXd& cov, Eigen::MatrixXd* u, double* log_det_half) {
@@ -168,6 +169,15 @@ Eigen::MatrixXd UnpackCovariances(CovarianceType type, const double* in, int k, 
     }
   }
   return covariances;
+}
+
+absl::Status CheckRowLogLikelihood(double log_likelihood, Eigen::Index row) {
+  if (std::isfinite(log_likelihood)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "data: row %d is so far from every component of the model that its density is not "
+      "representable (log-likelihood %g); check that the data and the model use the same "
+      "columns and units",
+      row + 1, log_likelihood));
 }
 
 void NormalizeRows(Eigen::MatrixXd* a, Eigen::VectorXd* row_ll) {

@@ -39,6 +39,10 @@ absl::StatusOr<Components> Factorize(const GmmParams& params, absl::string_view 
 int64_t CovariancePackSize(CovarianceType type, int k, int d);
 void PackCovariances(CovarianceType type, const Eigen::MatrixXd& covariances, int d, double* out);
 Eigen::MatrixXd UnpackCovariances(CovarianceType type, const double* in, int k, int d);
+// OK if a row's log-likelihood is finite. Otherwise the row (0-based `row`, named 1-based) lies
+// so far from every component that its density is not representable in double precision (the
+// squared Mahalanobis distance overflows): INVALID_ARGUMENT, never responsibilities of NaN.
+absl::Status CheckRowLogLikelihood(double log_likelihood, Eigen::Index row);
 
 // Turns a_ik into responsibilities in place (row-wise softmax) and writes each row's
 // log-likelihood LSE_k a_ik into `row_ll`.

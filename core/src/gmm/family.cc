@@ -2,8 +2,8 @@
 
 #include <Eigen/Cholesky>
 #include <Eigen/Eigenvalues>
-#include <atomic>
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -16,59 +16,48 @@
 
 namespace emfit::gmm::internal {
 
-using ::emfit::internal::kBlockRows;
-using ::emfit::internal::RowStripes;
+using ::emfit::internal::ForEachBlock;
+using ::emfit::internal::Stripes;
 
-RowStripes GmmFamily::Stripes() const {
+Stripes GmmFamily::BlockStripes() const {
   const int64_t k = spec_.k, d = data_.cols();
   const bool scatter = spec_.covariance_type == CovarianceType::kFull ||
                        (missing_ && spec_.covariance_type == CovarianceType::kTied);
-  return RowStripes(data_.rows(), k * (d + 1) + (scatter ? k * d * d : d * d));
+  return Stripes::OverRows(data_.rows(), k * (d + 1) + (scatter ? k * d * d : d * d));
 }
 
 GmmFamily::Stats GmmFamily::NewStats() const {
   Stats s;
-  s.stripes.resize(Stripes().count);
+  s.stripes.resize(BlockStripes().count());
   return s;
+}
+
+int64_t GmmFamily::NumFreeParameters() const {
+  const int64_t k = spec_.k, d = data_.cols();
+  const int64_t weights = k - 1, means = k * d;
+  const int64_t covariances =
+      gmm::NumFreeParameters(spec_.covariance_type, spec_.k, static_cast<int>(d)) - weights - means;
+  // Parameters held fixed are not estimated, so they do not count (BIC, AIC).
+  return (spec_.fix_weights ? 0 : weights) + (spec_.fix_means ? 0 : means) +
+         (spec_.fix_covariances ? 0 : covariances);
 }
 
 namespace {
 
-// Runs `block_fn(begin, rows, stats, scratch)` over every block of every stripe on the pool,
-// each stripe into its own partial, then reduces the partials in stripe order into `total`.
-// `block_fn` returns a status; the first error stops every stripe and is returned.
+// Runs `block_fn(begin, rows, partial, scratch)` over every block of rows, each stripe into its
+// own partial, then reduces the partials in stripe order into `total` (exec/stripes.h).
 template <class BlockFn>
-absl::Status ForEachBlock(const RowStripes& stripes, const Dataset& data, CovarianceType type,
-                          int k, bool per_component, const FitControls& controls,
-                          std::vector<GmmStats>* partials, std::vector<BlockScratch>* scratches,
-                          GmmStats* total, BlockFn&& block_fn) {
-  partials->resize(stripes.count);
-  scratches->resize(stripes.count);
-  std::atomic<bool> stop{false};
-  std::vector<absl::Status> errors(stripes.count);
-  const int d = static_cast<int>(data.cols());
-  ParallelFor(controls.pool, stripes.count, [&](int s) {
-    GmmStats& part = (*partials)[s];
-    part.Reset(type, k, d, per_component);
-    BlockScratch& scratch = (*scratches)[s];
-    for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += kBlockRows) {
-      if (stop.load(std::memory_order_relaxed)) return;
-      if (!CheckInterrupted(controls).ok()) {
-        stop.store(true, std::memory_order_relaxed);
-        return;
-      }
-      const int64_t rows = std::min<int64_t>(kBlockRows, stripes.End(s) - b);
-      errors[s] = block_fn(b, rows, &part, &scratch);
-      if (!errors[s].ok()) {
-        stop.store(true, std::memory_order_relaxed);
-        return;
-      }
-    }
-  });
-  if (stop.load()) {
-    for (const absl::Status& e : errors) EMFIT_RETURN_IF_ERROR(e);
-    EMFIT_RETURN_IF_ERROR(CheckInterrupted(controls));
-  }
+absl::Status AccumulateStripes(const Stripes& stripes, CovarianceType type, int k, int d,
+                               bool per_component, const FitControls& controls,
+                               std::vector<GmmStats>* partials,
+                               std::vector<BlockScratch>* scratches, GmmStats* total,
+                               BlockFn&& block_fn) {
+  partials->resize(stripes.count());
+  scratches->resize(stripes.count());
+  for (GmmStats& part : *partials) part.Reset(type, k, d, per_component);
+  EMFIT_RETURN_IF_ERROR(ForEachBlock(stripes, controls, [&](int s, int64_t begin, int64_t end) {
+    return block_fn(begin, end - begin, &(*partials)[s], &(*scratches)[s]);
+  }));
   total->Reset(type, k, d, per_component);
   for (const GmmStats& part : *partials) total->Add(part);
   return absl::OkStatus();
@@ -85,7 +74,6 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
   const bool weighted = data_.weights.size() != 0;
   const bool per_component = missing_ && spec_.covariance_type == CovarianceType::kTied;
   PatternCache cache(params, c);  // shared by the stripes: each pattern is factored once
-  const RowStripes stripes = Stripes();
   auto e_step = [&](int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
     const auto block = data_.x.middleRows(begin, rows);
     const Eigen::Ref<const Eigen::VectorXd> w =
@@ -110,10 +98,9 @@ absl::StatusOr<double> GmmFamily::EStep(const Params& params, const FitControls&
     part->log_likelihood += weighted ? w.dot(row_ll) : row_ll.sum();
     return absl::OkStatus();
   };
-  const absl::Status st =
-      ForEachBlock(stripes, data_, spec_.covariance_type, c.k, per_component, controls,
-                   &stats->stripes, &stats->scratch, &stats->total, e_step);
-  if (!st.ok()) return st;
+  EMFIT_RETURN_IF_ERROR(AccumulateStripes(BlockStripes(), spec_.covariance_type, c.k,
+                                          static_cast<int>(data_.cols()), per_component, controls,
+                                          &stats->stripes, &stats->scratch, &stats->total, e_step));
   return stats->total.log_likelihood;
 }
 
@@ -128,6 +115,12 @@ absl::Status GmmFamily::MStep(const Stats& stats, Params* params) const {
   return c.ok() ? absl::OkStatus() : c.status();
 }
 
+double GmmFamily::ExpectedLogJoint(const Stats& stats, const Params& params) const {
+  absl::StatusOr<Components> c = Factorize(params, "model");
+  if (!c.ok()) return -std::numeric_limits<double>::infinity();
+  return internal::ExpectedLogJoint(stats.total, stats.shift, *c);
+}
+
 absl::StatusOr<GmmParams> GmmFamily::ParamsFromResponsibilities(const Eigen::MatrixXd& shift,
                                                                 const FitControls& controls,
                                                                 RespFn resp_fn) const {
@@ -138,21 +131,20 @@ absl::StatusOr<GmmParams> GmmFamily::ParamsFromResponsibilities(const Eigen::Mat
   stats.shift = shift;
   const int k = static_cast<int>(shift.rows());
   const bool weighted = data_.weights.size() != 0;
-  const RowStripes stripes = Stripes();
-  EMFIT_RETURN_IF_ERROR(
-      ForEachBlock(stripes, data_, spec_.covariance_type, k, /*per_component=*/false, controls,
-                   &stats.stripes, &stats.scratch, &stats.total,
-                   [&](int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
-                     Eigen::MatrixXd& resp = scratch->resp;
-                     resp.resize(rows, k);
-                     resp_fn(begin, rows, &resp);
-                     const auto block = data_.x.middleRows(begin, rows);
-                     AccumulateBlock(block,
-                                     weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows))
-                                              : Eigen::VectorXd(),
-                                     resp, stats.shift, part, &scratch->kernel);
-                     return absl::OkStatus();
-                   }));
+  EMFIT_RETURN_IF_ERROR(AccumulateStripes(
+      BlockStripes(), spec_.covariance_type, k, static_cast<int>(data_.cols()),
+      /*per_component=*/false, controls, &stats.stripes, &stats.scratch, &stats.total,
+      [&](int64_t begin, int64_t rows, GmmStats* part, BlockScratch* scratch) {
+        Eigen::MatrixXd& resp = scratch->resp;
+        resp.resize(rows, k);
+        resp_fn(begin, rows, &resp);
+        const auto block = data_.x.middleRows(begin, rows);
+        AccumulateBlock(
+            block,
+            weighted ? Eigen::VectorXd(data_.weights.segment(begin, rows)) : Eigen::VectorXd(),
+            resp, stats.shift, part, &scratch->kernel);
+        return absl::OkStatus();
+      }));
   // Nothing is fixed at initialisation: the starting point comes from the responsibilities.
   GmmParams params;
   internal::MStep(spec_.covariance_type, spec_.reg_covar, FixedParams{}, stats.total, stats.shift,

@@ -53,12 +53,16 @@ class GmmFamily {
   Stats NewStats() const;
   // How the rows are split for parallel accumulation; fewer stripes for large models, so that
   // the per-stripe partial statistics stay within a fixed memory bound.
-  ::emfit::internal::RowStripes Stripes() const;
+  ::emfit::internal::Stripes BlockStripes() const;
   double total_weight() const { return data_.TotalWeight(); }
+  // Free parameters of the spec; parameters held fixed do not count.
+  int64_t NumFreeParameters() const;
   // Responsibilities, statistics and the log-likelihood of `params` over all rows.
   absl::StatusOr<double> EStep(const Params& params, const FitControls& controls,
                                Stats* stats) const;
   absl::Status MStep(const Stats& stats, Params* params) const;
+  // Q(params | q) for the posterior q of the E-step that produced `stats` (em/driver.h).
+  double ExpectedLogJoint(const Stats& stats, const Params& params) const;
   // Things the user should know about parameters just produced by an M-step from `stats`:
   // components that lost their mass, covariances held up only by reg_covar.
   std::vector<FitWarning> Inspect(const Stats& stats, const Params& params) const;

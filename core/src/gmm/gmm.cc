@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "emfit/base/status_macros.h"
-#include "emfit/em/driver.h"
+#include "emfit/em/restarts.h"
 #include "emfit/exec/cancellation.h"
 #include "emfit/exec/thread_pool.h"
 #include "exec/stripes.h"
@@ -61,16 +61,6 @@ const char* InitMethodName(InitMethod init) {
   return "unknown";
 }
 
-absl::StatusOr<InitMethod> ParseInitMethod(absl::string_view name) {
-  const std::string n = absl::AsciiStrToLower(name);
-  if (n == "kmeans") return InitMethod::kKMeans;
-  if (n == "k-means++" || n == "kmeans++") return InitMethod::kKMeansPlusPlus;
-  if (n == "random_from_data") return InitMethod::kRandomFromData;
-  if (n == "random") return InitMethod::kRandom;
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "init: must be one of kmeans, k-means++, random_from_data, random; got '%s'", name));
-}
-
 absl::Status GmmSpec::Validate(int64_t rows, int64_t cols) const {
   if (k < 1 || k > rows) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -83,6 +73,22 @@ absl::Status GmmSpec::Validate(int64_t rows, int64_t cols) const {
   if (cols < 1) {
     return absl::InvalidArgumentError(
         absl::StrFormat("data: must have at least 1 column, got %d", cols));
+  }
+  if (!init_params.has_value()) {
+    if (fix_weights || fix_means || fix_covariances) {
+      return absl::InvalidArgumentError(
+          "spec.gmm.fix_*: holding parameters fixed needs starting parameters (init)");
+    }
+    return absl::OkStatus();
+  }
+  EMFIT_RETURN_IF_ERROR(init_params->Validate("init.gmm"));
+  if (init_params->k() != k || init_params->dim() != cols ||
+      init_params->covariance_type != covariance_type) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "init.gmm: the starting model has k=%d, d=%d, covariance %s; the spec asks for k=%d, "
+        "covariance %s on %d columns",
+        init_params->k(), init_params->dim(), CovarianceTypeName(init_params->covariance_type), k,
+        CovarianceTypeName(covariance_type), cols));
   }
   return absl::OkStatus();
 }
@@ -178,15 +184,6 @@ int64_t NumFreeParameters(CovarianceType type, int k, int d) {
 
 namespace {
 
-void SetCriteria(double ll, double total_weight, int64_t p, double* bic, double* aic) {
-  *bic = -2.0 * ll + static_cast<double>(p) * std::log(total_weight);
-  *aic = -2.0 * ll + 2.0 * static_cast<double>(p);
-}
-
-}  // namespace
-
-namespace {
-
 // Removes rows with no observed value and sorts the rest by missingness pattern (stable), so
 // that rows of a pattern are contiguous (algorithms.md §2, Implementation); rows with every
 // value observed come last. Returns the number of rows removed, and each column's sum and
@@ -241,7 +238,7 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
     for (Eigen::Index j = 0; j < data.cols(); ++j) {
       if (observed_count[j] == 0) {
         return absl::InvalidArgumentError(absl::StrFormat(
-            "data: column %d has no observed value; its parameters are not identifiable", j));
+            "data: column %d has no observed value; its parameters are not identifiable", j + 1));
       }
     }
   }
@@ -252,21 +249,6 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
   EMFIT_RETURN_IF_ERROR(spec.Validate(data.rows(), data.cols()));
   if (!(data.TotalWeight() > 0)) {
     return absl::InvalidArgumentError("data.weights: the used rows have total weight 0");
-  }
-  if (spec.init_params.has_value()) {
-    EMFIT_RETURN_IF_ERROR(spec.init_params->Validate("init"));
-    if (spec.init_params->k() != spec.k || spec.init_params->dim() != data.cols() ||
-        spec.init_params->covariance_type != spec.covariance_type) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "init: the starting model has k=%d, d=%d, covariance %s; the spec asks for k=%d, "
-          "covariance %s on %d columns",
-          spec.init_params->k(), spec.init_params->dim(),
-          CovarianceTypeName(spec.init_params->covariance_type), spec.k,
-          CovarianceTypeName(spec.covariance_type), data.cols()));
-    }
-  } else if (spec.fix_weights || spec.fix_means || spec.fix_covariances) {
-    return absl::InvalidArgumentError(
-        "spec.gmm.fix_*: holding parameters fixed needs starting parameters (init)");
   }
 
   // Centre once by the observed column means (algorithms.md §1.1, mitigation 1); the
@@ -289,26 +271,18 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
   }
   const Dataset& init_data = imputed.has_value() ? *imputed : data;
   const internal::GmmFamily init_family(init_data, spec, false);
-  const int n_init = spec.init_params.has_value() ? 1 : options.n_init;
-  auto seed_of = [&](int r) {
-    return ::emfit::internal::DeriveSeed(options.seed, static_cast<uint64_t>(r),
-                                         ::emfit::internal::StreamPurpose::kRestart);
-  };
-
-  // Restarts run in parallel on the pool (each also splits its row blocks over it); each
-  // uses its own seeded stream, so the results do not depend on scheduling. All
-  // initialisations come first: EM then reads complete data in a layout they cannot.
-  std::vector<absl::StatusOr<GmmParams>> inits(n_init, absl::UnknownError("not initialised"));
-  ParallelFor(controls.pool, n_init, [&](int r) {
-    if (controls.cancel != nullptr && controls.cancel->IsCancelled()) {
-      inits[r] = absl::CancelledError("the fit was cancelled");  // skip the initialisation too
-    } else if (spec.init_params.has_value()) {
-      inits[r] = *spec.init_params;
-      inits[r]->means.rowwise() -= center;
-    } else {
-      inits[r] = internal::InitialParams(init_family, init_data, spec, seed_of(r), controls);
-    }
-  });
+  // All initialisations come first: EM then reads complete data in a layout they cannot.
+  std::vector<absl::StatusOr<GmmParams>> starts = InitialiseRestarts<GmmParams>(
+      spec.init_params.has_value() ? 1 : options.n_init, options, controls,
+      [&](int, uint64_t seed) -> absl::StatusOr<GmmParams> {
+        if (!spec.init_params.has_value()) {
+          return internal::InitialParams(init_family, init_data, spec, seed, controls);
+        }
+        GmmParams p = *spec.init_params;
+        p.means.rowwise() -= center;
+        return p;
+      });
+  imputed.reset();
   if (!missing) {
     // Each block of rows rearranged feature-major in its own storage, so that the E-step's
     // kernels read it in place instead of transposing it every iteration (no extra memory;
@@ -316,75 +290,19 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
     internal::BlocksToFeatureMajor(&data.x);
     family.UseFeatureMajorBlocks();
   }
-  std::vector<RestartResult<GmmParams>> runs(n_init);
-  std::vector<absl::Status> init_errors(n_init);
-  ParallelFor(controls.pool, n_init, [&](int r) {
-    if (inits[r].ok()) {
-      runs[r] = RunEm(family, *std::move(inits[r]), options, controls, r, seed_of(r));
-      return;
-    }
-    init_errors[r] = inits[r].status();
-    IterationController failed(options, controls, r, family.total_weight());
-    failed.StopOn(init_errors[r]);
-    runs[r].summary = failed.Finish(seed_of(r));
-  });
-  std::vector<RestartSummary> restarts;
-  std::optional<GmmParams> best_params;
-  int best = -1;
-  for (int r = 0; r < n_init; ++r) {
-    // A property of the data (e.g. fewer distinct rows than k), not of one restart.
-    if (init_errors[r].code() == absl::StatusCode::kInvalidArgument) return init_errors[r];
-    const RestartSummary& s = runs[r].summary;
-    if (s.reason == TerminationReason::kNumericalFailure && controls.observer != nullptr) {
-      controls.observer->OnWarning(
-          {"restart_failed", absl::StrFormat("restart %d: %s", r, s.message), r, -1});
-    }
-    const bool usable = !s.history.empty() && s.reason != TerminationReason::kNumericalFailure;
-    if (usable && (best < 0 || s.log_likelihood > restarts[best].log_likelihood)) {
-      best = r;
-      best_params = std::move(runs[r].params);
-    }
-    restarts.push_back(s);
-  }
-  // A cancel or deadline ends the whole fit; report the first restart it stopped.
-  auto interrupted = std::find_if(restarts.begin(), restarts.end(), [](const RestartSummary& s) {
-    return s.reason == TerminationReason::kCancelled || s.reason == TerminationReason::kDeadline;
-  });
-  if (best < 0) {
-    const RestartSummary& last = interrupted != restarts.end() ? *interrupted : restarts.back();
-    if (last.reason == TerminationReason::kCancelled) {
-      return absl::CancelledError("the fit was cancelled before any iteration completed");
-    }
-    if (last.reason == TerminationReason::kDeadline) {
-      return absl::DeadlineExceededError("the deadline passed before any iteration completed");
-    }
-    return absl::FailedPreconditionError(
-        absl::StrFormat("every restart failed; last: %s", last.message));
-  }
-
-  GmmFitResult result;
-  result.params = *std::move(best_params);
+  EMFIT_ASSIGN_OR_RETURN(FitOutcome<GmmParams> outcome,
+                         RunRestarts(family, std::move(starts), options, controls));
+  GmmFitResult result{std::move(outcome.params), std::move(outcome.summary)};
   result.params.means.rowwise() += center;
   FitSummary& sum = result.summary;
-  const RestartSummary& b = restarts[best];
-  sum.reason = b.reason;
-  sum.message = b.message;
-  if (interrupted != restarts.end()) {
-    sum.reason = interrupted->reason;
-    sum.message = interrupted->message;
-  }
-  sum.iterations = b.iterations;
-  sum.log_likelihood = b.log_likelihood;
-  const double w = data.TotalWeight();
-  sum.mean_log_likelihood = b.log_likelihood / w;
-  sum.history = b.history;
-  sum.num_free_parameters =
-      NumFreeParameters(spec.covariance_type, spec.k, static_cast<int>(data.cols()));
-  SetCriteria(sum.log_likelihood, w, sum.num_free_parameters, &sum.bic, &sum.aic);
   sum.rows_used = data.rows();
   sum.rows_skipped = skipped;
-  sum.best_restart = best;
-  sum.restarts = std::move(restarts);
+  if (skipped > 0) {
+    sum.warnings.push_back(
+        {"rows_skipped",
+         absl::StrFormat("%d rows with no observed value carry no information and were left out",
+                         skipped)});
+  }
   sum.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return result;
 }
@@ -423,6 +341,7 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
   }
   out.labels.resize(block.rows());
   for (Eigen::Index i = 0; i < block.rows(); ++i) {
+    EMFIT_RETURN_IF_ERROR(internal::CheckRowLogLikelihood(out.log_likelihood[i], i));
     out.responsibilities.row(i).maxCoeff(&out.labels[i]);
   }
   return out;
@@ -438,7 +357,7 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
                         params.dim(), data.cols()));
   }
   EMFIT_ASSIGN_OR_RETURN(internal::Components c, internal::Factorize(params, "model.gmm"));
-  const ::emfit::internal::RowStripes stripes(data.rows());
+  const ::emfit::internal::Stripes stripes = ::emfit::internal::Stripes::OverRows(data.rows());
   // With missing values, the rows are visited grouped by pattern, so that each block holds a
   // few long runs and each pattern is factored once for all blocks.
   const std::unique_ptr<const internal::PatternLayout> layout =
@@ -448,51 +367,47 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
   struct Partial {
     double log_likelihood = 0, weight = 0;
     int64_t skipped = 0;
-    absl::Status status;
-  };
-  std::vector<Partial> partial(stripes.count);
-  ParallelFor(controls.pool, stripes.count, [&](int s) {
     Eigen::MatrixXd a;
     Eigen::VectorXd row_ll;
     internal::KernelScratch scratch;
     internal::MissingScratch missing;
-    Partial& p = partial[s];
-    for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += ::emfit::internal::kBlockRows) {
-      p.status = CheckInterrupted(controls);
-      if (!p.status.ok()) return;
-      const int64_t rows = std::min<int64_t>(::emfit::internal::kBlockRows, stripes.End(s) - b);
-      if (layout == nullptr) {
-        internal::Responsibilities(c, data.x.middleRows(b, rows), &a, &row_ll, &scratch);
-        for (int64_t i = 0; i < rows; ++i) {
-          const double w = data.weights.size() == 0 ? 1.0 : data.weights[b + i];
-          p.log_likelihood += w * row_ll[i];
+  };
+  std::vector<Partial> partial(stripes.count());
+  EMFIT_RETURN_IF_ERROR(::emfit::internal::ForEachBlock(
+      stripes, controls, [&](int s, int64_t b, int64_t end) -> absl::Status {
+        Partial& p = partial[s];
+        const int64_t rows = end - b;
+        const Eigen::Index* order = layout == nullptr ? nullptr : layout->order() + b;
+        auto add = [&](Eigen::Index q) -> absl::Status {
+          const Eigen::Index row = order == nullptr ? b + q : order[q];
+          EMFIT_RETURN_IF_ERROR(internal::CheckRowLogLikelihood(p.row_ll[q], row));
+          const double w = data.weights.size() == 0 ? 1.0 : data.weights[row];
+          p.log_likelihood += w * p.row_ll[q];
           p.weight += w;
+          return absl::OkStatus();
+        };
+        if (layout == nullptr) {
+          internal::Responsibilities(c, data.x.middleRows(b, rows), &p.a, &p.row_ll, &p.scratch);
+          for (int64_t q = 0; q < rows; ++q) EMFIT_RETURN_IF_ERROR(add(q));
+          return absl::OkStatus();
         }
-        continue;
-      }
-      const Eigen::Index* order = layout->order() + b;
-      const absl::Span<const internal::PatternRun> runs = layout->BlockRuns(b);
-      p.status = internal::MissingRuns(params, c, data.x, order, runs, nullptr, params.means,
-                                       &cache, nullptr, &row_ll, nullptr, &missing);
-      if (!p.status.ok()) return;
-      for (const internal::PatternRun& run : runs) {
-        if (run.pattern != nullptr &&
-            std::none_of(run.pattern->begin(), run.pattern->end(), [](uint8_t o) { return o; })) {
-          p.skipped += run.end - run.begin;  // nothing observed: no information, as in Fit
-          continue;
+        const absl::Span<const internal::PatternRun> runs = layout->BlockRuns(b);
+        EMFIT_RETURN_IF_ERROR(internal::MissingRuns(params, c, data.x, order, runs, nullptr,
+                                                    params.means, &cache, nullptr, &p.row_ll,
+                                                    nullptr, &p.missing));
+        for (const internal::PatternRun& run : runs) {
+          if (run.pattern != nullptr &&
+              std::none_of(run.pattern->begin(), run.pattern->end(), [](uint8_t o) { return o; })) {
+            p.skipped += run.end - run.begin;  // nothing observed: no information, as in Fit
+            continue;
+          }
+          for (Eigen::Index q = run.begin; q < run.end; ++q) EMFIT_RETURN_IF_ERROR(add(q));
         }
-        for (Eigen::Index q = run.begin; q < run.end; ++q) {
-          const double w = data.weights.size() == 0 ? 1.0 : data.weights[order[q]];
-          p.log_likelihood += w * row_ll[q];
-          p.weight += w;
-        }
-      }
-    }
-  });
+        return absl::OkStatus();
+      }));
   ScoreResult out;
   double w = 0;
   for (const Partial& p : partial) {
-    EMFIT_RETURN_IF_ERROR(p.status);
     out.log_likelihood += p.log_likelihood;
     w += p.weight;
     out.rows_skipped += p.skipped;
@@ -500,7 +415,8 @@ absl::StatusOr<ScoreResult> Score(const GmmParams& params, const Dataset& data,
   out.rows_used = data.rows() - out.rows_skipped;
   out.mean_log_likelihood = w > 0 ? out.log_likelihood / w : 0.0;
   out.num_free_parameters = NumFreeParameters(params.covariance_type, params.k(), params.dim());
-  SetCriteria(out.log_likelihood, w, out.num_free_parameters, &out.bic, &out.aic);
+  out.bic = Bic(out.log_likelihood, out.num_free_parameters, w);
+  out.aic = Aic(out.log_likelihood, out.num_free_parameters);
   return out;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -12,8 +13,6 @@
 namespace emfit::gmm::internal {
 
 using ::emfit::internal::DeriveSeed;
-using ::emfit::internal::kBlockRows;
-using ::emfit::internal::RowStripes;
 using ::emfit::internal::StreamPurpose;
 namespace {
 
@@ -52,7 +51,8 @@ void OneHotNearest(const Eigen::Ref<const RowMatrix>& block, const Eigen::Matrix
 
 }  // namespace
 
-absl::StatusOr<Eigen::MatrixXd> KMeansPlusPlusSeeds(const Dataset& data, int k, Rng* rng) {
+absl::StatusOr<Eigen::MatrixXd> KMeansPlusPlusSeeds(const Dataset& data, int k, Rng* rng,
+                                                    const FitControls& controls) {
   const Eigen::Index n = data.rows();
   const Eigen::Index d = data.cols();
   Eigen::MatrixXd centers(k, d);
@@ -65,6 +65,7 @@ absl::StatusOr<Eigen::MatrixXd> KMeansPlusPlusSeeds(const Dataset& data, int k, 
   const int trials = 2 + static_cast<int>(std::log(static_cast<double>(k)));
   Eigen::VectorXd candidate_d2(n), best_d2(n);
   for (int c = 1; c < k; ++c) {
+    EMFIT_RETURN_IF_ERROR(CheckCancelled(controls));
     acc = 0;
     for (Eigen::Index i = 0; i < n; ++i) cumulative[i] = acc += RowWeight(data, i) * closest[i];
     if (!(acc > 0)) {
@@ -92,9 +93,9 @@ absl::StatusOr<Eigen::MatrixXd> KMeansPlusPlusSeeds(const Dataset& data, int k, 
   return centers;
 }
 
-Eigen::MatrixXd Lloyd(const Dataset& data, Eigen::MatrixXd centers, int max_iter,
-                      const FitControls& controls) {
-  const RowStripes stripes(data.rows());
+absl::StatusOr<KMeansResult> Lloyd(const Dataset& data, Eigen::MatrixXd centers, int max_iter,
+                                   const FitControls& controls) {
+  const ::emfit::internal::Stripes stripes = ::emfit::internal::Stripes::OverRows(data.rows());
   const Eigen::Index k = centers.rows();
   const Eigen::Index d = centers.cols();
   // Tolerance as scikit-learn: relative to the mean column variance.
@@ -102,41 +103,52 @@ Eigen::MatrixXd Lloyd(const Dataset& data, Eigen::MatrixXd centers, int max_iter
   const double mean_var =
       (data.x.rowwise() - mean).array().square().colwise().sum().mean() / data.rows();
   const double tol = 1e-4 * mean_var;
-  std::vector<Eigen::MatrixXd> sums(stripes.count);
-  std::vector<Eigen::VectorXd> mass(stripes.count);
+  struct Partial {
+    Eigen::MatrixXd sums;
+    Eigen::VectorXd mass;
+    double inertia = 0;
+    Eigen::MatrixXd d2;
+  };
+  std::vector<Partial> partials(stripes.count());
+  KMeansResult out{std::move(centers), 0.0};
   for (int it = 0; it < max_iter; ++it) {
-    ParallelFor(controls.pool, stripes.count, [&](int s) {
-      sums[s].setZero(k, d);
-      mass[s].setZero(k);
-      Eigen::MatrixXd d2;
-      for (int64_t b = stripes.Begin(s); b < stripes.End(s); b += kBlockRows) {
-        const int64_t rows = std::min<int64_t>(kBlockRows, stripes.End(s) - b);
-        const auto block = data.x.middleRows(b, rows);
-        SquaredDistances(block, centers, &d2);
-        for (int64_t i = 0; i < rows; ++i) {
-          Eigen::Index best;
-          d2.row(i).minCoeff(&best);
-          const double w = RowWeight(data, b + i);
-          sums[s].row(best) += w * block.row(i);
-          mass[s][best] += w;
-        }
-      }
-    });
+    for (Partial& p : partials) {
+      p.sums.setZero(k, d);
+      p.mass.setZero(k);
+      p.inertia = 0;
+    }
+    EMFIT_RETURN_IF_ERROR(
+        ::emfit::internal::ForEachBlock(stripes, controls, [&](int s, int64_t b, int64_t end) {
+          Partial& p = partials[s];
+          const auto block = data.x.middleRows(b, end - b);
+          SquaredDistances(block, out.centers, &p.d2);
+          for (int64_t i = 0; i < end - b; ++i) {
+            Eigen::Index best;
+            const double nearest = p.d2.row(i).minCoeff(&best);
+            const double w = RowWeight(data, b + i);
+            p.sums.row(best) += w * block.row(i);
+            p.mass[best] += w;
+            p.inertia += w * nearest;
+          }
+          return absl::OkStatus();
+        }));
     Eigen::MatrixXd total = Eigen::MatrixXd::Zero(k, d);
     Eigen::VectorXd total_mass = Eigen::VectorXd::Zero(k);
-    for (int s = 0; s < stripes.count; ++s) {
-      total += sums[s];
-      total_mass += mass[s];
+    out.inertia = 0;
+    for (const Partial& p : partials) {
+      total += p.sums;
+      total_mass += p.mass;
+      out.inertia += p.inertia;
     }
-    Eigen::MatrixXd next = centers;
+    Eigen::MatrixXd next = out.centers;
     for (Eigen::Index j = 0; j < k; ++j) {
       if (total_mass[j] > 0) next.row(j) = total.row(j) / total_mass[j];
     }
-    const double shift = (next - centers).squaredNorm();
-    centers.swap(next);
+    const double shift = (next - out.centers).squaredNorm();
+    out.centers.swap(next);
     if (shift <= tol) break;
   }
-  return centers;
+  return out;
 }
 
 absl::StatusOr<GmmParams> InitialParams(const GmmFamily& family, const Dataset& data,
@@ -148,8 +160,20 @@ absl::StatusOr<GmmParams> InitialParams(const GmmFamily& family, const Dataset& 
   switch (spec.init) {
     case InitMethod::kKMeans:
     case InitMethod::kKMeansPlusPlus: {
-      EMFIT_ASSIGN_OR_RETURN(Eigen::MatrixXd centers, KMeansPlusPlusSeeds(data, k, &rng));
-      if (spec.init == InitMethod::kKMeans) centers = Lloyd(data, centers, 300, controls);
+      EMFIT_ASSIGN_OR_RETURN(Eigen::MatrixXd centers, KMeansPlusPlusSeeds(data, k, &rng, controls));
+      if (spec.init == InitMethod::kKMeans) {
+        // The run of k-means with the lowest inertia of kKMeansRuns: one run lands in a poor
+        // local optimum of k-means often enough to start EM in another basin (docs/gmm.md).
+        std::optional<KMeansResult> best;
+        for (int run = 0; run < kKMeansRuns; ++run) {
+          if (run > 0) {
+            EMFIT_ASSIGN_OR_RETURN(centers, KMeansPlusPlusSeeds(data, k, &rng, controls));
+          }
+          EMFIT_ASSIGN_OR_RETURN(KMeansResult km, Lloyd(data, centers, 300, controls));
+          if (!best.has_value() || km.inertia < best->inertia) best = std::move(km);
+        }
+        centers = std::move(best->centers);
+      }
       return family.ParamsFromResponsibilities(
           centers, controls, [&](int64_t begin, int64_t rows, Eigen::MatrixXd* resp) {
             OneHotNearest(data.x.middleRows(begin, rows), centers, resp);

@@ -10,11 +10,12 @@
 #include "emfit/base/status_macros.h"
 #include "exec/stripes.h"
 #include "gmm/kernels.h"
+#include "math/constants.h"
 
 namespace emfit::gmm::internal {
 namespace {
 
-constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+using ::emfit::internal::kLog2Pi;
 
 }  // namespace
 

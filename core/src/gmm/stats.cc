@@ -40,6 +40,40 @@ void GmmStats::Add(const GmmStats& o) {
   total_weight += o.total_weight;
 }
 
+Eigen::MatrixXd ComponentScatter(const GmmStats& s, int j, const Eigen::RowVectorXd& e, double n) {
+  // sum w r (x - m - e)(x - m - e)^T = sdd - e delta^T - delta e^T + N e e^T.
+  Eigen::MatrixXd c = s.sdd[j].selfadjointView<Eigen::Lower>();
+  const Eigen::RowVectorXd dj = s.delta.row(j);
+  c.noalias() -= e.transpose() * dj + dj.transpose() * e;
+  c.noalias() += n * e.transpose() * e;
+  return c;
+}
+
+Eigen::MatrixXd PooledScatter(const GmmStats& s, const Eigen::MatrixXd& e,
+                              const Eigen::MatrixXd& shift, const Eigen::VectorXd& n) {
+  const int d = static_cast<int>(shift.cols());
+  Eigen::MatrixXd cov = Eigen::MatrixXd::Zero(d, d);
+  if (!s.sdd.empty()) {
+    for (Eigen::Index j = 0; j < e.rows(); ++j) {
+      cov += ComponentScatter(s, static_cast<int>(j), e.row(j), n[j]);
+    }
+    return cov;
+  }
+  const Eigen::MatrixXd means = shift + e;
+  // Complete data, centred by the caller: sum_i w x x^T - sum_k (mu s^T + s mu^T - N mu mu^T)
+  // with s_k = sum_i w r x = delta_k + N_k m_k (algorithms.md §1.2, tied).
+  cov = s.sxx.selfadjointView<Eigen::Lower>();
+  const Eigen::MatrixXd sums = s.delta + (shift.array().colwise() * n.array()).matrix();
+  cov.noalias() -= means.transpose() * sums + sums.transpose() * means;
+  cov.noalias() += means.transpose() * n.asDiagonal() * means;
+  return cov;
+}
+
+Eigen::MatrixXd DiagScatter(const GmmStats& s, const Eigen::MatrixXd& e, const Eigen::VectorXd& n) {
+  return s.sdd_diag - 2.0 * e.cwiseProduct(s.delta) +
+         (e.array().square().colwise() * n.array()).matrix();
+}
+
 void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, const GmmStats& s,
            const Eigen::MatrixXd& shift, const GmmParams& previous, GmmParams* p) {
   const int k = static_cast<int>(s.nk.size());
@@ -57,34 +91,17 @@ void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, cons
     p->covariances = previous.covariances;
     return;
   }
-  auto scatter = [&](int j) {
-    Eigen::MatrixXd c = s.sdd[j].selfadjointView<Eigen::Lower>();
-    const Eigen::RowVectorXd ej = e.row(j), dj = s.delta.row(j);
-    c.noalias() -= ej.transpose() * dj + dj.transpose() * ej;
-    c.noalias() += nk[j] * ej.transpose() * ej;
-    return c;
-  };
   switch (type) {
     case CovarianceType::kFull:
       p->covariances.resize(static_cast<Eigen::Index>(k) * d, d);
       for (int j = 0; j < k; ++j) {
-        Eigen::MatrixXd cov = scatter(j) / nk[j];
+        Eigen::MatrixXd cov = ComponentScatter(s, j, e.row(j), nk[j]) / nk[j];
         cov.diagonal().array() += reg_covar;
         p->covariances.middleRows(static_cast<Eigen::Index>(j) * d, d) = cov;
       }
       break;
     case CovarianceType::kTied: {
-      Eigen::MatrixXd cov = Eigen::MatrixXd::Zero(d, d);
-      if (!s.sdd.empty()) {
-        for (int j = 0; j < k; ++j) cov += scatter(j);
-      } else {
-        // Complete data, centred by the caller: sum_i w x x^T - sum_k (mu s^T + s mu^T - N mu
-        // mu^T) with s_k = sum_i w r x = delta_k + N_k m_k (algorithms.md §1.2, tied).
-        cov = s.sxx.selfadjointView<Eigen::Lower>();
-        const Eigen::MatrixXd sums = s.delta + (shift.array().colwise() * nk.array()).matrix();
-        cov.noalias() -= p->means.transpose() * sums + sums.transpose() * p->means;
-        cov.noalias() += p->means.transpose() * nk.asDiagonal() * p->means;
-      }
+      Eigen::MatrixXd cov = PooledScatter(s, e, shift, nk);
       cov /= nk.sum();
       cov.diagonal().array() += reg_covar;
       p->covariances = cov;
@@ -92,8 +109,7 @@ void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, cons
     }
     case CovarianceType::kDiag:
     case CovarianceType::kSpherical: {
-      Eigen::MatrixXd var = s.sdd_diag - 2.0 * e.cwiseProduct(s.delta) +
-                            (e.array().square().colwise() * nk.array()).matrix();
+      Eigen::MatrixXd var = DiagScatter(s, e, nk);
       var = (var.array().colwise() / nk.array()).max(0.0) + reg_covar;
       if (type == CovarianceType::kDiag) {
         p->covariances = var;
@@ -106,40 +122,31 @@ void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, cons
 }
 
 double ExpectedLogJoint(const GmmStats& s, const Eigen::MatrixXd& shift, const Components& c) {
+  // Q = sum_j N_j (ln pi_j - ln|Sigma_j| / 2 - d/2 ln 2 pi) - 1/2 sum_j tr(Sigma_j^-1 M_j), with
+  // M_j the expected scatter of the (completed) rows about mu_j: moments about the E-step's
+  // means, plus the conditional covariances of missing coordinates (algorithms.md §1.3, §2).
   const Eigen::MatrixXd e = c.means - shift;
   double q = 0;
   for (int j = 0; j < c.k; ++j) {
     if (s.nk[j] > 0) q += s.nk[j] * c.offset[j];  // 0 ln 0 = 0 for an empty component
   }
-  // The scatter of component j about mu_j = m_j + e_j: sdd - e delta^T - delta e^T + N e e^T.
-  auto scatter = [&](int j) {
-    Eigen::MatrixXd m = s.sdd[j].selfadjointView<Eigen::Lower>();
-    const Eigen::RowVectorXd ej = e.row(j), dj = s.delta.row(j);
-    m.noalias() -= ej.transpose() * dj + dj.transpose() * ej;
-    m.noalias() += s.nk[j] * ej.transpose() * ej;
-    return m;
-  };
   // tr(Sigma^-1 M) = tr(U^T M U) with Sigma^-1 = U U^T.
   auto trace = [](const Eigen::MatrixXd& m, const Eigen::MatrixXd& u) {
     return (u.transpose() * m * u).trace();
   };
   switch (c.type) {
     case CovarianceType::kFull:
-      for (int j = 0; j < c.k; ++j) q -= 0.5 * trace(scatter(j), c.prec_chol[j]);
+      for (int j = 0; j < c.k; ++j) {
+        q -= 0.5 * trace(ComponentScatter(s, j, e.row(j), s.nk[j]), c.prec_chol[j]);
+      }
       break;
-    case CovarianceType::kTied: {
-      Eigen::MatrixXd pooled = Eigen::MatrixXd::Zero(c.d, c.d);
-      for (int j = 0; j < c.k; ++j) pooled += scatter(j);
-      q -= 0.5 * trace(pooled, c.prec_chol[0]);
+    case CovarianceType::kTied:
+      q -= 0.5 * trace(PooledScatter(s, e, shift, s.nk), c.prec_chol[0]);
       break;
-    }
     case CovarianceType::kDiag:
-    case CovarianceType::kSpherical: {
-      const Eigen::MatrixXd squares = s.sdd_diag - 2.0 * e.cwiseProduct(s.delta) +
-                                      (e.array().square().colwise() * s.nk.array()).matrix();
-      q -= 0.5 * (squares.array() * c.aux.array().square()).sum();
+    case CovarianceType::kSpherical:
+      q -= 0.5 * (DiagScatter(s, e, s.nk).array() * c.aux.array().square()).sum();
       break;
-    }
   }
   return q;
 }

@@ -30,6 +30,15 @@ struct GmmStats {
   void Add(const GmmStats& other);
 };
 
+// Expected scatters about new means mu = shift + e from moments about `shift`, with component
+// masses `n` (sums over rows of w r (x - mu)(x - mu)^T, completed rows plus conditional
+// covariances with missing values): component j's (full, and tied with missing values); the sum
+// over components (tied, either layout); per coordinate (k x d; diag and spherical).
+Eigen::MatrixXd ComponentScatter(const GmmStats& s, int j, const Eigen::RowVectorXd& e, double n);
+Eigen::MatrixXd PooledScatter(const GmmStats& s, const Eigen::MatrixXd& e,
+                              const Eigen::MatrixXd& shift, const Eigen::VectorXd& n);
+Eigen::MatrixXd DiagScatter(const GmmStats& s, const Eigen::MatrixXd& e, const Eigen::VectorXd& n);
+
 // Which parameters the M-step keeps at their previous values (`previous`).
 struct FixedParams {
   bool weights = false;

@@ -1,10 +1,14 @@
 #ifndef EMFIT_CORE_EM_ITERATION_CONTROLLER_H_
 #define EMFIT_CORE_EM_ITERATION_CONTROLLER_H_
 
+#include <limits>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "emfit/em/observer.h"
@@ -14,38 +18,49 @@
 namespace emfit {
 
 // Owns the EM loop's bookkeeping for one restart, independent of the model family: iteration
-// count, timing, deadline, cancellation, the convergence rule, observer calls, the reason and
-// message. The loop is
+// count, timing, deadline, cancellation, the convergence rule, warnings, observer calls, the
+// reason and message. The loop is
 //
-//   while (controller.ShouldStart()) {      // cancellation / deadline
+//   while (controller.ShouldStart()) {          // cancellation; the deadline after iteration 0
 //     ll = EStep(theta_t)
-//     if (!controller.Record(ll)) break;    // history, observer, max_iter / tol
-//     MStep -> theta_{t+1}
+//     if (!controller.Record(ll, elbo)) break;  // history, observer, max_iter / tol
+//     MStep -> theta_{t+1}; elbo = L(q_t, theta_{t+1})
 //   }
 //
 // so the last recorded log-likelihood belongs to the returned parameters (the "closing E-step"
 // is the loop's last E-step). Not thread-safe; one controller per restart.
 class IterationController {
  public:
-  // `total_weight` divides the log-likelihood for the tolerance test (mean log-likelihood).
+  static constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+  // `total_weight` W divides the log-likelihood for the tolerance test (mean log-likelihood).
+  // `controls` must outlive the controller.
   IterationController(const FitOptions& options, const FitControls& controls, int restart,
                       double total_weight);
 
-  // Checks cancellation and the deadline before an E-step. Returns false (and sets the reason)
-  // when the loop must stop; the parameters of the last recorded iteration are the result.
+  // Checks cancellation, and the deadline once an iteration has been recorded, before an
+  // E-step. Returns false (and sets the reason) when the loop must stop; the parameters of the
+  // last recorded iteration are the result.
   bool ShouldStart();
 
   // Records l(theta_t) for the current iteration t, notifies the observer and applies the stop
   // rules. Returns true if an M-step should follow. A non-finite value is not recorded: it ends
-  // the restart with kNumericalFailure. `accelerated`: theta_t came from an extrapolation.
-  bool Record(double log_likelihood, bool accelerated = false);
+  // the restart with kNumericalFailure. `elbo`: L(q_{t-1}, theta_t) (NaN if unknown);
+  // `accelerated`: theta_t came from an extrapolation.
+  bool Record(double log_likelihood, double elbo = kNaN, bool accelerated = false);
 
   // Ends the restart because a step returned `status`: CANCELLED and DEADLINE_EXCEEDED map to
-  // their reasons, anything else to kNumericalFailure with the status message.
+  // their reasons, FAILED_PRECONDITION (a numerical failure) to kNumericalFailure with the
+  // status message; any other code is an error of the program, not an outcome: it is kept in
+  // error() (the fit then fails with it) and the reason is kNumericalFailure.
   void StopOn(const absl::Status& status);
 
-  // Ends the restart with a failure (e.g. numerical); the last recorded parameters stand.
+  // Ends the restart with `reason`; the last recorded parameters stand.
   void Fail(TerminationReason reason, std::string message);
+
+  // Passes each distinct warning (code, component) of the restart to the observer once and
+  // keeps it for the summary.
+  void Warn(std::vector<FitWarning> warnings);
 
   // Named stop predicates; each sets the reason when it fires.
   bool Cancelled();
@@ -57,18 +72,23 @@ class IterationController {
   // Number of M-steps taken so far (recorded iterations - 1, at least 0).
   int iterations() const;
   const std::vector<double>& history() const { return history_; }
+  // OK, or the error of the program that StopOn received.
+  const absl::Status& error() const { return error_; }
   // Summary of the restart; call once the loop has ended.
   RestartSummary Finish(uint64_t seed) const;
 
  private:
   FitOptions options_;
-  FitControls controls_;
+  const FitControls& controls_;  // the caller's; outlives the controller
   int restart_;
   double total_weight_;
   absl::Time start_;
   std::vector<double> history_;
   std::optional<TerminationReason> reason_;
   std::string message_;
+  absl::Status error_;
+  std::vector<FitWarning> warnings_;
+  std::set<std::pair<std::string, int>> warned_;
 };
 
 }  // namespace emfit

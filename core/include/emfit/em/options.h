@@ -25,10 +25,12 @@ enum class Acceleration {
 struct FitOptions {
   // Maximum number of M-steps per restart. Must be >= 0 (0 evaluates the starting parameters).
   int max_iter = 100;
-  // Stop when |l_t/W - l_{t-1}/W| < tol, where l is the log-likelihood and W the total row
-  // weight (scikit-learn's rule on the mean log-likelihood). 0 disables the test, so exactly
-  // max_iter iterations run. Must be finite and >= 0.
-  double tol = 1e-3;
+  // Convergence tolerance on the change of the mean log-likelihood l/W between iterations (W:
+  // the total weight; scikit-learn's rule), with a guard against slow plateaus: while the
+  // log-likelihood is still rising, the rise that Aitken's delta-squared projects from the last
+  // three iterations must also be below tol (docs/gmm.md, "When a fit stops"). 0 disables the
+  // test, so exactly max_iter iterations run. Must be finite and >= 0.
+  double tol = 1e-6;
   // Independent restarts; the restart with the largest final log-likelihood is kept (the
   // earliest on ties). Must be >= 1.
   int n_init = 1;
@@ -42,19 +44,25 @@ struct FitOptions {
 // Runtime handles of one fit, kept apart from the options. All pointers may be null and are
 // not owned; they must outlive the fit.
 struct FitControls {
-  // Polled before every iteration and between row blocks; a cancelled fit stops with reason
-  // kCancelled and returns the last complete parameters.
+  // Polled before every iteration and between row blocks (initialisation included); a fit
+  // cancelled after an iteration completed stops with reason kCancelled and returns the last
+  // complete parameters; before that, it returns CANCELLED.
   const CancellationToken* cancel = nullptr;
   // Receives progress (see FitObserver: concurrent calls when restarts run on `pool`).
   FitObserver* observer = nullptr;
   // Row blocks of the E-step run on this pool (null: on the calling thread only).
   ThreadPool* pool = nullptr;
-  // The fit stops with reason kDeadline once this time has passed.
+  // A time budget: no iteration starts after it has passed and the fit ends with reason
+  // kDeadline and the last complete parameters. The starting point of the first restart is
+  // always evaluated, so a passed deadline is always that outcome, never an error; restarts
+  // that have not begun when it passes are skipped. To stop work already running, cancel.
   absl::Time deadline = absl::InfiniteFuture();
 };
 
-// CANCELLED if `controls.cancel` fired, DEADLINE_EXCEEDED if `controls.deadline` passed, else
-// OK. Cheap enough to call between row blocks.
+// CANCELLED if `controls.cancel` fired, else OK. Cheap enough to call between row blocks.
+absl::Status CheckCancelled(const FitControls& controls);
+
+// CheckCancelled, then DEADLINE_EXCEEDED if `controls.deadline` has passed.
 absl::Status CheckInterrupted(const FitControls& controls);
 
 }  // namespace emfit

@@ -18,17 +18,27 @@ enum class TerminationReason {
 
 const char* TerminationReasonName(TerminationReason reason);
 
+// Something the user should know that does not stop the fit.
+struct FitWarning {
+  std::string code;     // stable machine-readable code, e.g. "empty_component", "max_iter"
+  std::string message;  // human-readable text
+  int restart = 0;
+  int component = -1;  // the component (or state) concerned, -1 if none
+};
+
 // Outcome of one restart.
 struct RestartSummary {
   int restart = 0;
   uint64_t seed = 0;            // seed of this restart's random stream
   int iterations = 0;           // M-steps taken
-  double log_likelihood = 0.0;  // at the returned parameters
+  double log_likelihood = 0.0;  // at the returned parameters (-inf if none was evaluated)
   TerminationReason reason = TerminationReason::kMaxIter;
   std::string message;
   // log-likelihood of iteration 0..iterations; history.back() == log_likelihood when the
   // restart ended normally.
   std::vector<double> history;
+  // Each distinct (code, component) once, in the order they arose.
+  std::vector<FitWarning> warnings;
   double elapsed_seconds = 0.0;
 
   bool converged() const { return reason == TerminationReason::kConverged; }
@@ -40,23 +50,21 @@ struct FitSummary {
   std::string message;
   int iterations = 0;
   double log_likelihood = 0.0;
-  double mean_log_likelihood = 0.0;  // log_likelihood / total row weight
+  double mean_log_likelihood = 0.0;  // log_likelihood / total weight W
   std::vector<double> history;
   int64_t num_free_parameters = 0;
-  double bic = 0.0;  // -2 l + p ln W (W: total row weight)
+  double bic = 0.0;  // -2 l + p ln W
   double aic = 0.0;  // -2 l + 2 p
   int64_t rows_used = 0;
   int64_t rows_skipped = 0;
   int best_restart = 0;
   std::vector<RestartSummary> restarts;
+  // The kept restart's warnings (max_iter reached, empty or collapsed components, ...), then
+  // those of the fit (failed restarts, skipped rows).
+  std::vector<FitWarning> warnings;
   double elapsed_seconds = 0.0;
 
   bool converged() const { return reason == TerminationReason::kConverged; }
-  // The returned parameters are a valid model (true for every reason: a cancelled or failed
-  // restart returns its last complete parameters; false only if no iteration completed).
-  bool IsModelUsable() const { return !history.empty(); }
-  // One line: reason, iterations, log-likelihood, BIC.
-  std::string BriefReport() const;
 };
 
 }  // namespace emfit

@@ -37,7 +37,6 @@ enum class InitMethod {
 };
 
 const char* InitMethodName(InitMethod init);
-absl::StatusOr<InitMethod> ParseInitMethod(absl::string_view name);
 
 // Parameters of a Gaussian mixture with k components in d dimensions.
 struct GmmParams {
@@ -77,7 +76,8 @@ struct GmmSpec {
   bool fix_means = false;
   bool fix_covariances = false;
 
-  // Checks the spec against data of `rows` x `cols`; messages name spec.gmm.<field>.
+  // Checks the spec, and its starting parameters if any, against data of `rows` x `cols`;
+  // messages name spec.gmm.<field> or init.gmm.<field>.
   absl::Status Validate(int64_t rows, int64_t cols) const;
 };
 

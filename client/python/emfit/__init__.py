@@ -1,0 +1,29 @@
+"""emfit: fit statistical models by Expectation-Maximization on an emfitd server, from Python,
+with scikit-learn's interface.
+
+    from emfit import GaussianMixture
+    gm = GaussianMixture(3, server="localhost:50051").fit(X)
+    gm.predict(X)
+
+One module per model family (mixture.py: GaussianMixture, select_model); what they share
+(the calls, data streaming, conversions, errors, progress) lives in the underscored modules.
+The raw protocol is emfit.v1 (emfit_pb2, emfit_pb2_grpc), generated from proto/.
+"""
+from ._base import ConvergenceWarning, NotFittedError, ServerWarning
+from ._client import Client, Posteriors, TlsFiles
+from ._errors import (CancelledError, DeadlineExceededError, EmfitError,
+                      FailedPreconditionError, InternalError, InvalidArgumentError,
+                      PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError,
+                      UnavailableError)
+from ._progress import IterationEvent, ProgressBar
+from .mixture import Candidate, GaussianMixture, ModelSelection, select_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Candidate", "CancelledError", "Client", "ConvergenceWarning", "DeadlineExceededError",
+    "EmfitError", "FailedPreconditionError", "GaussianMixture", "InternalError",
+    "InvalidArgumentError", "IterationEvent", "ModelSelection", "NotFittedError",
+    "PermissionDeniedError", "Posteriors", "ProgressBar", "ResourceExhaustedError",
+    "ServerWarning", "TlsFiles", "UnauthenticatedError", "UnavailableError", "select_model",
+]

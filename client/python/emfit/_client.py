@@ -1,0 +1,182 @@
+"""emfit.Client: the raw RPCs (Fit, Posterior, Score, SelectModel) with the header-then-chunks
+upload, deadlines, tokens, cancellation and errors as exceptions. The estimators use it; it is
+the one place where calls are made."""
+import dataclasses
+import json
+from typing import Optional
+
+import grpc
+import numpy as np
+
+from . import _data
+from ._errors import error_for, from_rpc_error
+from .v1 import emfit_pb2 as pb
+from .v1 import emfit_pb2_grpc as pb_grpc
+
+DEFAULT_SERVER = "localhost:50051"
+# - round_robin: a target that resolves to several addresses (a Kubernetes headless Service,
+#   "dns:///emfitd-headless:50051", or "ipv4:10.0.0.1:50051,10.0.0.2:50051") gets its calls
+#   spread over all of them; a single address behaves as before.
+# - Results (a model, a selection table) and posterior blocks (about 1 MiB) stay far below the
+#   receive limit.
+_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20),
+                    ("grpc.service_config", _SERVICE_CONFIG)]
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsFiles:
+    """TLS settings by file name: the CA that signed the server's certificate (None: the
+    system's roots) and, for mutual TLS, this client's certificate chain and key (PEM).
+
+    Unlike a grpc.ChannelCredentials, this can be copied and pickled, so an estimator that
+    holds it can be cloned (sklearn.base.clone, GridSearchCV)."""
+    ca: Optional[str] = None
+    cert: Optional[str] = None
+    key: Optional[str] = None
+
+    def channel_credentials(self):
+        def read(path):
+            if path is None:
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+        return grpc.ssl_channel_credentials(read(self.ca), read(self.key), read(self.cert))
+
+
+@dataclasses.dataclass
+class Posteriors:
+    """Posterior of every row: responsibilities (rows x k, rows sum to 1), log_likelihood
+    (ln p(x_i), 0 for a row with nothing observed) and labels (most likely component)."""
+    responsibilities: np.ndarray
+    log_likelihood: np.ndarray
+    labels: np.ndarray
+
+
+class Client:
+    """A connection to emfitd (or to a load balancer in front of replicas).
+
+    Args:
+      server: a gRPC target, "host:port" (or "dns:///name:port", "ipv4:a:p,b:p": calls are
+        then spread over every address, gRPC's round_robin), used when channel is None.
+      channel: a grpc.Channel to use instead (not closed by close()).
+      credentials: None (plain text), a grpc.ChannelCredentials, or TlsFiles.
+      token: bearer token sent with every call (emfitd --token_file), or None.
+      timeout: seconds each call may take (its gRPC deadline), or None for no limit.
+      chunk_bytes: bytes of data per streamed message.
+
+    Every method converts its input with numpy (NaN means missing), streams a header and then
+    chunks, and raises an emfit.EmfitError subclass carrying the gRPC code and message when the
+    call fails. KeyboardInterrupt (or any exception raised by on_event) cancels the call on the
+    server, which stops the job and frees its worker, and then propagates."""
+
+    def __init__(self, server=DEFAULT_SERVER, channel=None, credentials=None, token=None,
+                 timeout=None, chunk_bytes=_data.DEFAULT_CHUNK_BYTES):
+        if channel is None:
+            if isinstance(credentials, TlsFiles):
+                credentials = credentials.channel_credentials()
+            if credentials is None:
+                channel = grpc.insecure_channel(server, options=_CHANNEL_OPTIONS)
+            else:
+                channel = grpc.secure_channel(server, credentials, options=_CHANNEL_OPTIONS)
+            self._owned = channel
+        else:
+            self._owned = None
+        self._stub = pb_grpc.EmFitServiceStub(channel)
+        self._metadata = (("authorization", "Bearer " + token),) if token else None
+        self.timeout = timeout
+        self.chunk_bytes = chunk_bytes
+
+    def close(self):
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # The RPCs. X: array-like (rows, cols), NaN for missing; sample_weight: one per row.
+
+    def fit(self, header, X, sample_weight=None, column_names=None, on_event=None):
+        """Fit: header is a FitHeader whose spec/options/init are set (its shape is filled in
+        here). on_event(FitEvent) sees every event (accepted, iteration, warning, heartbeat).
+        Returns the FitResult."""
+        return self._events(self._stub.Fit, pb.FitRequest, header, X, sample_weight,
+                            column_names, on_event)
+
+    def select_model(self, header, X, sample_weight=None, column_names=None, on_event=None):
+        """SelectModel: header is a SelectModelHeader (grid, template, options). Returns the
+        SelectionResult; on_event(SelectModelEvent) sees every other event."""
+        return self._events(self._stub.SelectModel, pb.SelectModelRequest, header, X,
+                            sample_weight, column_names, on_event)
+
+    def posterior(self, model, X, sample_weight=None):
+        """Posterior of every row of X under model (a Model message), in row order."""
+        requests = self._requests(pb.PosteriorRequest, pb.PosteriorHeader(model=model), X,
+                                  sample_weight, None)
+        blocks = []
+        self._stream(self._stub.Posterior, requests, blocks.append)
+        if not blocks:
+            raise error_for(grpc.StatusCode.INTERNAL, "Posterior ended without a block")
+        return Posteriors(
+            np.concatenate([_data.array(b.responsibilities) for b in blocks]),
+            np.concatenate([np.asarray(b.log_likelihood, dtype=np.float64) for b in blocks]),
+            np.concatenate([np.asarray(b.labels, dtype=np.int64) for b in blocks]))
+
+    def score(self, model, X, sample_weight=None):
+        """Score: the ScoreResponse (log-likelihood, its mean, BIC, AIC) of X under model."""
+        requests = self._requests(pb.ScoreRequest, pb.PosteriorHeader(model=model), X,
+                                  sample_weight, None)
+        future = self._stub.Score.future(requests, timeout=self.timeout,
+                                         metadata=self._metadata)
+        try:
+            return future.result()
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+        except BaseException:
+            future.cancel()
+            raise
+
+    # Shared by every RPC.
+
+    def _requests(self, request_type, header, X, sample_weight, column_names):
+        X = _data.as_matrix(X)
+        weights = _data.as_weights(sample_weight, X.shape[0])
+        header.shape.CopyFrom(_data.shape_of(X, weights, column_names))
+
+        def generate():
+            yield request_type(header=header)
+            for chunk in _data.stream_values(X, weights, self.chunk_bytes):
+                yield request_type(chunk=chunk)
+        return generate()
+
+    def _events(self, method, request_type, header, X, sample_weight, column_names, on_event):
+        requests = self._requests(request_type, header, X, sample_weight, column_names)
+        result = []
+
+        def handle(event):
+            if event.WhichOneof("kind") == "result":
+                result.append(event.result)
+            elif on_event is not None:
+                on_event(event)
+        self._stream(method, requests, handle)
+        if not result:
+            raise error_for(grpc.StatusCode.INTERNAL, "the call ended without a result")
+        return result[0]
+
+    def _stream(self, method, requests, handle):
+        """Runs a response-streaming call, handing each response to handle(); cancels the call
+        if anything (KeyboardInterrupt included) interrupts it."""
+        call = method(requests, timeout=self.timeout, metadata=self._metadata)
+        try:
+            for response in call:
+                handle(response)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+        except BaseException:
+            call.cancel()
+            raise
+

@@ -1,0 +1,95 @@
+"""Conversions shared by every family: input arrays (numpy, pandas) to row-major doubles,
+feature names, the header-then-chunks request stream, and Matrix messages."""
+import numpy as np
+
+from .v1 import emfit_pb2 as pb
+
+# Bytes of data per streamed message (the CLI's --chunk_bytes default); far below the server's
+# --max_message_bytes (4 MiB).
+DEFAULT_CHUNK_BYTES = 256 << 10
+
+
+def feature_names(X):
+    """Column names of a pandas DataFrame whose columns are all strings (as scikit-learn's
+    feature_names_in_), else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None:
+        return None
+    names = list(columns)
+    if names and all(isinstance(n, str) for n in names):
+        return np.asarray(names, dtype=object)
+    return None
+
+
+def as_matrix(X, name="X"):
+    """X as a C-contiguous float64 array of shape (rows, cols). NaN (and pandas NA/None) means
+    a missing value; the server handles it exactly, nothing is imputed here."""
+    if hasattr(X, "to_numpy"):  # pandas DataFrame or Series
+        X = X.to_numpy(dtype=np.float64, na_value=np.nan)
+    try:
+        a = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError("%s: expected numbers (NaN for missing), %s" % (name, e)) from None
+    if a.ndim == 1:
+        raise ValueError("%s: expected a 2-D array (rows, features), got shape %s; reshape "
+                         "with X.reshape(-1, 1) for a single feature" % (name, a.shape))
+    if a.ndim != 2:
+        raise ValueError("%s: expected a 2-D array, got %d dimensions" % (name, a.ndim))
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError("%s: expected at least one row and one column, got shape %s"
+                         % (name, a.shape))
+    return np.ascontiguousarray(a)
+
+
+def as_weights(sample_weight, rows):
+    """sample_weight as float64 of length rows, or None."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+    if w.shape[0] != rows:
+        raise ValueError("sample_weight: expected %d values (one per row), got %d"
+                         % (rows, w.shape[0]))
+    return w
+
+
+def shape_of(X, weights=None, names=None):
+    """The DataShape message of the data that stream_values sends."""
+    shape = pb.DataShape(rows=X.shape[0], cols=X.shape[1], weight_column=weights is not None)
+    if names is not None:
+        shape.column_names.extend(str(n) for n in names)
+    return shape
+
+
+def stream_values(X, weights=None, chunk_bytes=DEFAULT_CHUNK_BYTES):
+    """Yields DataChunk messages: the rows of X, row-major, each row followed by its weight
+    when weights are given, at most chunk_bytes of doubles per message (a chunk need not end
+    on a row boundary). Rows are converted a slice at a time, never the whole dataset twice."""
+    per_message = max(1, int(chunk_bytes) // 8)
+    per_row = X.shape[1] + (1 if weights is not None else 0)
+    rows_per_slice = max(1, (4 << 20) // (8 * per_row))
+    pending = np.empty(0)
+    for start in range(0, X.shape[0], rows_per_slice):
+        block = X[start:start + rows_per_slice]
+        if weights is not None:
+            block = np.column_stack([block, weights[start:start + rows_per_slice]])
+        flat = np.concatenate([pending, block.ravel()]) if pending.size else block.ravel()
+        whole = flat.size - flat.size % per_message
+        for i in range(0, whole, per_message):
+            yield pb.DataChunk(values=flat[i:i + per_message])
+        pending = flat[whole:]
+    if pending.size:
+        yield pb.DataChunk(values=pending)
+
+
+def matrix(a):
+    """A Matrix message from a 1-D (a column) or 2-D array."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1:
+        a = a.reshape(-1, 1)
+    return pb.Matrix(rows=a.shape[0], cols=a.shape[1], values=a.ravel())
+
+
+def array(m, shape=None):
+    """A Matrix message as a numpy array of shape (rows, cols), or the given shape."""
+    a = np.asarray(m.values, dtype=np.float64)
+    return a.reshape(shape if shape is not None else (m.rows, m.cols))

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "hmm/forward_backward.h"
 #include "hmm/sequence.h"
+#include "math/exp.h"
 #include "testing/status_matchers.h"
 
 namespace emfit::hmm::internal {
@@ -145,15 +146,16 @@ Computed RunSequence(const ChainParams& c, const Eigen::MatrixXd& g, ForwardBack
   }
   const absl::Status s = SequencesEStep(
       chain, offsets, 0, 1, Eigen::VectorXd(), {mode, segment_steps},
-      [&](int64_t b, int64_t e, double* dst) {
-        Eigen::Map<RowMatrix>(dst, e - b, kK) = g_rows.middleRows(b, e - b);
-        return absl::OkStatus();
-      },
-      [&](int64_t b, int64_t e, const double* gamma, bool) {
-        out.gamma.middleRows(b, e - b) = Eigen::Map<const RowMatrix>(gamma, e - b, kK);
-        return absl::OkStatus();
-      },
-      [](bool) {}, &stats, outputs, &scratch);
+      {[&](int64_t b, int64_t e, double* dst) {
+         Eigen::Map<RowMatrix>(dst, e - b, kK) = g_rows.middleRows(b, e - b);
+         return absl::OkStatus();
+       },
+       [&](int64_t b, int64_t e, const double* gamma, bool) {
+         out.gamma.middleRows(b, e - b) = Eigen::Map<const RowMatrix>(gamma, e - b, kK);
+         return absl::OkStatus();
+       },
+       [](bool) {}},
+      &stats, outputs, &scratch);
   EXPECT_THAT(s, IsOk());
   out.log_likelihood = stats.log_likelihood;
   EXPECT_EQ(ll, stats.log_likelihood);
@@ -455,15 +457,16 @@ TEST(HmmForwardBackward, OneStateGivesTheSumOfTheLogDensities) {
   ChainStats stats;
   stats.Reset(1);
   SequenceScratch scratch;
-  ASSERT_THAT(SequencesEStep(
-                  chain, offsets, 0, 1, Eigen::VectorXd(), {ForwardBackward::kScaled, 0},
-                  [&](int64_t b, int64_t e, double* dst) {
-                    for (int64_t t = b; t < e; ++t) dst[t - b] = g[t];
-                    return absl::OkStatus();
-                  },
-                  [](int64_t, int64_t, const double*, bool) { return absl::OkStatus(); },
-                  [](bool) {}, &stats, {}, &scratch),
-              IsOk());
+  ASSERT_THAT(
+      SequencesEStep(
+          chain, offsets, 0, 1, Eigen::VectorXd(), {ForwardBackward::kScaled, 0},
+          {[&](int64_t b, int64_t e, double* dst) {
+             for (int64_t t = b; t < e; ++t) dst[t - b] = g[t];
+             return absl::OkStatus();
+           },
+           [](int64_t, int64_t, const double*, bool) { return absl::OkStatus(); }, [](bool) {}},
+          &stats, {}, &scratch),
+      IsOk());
   EXPECT_NEAR(stats.log_likelihood, g.sum(), 1e-12 * std::abs(g.sum()));
 }
 
@@ -538,15 +541,16 @@ TEST(HmmForwardBackward, AnImpossibleSequenceIsAnErrorNamingIt) {
     ChainStats stats;
     stats.Reset(kK);
     SequenceScratch scratch;
-    EXPECT_THAT(SequencesEStep(
-                    chain, offsets, 0, 2, Eigen::VectorXd(), {mode, 0},
-                    [&](int64_t b, int64_t e, double* dst) {
-                      Eigen::Map<RowMatrix>(dst, e - b, kK) = two.middleRows(b, e - b);
-                      return absl::OkStatus();
-                    },
-                    [](int64_t, int64_t, const double*, bool) { return absl::OkStatus(); },
-                    [](bool) {}, &stats, {}, &scratch),
-                StatusIs(absl::StatusCode::kFailedPrecondition, "sequence 2"));
+    EXPECT_THAT(
+        SequencesEStep(
+            chain, offsets, 0, 2, Eigen::VectorXd(), {mode, 0},
+            {[&](int64_t b, int64_t e, double* dst) {
+               Eigen::Map<RowMatrix>(dst, e - b, kK) = two.middleRows(b, e - b);
+               return absl::OkStatus();
+             },
+             [](int64_t, int64_t, const double*, bool) { return absl::OkStatus(); }, [](bool) {}},
+            &stats, {}, &scratch),
+        StatusIs(absl::StatusCode::kFailedPrecondition, "sequence 2"));
   }
 }
 
@@ -582,19 +586,45 @@ TEST(HmmForwardBackward, SequencesAreIndependentAndWeighted) {
   double per_sequence[2];
   SequenceOutputs outputs;
   outputs.log_likelihood = per_sequence;
-  ASSERT_THAT(SequencesEStep(
-                  chain, offsets, 0, 2, w, {ForwardBackward::kScaled, 0},
-                  [&](int64_t b, int64_t e, double* dst) {
-                    Eigen::Map<RowMatrix>(dst, e - b, kK) = g_rows.middleRows(b, e - b);
-                    return absl::OkStatus();
-                  },
-                  [](int64_t, int64_t, const double*, bool) { return absl::OkStatus(); },
-                  [](bool) {}, &stats, outputs, &scratch),
-              IsOk());
+  ASSERT_THAT(
+      SequencesEStep(
+          chain, offsets, 0, 2, w, {ForwardBackward::kScaled, 0},
+          {[&](int64_t b, int64_t e, double* dst) {
+             Eigen::Map<RowMatrix>(dst, e - b, kK) = g_rows.middleRows(b, e - b);
+             return absl::OkStatus();
+           },
+           [](int64_t, int64_t, const double*, bool) { return absl::OkStatus(); }, [](bool) {}},
+          &stats, outputs, &scratch),
+      IsOk());
   EXPECT_NEAR(per_sequence[0], l1, 1e-12 * std::abs(l1));
   EXPECT_NEAR(per_sequence[1], l2, 1e-12 * std::abs(l2));
   EXPECT_NEAR(stats.log_likelihood, 2 * l1 + 0.5 * l2, 1e-12 * std::abs(l1 + l2));
   EXPECT_GT(std::abs(joined - (l1 + l2)), 1e-3);
+}
+
+TEST(ExpNonPositive, MatchesStdExpWithinTwoUlpAndFlushesBelowTheRange) {
+  std::mt19937_64 rng(12);
+  std::uniform_real_distribution<double> u(-720, 0);
+  std::vector<double> x(100001);
+  for (double& v : x) v = u(rng);
+  x[0] = 0;
+  x[1] = -kInf;
+  x[2] = ::emfit::internal::kMinExpArgument;
+  x[3] = -1e-300;
+  std::vector<double> y = x;
+  ::emfit::internal::ExpNonPositive(y.data(), static_cast<int64_t>(y.size()));
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i] < ::emfit::internal::kMinExpArgument) {
+      EXPECT_EQ(y[i], 0.0) << x[i];
+      continue;
+    }
+    const double want = std::exp(x[i]);
+    worst = std::max(worst, std::abs(y[i] - want) / want);
+  }
+  EXPECT_LE(worst, 4.5e-16);  // 2 ulp
+  EXPECT_EQ(y[0], 1.0);
+  std::printf("[ info ] largest relative error %.3g\n", worst);
 }
 
 }  // namespace

@@ -68,6 +68,15 @@ absl::StatusOr<std::unique_ptr<const CategoricalEmission::Evaluator>> Categorica
   // std::log, not Eigen's vectorised log, which flushes subnormal probabilities.
   e->log_probabilities =
       params.probabilities.transpose().unaryExpr([](double p) { return std::log(p); });
+  e->scaled.resize(m_, k_);
+  e->shift.resize(m_);
+  for (int m = 0; m < m_; ++m) {
+    const double top = params.probabilities.col(m).maxCoeff();
+    // A symbol no state emits: zeros, which send the recursion to log space (and there to the
+    // error that the sequence is impossible).
+    e->shift[m] = std::log(top);
+    for (int j = 0; j < k_; ++j) e->scaled(m, j) = top > 0 ? params.probabilities(j, m) / top : 0;
+  }
   return std::unique_ptr<const Evaluator>(std::move(e));
 }
 
@@ -81,6 +90,23 @@ absl::Status CategoricalEmission::LogDensities(const Evaluator& e, int64_t begin
     } else {
       const double* row = e.log_probabilities.data() + static_cast<int64_t>(s) * k;
       std::copy(row, row + k, g);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CategoricalEmission::ScaledDensities(const Evaluator& e, int64_t begin, int64_t end,
+                                                  double* b, double* shift, Scratch*) const {
+  const int k = k_;
+  for (int64_t t = begin; t < end; ++t, b += k, ++shift) {
+    const int32_t s = symbols_[t];
+    if (s < 0) {
+      std::fill(b, b + k, 1.0);
+      *shift = 0;
+    } else {
+      const double* row = e.scaled.data() + static_cast<int64_t>(s) * k;
+      std::copy(row, row + k, b);
+      *shift = e.shift[s];
     }
   }
   return absl::OkStatus();

@@ -20,6 +20,7 @@ namespace emfit::internal {
 class CategoricalEmission {
  public:
   using Params = hmm::CategoricalEmissions;
+  static constexpr bool kScaledDensities = true;  // see emission.h
   struct Stats {
     RowMatrix counts;  // M x k: sum_t w_t gamma_tj [x_t = m]
     void Add(const Stats& other) { counts += other.counts; }
@@ -27,6 +28,8 @@ class CategoricalEmission {
   struct Scratch {};
   struct Evaluator {
     RowMatrix log_probabilities;  // M x k: ln E_jm, a row per symbol
+    RowMatrix scaled;             // M x k: E_jm / max_j E_jm
+    Eigen::VectorXd shift;        // M: ln max_j E_jm
   };
 
   // INVALID_ARGUMENT unless `data` has one column whose values are NaN or integers in
@@ -43,6 +46,9 @@ class CategoricalEmission {
   void ResetStats(const Evaluator&, Stats* stats) const { stats->counts.setZero(m_, k_); }
   absl::Status LogDensities(const Evaluator& e, int64_t begin, int64_t end, double* g,
                             Scratch*) const;
+  // What ScaleRows makes of LogDensities, from a table per symbol: no exp per step.
+  absl::Status ScaledDensities(const Evaluator& e, int64_t begin, int64_t end, double* b,
+                               double* shift, Scratch*) const;
   absl::Status Accumulate(const Evaluator& e, int64_t begin, int64_t end, const double* gamma,
                           Stats* stats, Scratch*) const;
   absl::Status MStep(const Stats& stats, const Params& previous, Params* next) const;

@@ -18,6 +18,11 @@
 //   // observed has density 1 (g = 0).
 //   absl::Status LogDensities(const Evaluator&, int64_t begin, int64_t end, double* g,
 //                             Scratch*) const;
+//   // Whether ScaledDensities exists: the scaled densities exp(g - max_j g) and the shifts
+//   // max_j g of rows [begin, end) straight from the emission (e.g. a table per symbol).
+//   static constexpr bool kScaledDensities;
+//   absl::Status ScaledDensities(const Evaluator&, int64_t begin, int64_t end, double* b,
+//                                double* shift, Scratch*) const;
 //   // Adds the statistics of rows [begin, end) with state probabilities `gamma` (row-major)
 //   // and the data's row weights.
 //   absl::Status Accumulate(const Evaluator&, int64_t begin, int64_t end, const double* gamma,

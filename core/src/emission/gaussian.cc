@@ -108,13 +108,22 @@ bool GaussianEmission::Runs(int64_t begin, int64_t end, Scratch* scratch) const 
   return complete;
 }
 
+void GaussianEmission::ToFeatureMajor(int64_t begin, int64_t end, Scratch* scratch) const {
+  if (d_ == 1) {
+    // One column: the rows are already feature-major, read in place.
+    gi::ViewFeatureMajor(data_.x.data() + begin, end - begin, 1, &scratch->kernel);
+  } else {
+    gi::ToFeatureMajor(data_.x.middleRows(begin, end - begin), &scratch->kernel);
+  }
+}
+
 absl::Status GaussianEmission::LogDensities(const Evaluator& e, int64_t begin, int64_t end,
                                             double* g, Scratch* scratch) const {
   const int64_t n = end - begin;
   const auto x = data_.x.middleRows(begin, n);
   Eigen::MatrixXd& a = scratch->a;
   if (Runs(begin, end, scratch)) {
-    gi::ToFeatureMajor(x, &scratch->kernel);
+    ToFeatureMajor(begin, end, scratch);
     gi::EStepTiled(e.components, &scratch->kernel, &a, nullptr);
   } else {
     if (!scratch->runs.empty()) {
@@ -124,7 +133,11 @@ absl::Status GaussianEmission::LogDensities(const Evaluator& e, int64_t begin, i
     a.conservativeResize(n, k_);
     for (const auto& [lo, hi] : scratch->empty) a.middleRows(lo, hi - lo).setZero();
   }
-  Eigen::Map<RowMatrix>(g, n, k_) = a;
+  // Column-major to row-major, one state's column at a time.
+  for (int j = 0; j < k_; ++j) {
+    const double* col = a.col(j).data();
+    for (int64_t t = 0; t < n; ++t) g[t * k_ + j] = col[t];
+  }
   return absl::OkStatus();
 }
 
@@ -134,10 +147,14 @@ absl::Status GaussianEmission::Accumulate(const Evaluator& e, int64_t begin, int
   const int64_t n = end - begin;
   const auto x = data_.x.middleRows(begin, n);
   Eigen::MatrixXd& resp = scratch->a;
-  resp = Eigen::Map<const RowMatrix>(gamma, n, k_);
+  resp.resize(n, k_);
+  for (int j = 0; j < k_; ++j) {
+    double* col = resp.col(j).data();
+    for (int64_t t = 0; t < n; ++t) col[t] = gamma[t * k_ + j];
+  }
   const bool weighted = data_.weights.size() != 0;
   if (Runs(begin, end, scratch)) {
-    gi::ToFeatureMajor(x, &scratch->kernel);
+    ToFeatureMajor(begin, end, scratch);
     gi::AccumulateTiled(resp, data_.weights.segment(weighted ? begin : 0, weighted ? n : 0),
                         stats->shift, &scratch->kernel, &stats->moments);
     return absl::OkStatus();

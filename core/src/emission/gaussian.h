@@ -27,6 +27,7 @@ namespace emfit::internal {
 class GaussianEmission {
  public:
   using Params = hmm::GaussianEmissions;
+  static constexpr bool kScaledDensities = false;  // see emission.h
   struct Stats {
     gmm::internal::GmmStats moments;  // a scatter per state for full and tied covariance
     Eigen::MatrixXd shift;            // k x d: the moments are about the E-step's means
@@ -77,6 +78,8 @@ class GaussianEmission {
   // Fills scratch->runs and scratch->empty for rows [begin, end) (positions relative to
   // begin); returns true if every row is complete.
   bool Runs(int64_t begin, int64_t end, Scratch* scratch) const;
+  // Points scratch->kernel at rows [begin, end) held feature-major (complete rows).
+  void ToFeatureMajor(int64_t begin, int64_t end, Scratch* scratch) const;
 
   const Dataset& data_;
   int k_;

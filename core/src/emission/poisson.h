@@ -20,6 +20,7 @@ namespace emfit::internal {
 class PoissonEmission {
  public:
   using Params = hmm::PoissonEmissions;
+  static constexpr bool kScaledDensities = false;  // see emission.h
   // Rates are floored here after each M-step (algorithms.md §3).
   static constexpr double kMinRate = 1e-10;
 

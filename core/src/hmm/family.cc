@@ -124,6 +124,18 @@ absl::Status HmmFamily<Emission>::LogDensities(const typename Emission::Evaluato
 }
 
 template <class Emission>
+absl::Status HmmFamily<Emission>::ScaledDensities(const typename Emission::Evaluator& e,
+                                                  int64_t begin, int64_t end, double* b,
+                                                  double* shift, Work* work) const {
+  if constexpr (Emission::kScaledDensities) {
+    return emission_.ScaledDensities(e, begin, end, b, shift, &work->emission);
+  } else {
+    (void)e, (void)begin, (void)end, (void)b, (void)shift, (void)work;
+    return absl::InternalError("the emission has no scaled densities");
+  }
+}
+
+template <class Emission>
 absl::Status HmmFamily<Emission>::Accumulate(const typename Emission::Evaluator& e, int64_t begin,
                                              int64_t end, const double* gamma,
                                              EmissionStats* target, Work* work,
@@ -165,20 +177,24 @@ absl::StatusOr<double> HmmFamily<Emission>::EStep(const Params& params, const Fi
     Partial& part = stats->stripes[s];
     auto work = pool->Get();
     emission_.ResetStats(*e, &work->provisional);
+    auto log_density = [&](int64_t begin, int64_t end, double* g) {
+      return LogDensities(*e, begin, end, g, controls, pool);
+    };
+    auto on_gamma = [&](int64_t begin, int64_t end, const double* gamma, bool provisional) {
+      return Accumulate(*e, begin, end, gamma, provisional ? &work->provisional : &part.emission,
+                        work.get(), controls, pool);
+    };
+    auto commit = [&](bool keep) {
+      if (keep) part.emission.Add(work->provisional);
+      emission_.ResetStats(*e, &work->provisional);
+    };
+    auto scaled_density = [&](int64_t begin, int64_t end, double* b, double* shift) {
+      return ScaledDensities(*e, begin, end, b, shift, work.get());
+    };
+    const ScaledDensityFn scaled(scaled_density);
     return SequencesEStep(
         chain, offsets_, first, last, data_.weights, options,
-        [&](int64_t begin, int64_t end, double* g) {
-          return LogDensities(*e, begin, end, g, controls, pool);
-        },
-        [&](int64_t begin, int64_t end, const double* gamma, bool provisional) {
-          return Accumulate(*e, begin, end, gamma,
-                            provisional ? &work->provisional : &part.emission, work.get(), controls,
-                            pool);
-        },
-        [&](bool keep) {
-          if (keep) part.emission.Add(work->provisional);
-          emission_.ResetStats(*e, &work->provisional);
-        },
+        {log_density, on_gamma, commit, Emission::kScaledDensities ? &scaled : nullptr},
         &part.chain, SequenceOutputs{}, &work->sequence);
   }));
   stats->chain.Reset(k_);
@@ -345,16 +361,21 @@ absl::Status HmmFamily<Emission>::Infer(const Params& params, const FitControls&
     auto work = pool.Get();
     ChainStats unused;
     unused.Reset(k_);
+    auto log_density = [&](int64_t begin, int64_t end, double* g) {
+      return LogDensities(*e, begin, end, g, controls, &pool);
+    };
+    auto on_gamma = [&](int64_t begin, int64_t end, const double* rows, bool) {
+      if (gamma != nullptr) std::copy(rows, rows + (end - begin) * k_, gamma + begin * k_);
+      return absl::OkStatus();
+    };
+    auto scaled_density = [&](int64_t begin, int64_t end, double* b, double* shift) {
+      return ScaledDensities(*e, begin, end, b, shift, work.get());
+    };
+    const ScaledDensityFn scaled(scaled_density);
     return SequencesEStep(
         chain, offsets_, first, last, Eigen::VectorXd(), options,
-        [&](int64_t begin, int64_t end, double* g) {
-          return LogDensities(*e, begin, end, g, controls, &pool);
-        },
-        [&](int64_t begin, int64_t end, const double* rows, bool) {
-          if (gamma != nullptr) std::copy(rows, rows + (end - begin) * k_, gamma + begin * k_);
-          return absl::OkStatus();
-        },
-        [](bool) {}, &unused, outputs, &work->sequence);
+        {log_density, on_gamma, [](bool) {}, Emission::kScaledDensities ? &scaled : nullptr},
+        &unused, outputs, &work->sequence);
   });
 }
 

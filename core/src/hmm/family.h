@@ -123,6 +123,9 @@ class HmmFamily {
   // log-densities of rows [begin, end), in parallel over blocks of rows when there are many.
   absl::Status LogDensities(const typename Emission::Evaluator& e, int64_t begin, int64_t end,
                             double* g, const FitControls& controls, ObjectPool<Work>* pool) const;
+  // The emission's scaled densities of rows [begin, end), for emissions that have them.
+  absl::Status ScaledDensities(const typename Emission::Evaluator& e, int64_t begin, int64_t end,
+                               double* b, double* shift, Work* work) const;
   // Adds the statistics of rows [begin, end) with state probabilities `gamma` to `target`.
   absl::Status Accumulate(const typename Emission::Evaluator& e, int64_t begin, int64_t end,
                           const double* gamma, EmissionStats* target, Work* work,

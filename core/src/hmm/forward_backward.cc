@@ -4,12 +4,12 @@
 #include <cmath>
 #include <limits>
 
+#include "math/exp.h"
+
 namespace emfit::hmm::internal {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-// exp of anything below is treated as 0 (ScaleRows).
-constexpr double kMinExpArgument = -708.0;
 
 // The recursions are written once with the number of states K as a template argument: small K
 // (the usual case) gets loops of constant trip count that the compiler unrolls and keeps in
@@ -19,62 +19,58 @@ inline int States(const Chain& chain) {
   return K > 0 ? K : chain.k;
 }
 
-// For small K the forward variable and beta-hat live in registers, and no division sits on the
-// recursion's critical path: the reciprocal of step t-1's normaliser multiplies step t's
-// densities while the matrix-vector product runs, and the normalisation of gamma in the
-// backward pass is off the chain (docs/benchmarks.md, HMM).
+// The forward variable is rescaled only when its sum drops below 2^-64, and then by an exact
+// power of two, so that no division sits on the recursion's critical path (a step is the
+// matrix-vector product and one multiplication) and the rescaling itself is exact; for small K
+// the forward variable and beta-hat live in registers (docs/benchmarks.md, HMM).
+constexpr double kRescaleBelow = 0x1.0p-64;
+
+// The factor (1 or 2^-e) that brings `sum` into [1/2, 1) when it is below kRescaleBelow; 0 if
+// the sum is 0 or not a number.
+inline double RescaleFactor(double sum) {
+  if (sum >= kRescaleBelow) return 1.0;
+  if (!(sum > 0)) return 0.0;
+  int e = 0;
+  std::frexp(sum, &e);
+  return std::ldexp(1.0, -e);
+}
+
 template <int K>
 bool ForwardScaledT(const Chain& chain, const double* b, int64_t n, const double* before,
-                    double* alpha, double* inv_c) {
+                    double* alpha, double* scale) {
   static_assert(K > 0);
-  // Below this normaliser, the lagged scaling could push products into the subnormal range:
-  // the step then normalises first.
-  constexpr double kTiny = 1e-280;
   const double* a = chain.transitions.data();
-  double cur[K];  // the unnormalised forward variable of the last step (alpha-bar)
-  double r = 1;   // its normaliser's reciprocal
-  if (before == nullptr) {
-    for (int j = 0; j < K; ++j) cur[j] = chain.start[j];
-  } else {
-    for (int j = 0; j < K; ++j) cur[j] = before[j];
-  }
+  double cur[K];
+  for (int j = 0; j < K; ++j) cur[j] = before == nullptr ? chain.start[j] : before[j];
   for (int64_t t = 0; t < n; ++t) {
     const double* bt = b + t * K;
     double next[K];
     if (t == 0 && before == nullptr) {
       for (int j = 0; j < K; ++j) next[j] = cur[j] * bt[j];
     } else {
-      if (r > 1.0 / kTiny) {
-        for (int i = 0; i < K; ++i) cur[i] *= r;
-        r = 1;
-      }
       // (A^T alpha_{t-1})_j = sum_i alpha_{t-1}(i) A_ij, rows of A scaled and added.
       for (int j = 0; j < K; ++j) next[j] = cur[0] * a[j];
       for (int i = 1; i < K; ++i) {
         for (int j = 0; j < K; ++j) next[j] += cur[i] * a[i * K + j];
       }
-      const double scale = r;
-      for (int j = 0; j < K; ++j) next[j] *= bt[j] * scale;
+      for (int j = 0; j < K; ++j) next[j] *= bt[j];
     }
     double sum = 0;
     for (int j = 0; j < K; ++j) sum += next[j];
-    if (!(sum > 0)) return false;
-    r = 1.0 / sum;
-    inv_c[t] = r;
+    const double r = RescaleFactor(sum);
+    if (r == 0) return false;
+    scale[t] = r;
     double* at = alpha + t * K;
-    for (int j = 0; j < K; ++j) {
-      cur[j] = next[j];
-      at[j] = next[j] * r;
-    }
+    for (int j = 0; j < K; ++j) at[j] = cur[j] = next[j] * r;
   }
   return true;
 }
 
 // Any K, through memory.
 bool ForwardScaledAny(const Chain& chain, const double* b, int64_t n, const double* before,
-                      double* alpha, double* inv_c) {
+                      double* alpha, double* scale) {
   const int k = chain.k;
-  const double* a = chain.transitions.data();
+  const RowMatrix& a = chain.transitions;
   for (int64_t t = 0; t < n; ++t) {
     double* at = alpha + t * k;
     const double* bt = b + t * k;
@@ -82,80 +78,116 @@ bool ForwardScaledAny(const Chain& chain, const double* b, int64_t n, const doub
     if (prev == nullptr) {
       for (int j = 0; j < k; ++j) at[j] = chain.start[j] * bt[j];
     } else {
-      for (int j = 0; j < k; ++j) at[j] = prev[0] * a[j];
-      for (int i = 1; i < k; ++i) {
-        const double p = prev[i];
-        const double* ai = a + static_cast<int64_t>(i) * k;
-        for (int j = 0; j < k; ++j) at[j] += p * ai[j];
-      }
+      // alpha_t = (alpha_{t-1}^T A) o b_t, Eigen's vector-matrix product.
+      Eigen::Map<Eigen::RowVectorXd> row(at, k);
+      row.noalias() = Eigen::Map<const Eigen::RowVectorXd>(prev, k) * a;
       for (int j = 0; j < k; ++j) at[j] *= bt[j];
     }
     double sum = 0;
     for (int j = 0; j < k; ++j) sum += at[j];
-    if (!(sum > 0)) return false;
-    const double inv = 1.0 / sum;
-    inv_c[t] = inv;
-    for (int j = 0; j < k; ++j) at[j] *= inv;
+    const double r = RescaleFactor(sum);
+    if (r == 0) return false;
+    scale[t] = r;
+    if (r != 1.0) {
+      for (int j = 0; j < k; ++j) at[j] *= r;
+    }
   }
   return true;
 }
 
-// K > 0: fixed; K = 0: chain.k, with the caller's beta as the only state.
+// Small fixed K: beta-hat, W and M are local arrays, which the compiler keeps in registers.
 template <int K>
-bool BackwardScaledT(const Chain& chain, const double* b, double* alpha, const double* inv_c,
+bool BackwardScaledT(const Chain& chain, const double* b, double* alpha, const double* scale,
                      int64_t n, const double* before, double* beta, double* m) {
-  const int k = K > 0 ? K : chain.k;
+  static_assert(K > 0);
   const double* a = chain.transitions.data();
-  const double* at = chain.transitions_t.data();
-  constexpr int kLocal = K > 0 ? K : 1;
-  double be_local[kLocal], w_local[kLocal];
-  double* be = K > 0 ? be_local : beta;
-  std::vector<double> w_dynamic(K > 0 ? 0 : static_cast<size_t>(k));
-  double* w = K > 0 ? w_local : w_dynamic.data();
-  if (K > 0) {
-    for (int j = 0; j < k; ++j) be[j] = beta[j];
-  }
+  double be[K], w[K], macc[K * K] = {};
+  for (int j = 0; j < K; ++j) be[j] = beta[j];
   for (int64_t t = n - 1; t >= 0; --t) {
-    double* al = alpha + t * k;
-    const double* bt = b + t * k;
-    const double* prev = t > 0 ? al - k : before;
+    double* al = alpha + t * K;
+    const double* bt = b + t * K;
+    const double* prev = t > 0 ? al - K : before;
     if (prev != nullptr) {
-      // W_t = b_t o beta_t / c_t; M += alpha_{t-1} W_t^T; beta_{t-1} = A W_t.
-      const double r = inv_c[t];
-      for (int j = 0; j < k; ++j) w[j] = bt[j] * be[j] * r;
-      for (int i = 0; i < k; ++i) {
-        const double p = prev[i];
-        double* mi = m + static_cast<int64_t>(i) * k;
-        for (int j = 0; j < k; ++j) mi[j] += p * w[j];
+      // W_t = b_t o beta_t r_t; M += alpha_{t-1} W_t^T.
+      const double r = scale[t];
+      for (int j = 0; j < K; ++j) w[j] = be[j] * (bt[j] * r);
+      for (int i = 0; i < K; ++i) {
+        for (int j = 0; j < K; ++j) macc[i * K + j] += prev[i] * w[j];
       }
     }
     // gamma_t = alpha_t o beta_t, renormalised against rounding drift.
     double sum = 0;
-    for (int j = 0; j < k; ++j) {
+    for (int j = 0; j < K; ++j) {
       al[j] *= be[j];
       sum += al[j];
     }
     if (!(sum > 0 && sum < kInf)) return false;
     const double inv = 1.0 / sum;
-    for (int j = 0; j < k; ++j) al[j] *= inv;
+    for (int j = 0; j < K; ++j) al[j] *= inv;
     if (prev == nullptr) continue;
-    if (K > 0) {
-      for (int i = 0; i < k; ++i) {
-        double v = a[i * k] * w[0];
-        for (int j = 1; j < k; ++j) v += a[i * k + j] * w[j];
-        be[i] = v;
-      }
-    } else {
-      for (int i = 0; i < k; ++i) be[i] = w[0] * at[i];
-      for (int j = 1; j < k; ++j) {
-        const double wj = w[j];
-        const double* atj = at + static_cast<int64_t>(j) * k;
-        for (int i = 0; i < k; ++i) be[i] += wj * atj[i];
-      }
+    // beta_{t-1} = A W_t.
+    for (int i = 0; i < K; ++i) {
+      double v = a[i * K] * w[0];
+      for (int j = 1; j < K; ++j) v += a[i * K + j] * w[j];
+      be[i] = v;
     }
   }
-  if (K > 0) {
-    for (int j = 0; j < k; ++j) beta[j] = be[j];
+  for (int j = 0; j < K; ++j) beta[j] = be[j];
+  for (int e = 0; e < K * K; ++e) m[e] += macc[e];
+  return true;
+}
+
+// Any K: the pair posteriors of a chunk of steps at once, as one matrix product M += P^T W (P
+// the chunk's previous forward variables, W its W_t) instead of a rank-one update per step;
+// beta-hat of the chunk is kept for gamma, which overwrites the forward variables only after the
+// product has read them.
+bool BackwardScaledAny(const Chain& chain, const double* b, double* alpha, const double* scale,
+                       int64_t n, const double* before, double* beta, double* m) {
+  constexpr int64_t kChunk = 128;
+  const int k = chain.k;
+  thread_local std::vector<double> w_chunk, beta_chunk;
+  w_chunk.resize(static_cast<size_t>(kChunk * k));
+  beta_chunk.resize(static_cast<size_t>(kChunk * k));
+  Eigen::Map<RowMatrix> mm(m, k, k);
+  for (int64_t t1 = n; t1 > 0;) {
+    const int64_t t0 = std::max<int64_t>(0, t1 - kChunk);
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      double* bc = beta_chunk.data() + (t - t0) * k;
+      std::copy(beta, beta + k, bc);
+      if (t == 0 && before == nullptr) continue;
+      // W_t = b_t o beta_t r_t; beta_{t-1} = A W_t.
+      double* w = w_chunk.data() + (t - t0) * k;
+      const double* bt = b + t * k;
+      const double r = scale[t];
+      for (int j = 0; j < k; ++j) w[j] = bc[j] * (bt[j] * r);
+      Eigen::Map<Eigen::VectorXd>(beta, k).noalias() =
+          chain.transitions * Eigen::Map<const Eigen::VectorXd>(w, k);
+    }
+    // M += alpha_{t-1} W_t^T over the chunk's steps with a previous step.
+    const int64_t first = std::max<int64_t>(t0, 1);
+    if (t1 > first) {
+      mm.noalias() +=
+          Eigen::Map<const RowMatrix>(alpha + (first - 1) * k, t1 - first, k).transpose() *
+          Eigen::Map<const RowMatrix>(w_chunk.data() + (first - t0) * k, t1 - first, k);
+    }
+    if (t0 == 0 && before != nullptr) {
+      mm.noalias() += Eigen::Map<const Eigen::VectorXd>(before, k) *
+                      Eigen::Map<const Eigen::RowVectorXd>(w_chunk.data(), k);
+    }
+    // gamma_t = alpha_t o beta_t, renormalised against rounding drift.
+    for (int64_t t = t0; t < t1; ++t) {
+      double* al = alpha + t * k;
+      const double* bc = beta_chunk.data() + (t - t0) * k;
+      double sum = 0;
+      for (int j = 0; j < k; ++j) {
+        al[j] *= bc[j];
+        sum += al[j];
+      }
+      if (!(sum > 0 && sum < kInf)) return false;
+      const double inv = 1.0 / sum;
+      for (int j = 0; j < k; ++j) al[j] *= inv;
+    }
+    t1 = t0;
   }
   return true;
 }
@@ -171,12 +203,10 @@ bool ScaleRowsT(double* g, int64_t n, int k_runtime, double* shift) {
     shift[t] = top;
     for (int j = 0; j < k; ++j) gt[j] -= top;
   }
-  // One pass of exp over the block, which Eigen vectorises. Eigen's exp returns about 5e-309
-  // for every argument below -709.78 (-inf included), so those are set to 0 explicitly: a
-  // state the step rules out must stay ruled out, and a density that small relative to the
-  // step's best sends the recursion to log space (c_t = 0) rather than to a wrong value.
-  Eigen::Map<Eigen::ArrayXd> all(g, n * k);
-  all = (all < kMinExpArgument).select(0.0, all.exp());
+  // One pass of exp over the block; a state the step rules out stays ruled out (exactly 0), and
+  // a density below e^-706 relative to the step's best is 0 too, which sends the recursion to
+  // log space (c_t = 0) rather than to a wrong value.
+  ::emfit::internal::ExpNonPositive(g, n * k);
   return true;
 }
 
@@ -210,8 +240,6 @@ Chain Chain::From(const Eigen::VectorXd& start, const Eigen::MatrixXd& transitio
       return call_fixed(5);                           \
     case 6:                                           \
       return call_fixed(6);                           \
-    case 8:                                           \
-      return call_fixed(8);                           \
     default:                                          \
       return call_any;                                \
   }
@@ -223,17 +251,17 @@ bool ScaleRows(double* g, int64_t n, int k, double* shift) {
 }
 
 bool ForwardScaled(const Chain& chain, const double* b, int64_t n, const double* before,
-                   double* alpha, double* inv_c) {
-#define EMFIT_FIXED(K) ForwardScaledT<K>(chain, b, n, before, alpha, inv_c)
-  EMFIT_HMM_DISPATCH_K(chain.k, EMFIT_FIXED, ForwardScaledAny(chain, b, n, before, alpha, inv_c))
+                   double* alpha, double* scale) {
+#define EMFIT_FIXED(K) ForwardScaledT<K>(chain, b, n, before, alpha, scale)
+  EMFIT_HMM_DISPATCH_K(chain.k, EMFIT_FIXED, ForwardScaledAny(chain, b, n, before, alpha, scale))
 #undef EMFIT_FIXED
 }
 
-bool BackwardScaled(const Chain& chain, const double* b, double* alpha, const double* inv_c,
+bool BackwardScaled(const Chain& chain, const double* b, double* alpha, const double* scale,
                     int64_t n, const double* before, double* beta, double* m) {
-#define EMFIT_FIXED(K) BackwardScaledT<K>(chain, b, alpha, inv_c, n, before, beta, m)
+#define EMFIT_FIXED(K) BackwardScaledT<K>(chain, b, alpha, scale, n, before, beta, m)
   EMFIT_HMM_DISPATCH_K(chain.k, EMFIT_FIXED,
-                       BackwardScaledT<0>(chain, b, alpha, inv_c, n, before, beta, m))
+                       BackwardScaledAny(chain, b, alpha, scale, n, before, beta, m))
 #undef EMFIT_FIXED
 }
 

@@ -41,21 +41,23 @@ bool ScaleRows(double* g, int64_t n, int k, double* shift);
 
 // Scaled forward pass over n steps with scaled densities `b` (n x k, from ScaleRows). `before`
 // is alpha-hat of the step before the segment, or null if the segment starts the sequence.
-// Writes alpha-hat (n x k) and the reciprocals 1/c_t of the normalisers (n); the segment's
-// log-likelihood is sum_t (s_t - ln(1/c_t)). Returns false if some c_t is 0 or not finite (the
-// recursion must then be redone in log space).
+// Writes alpha-hat (n x k) and each step's rescaling factor r_t (n): 1, or the power of two that
+// brought the forward variable's sum back into [1/2, 1) when it fell below 2^-64. Then
+// alpha-hat_t = alpha_t prod_{s<=t} r_s e^{-s_s}, and the sequence's log-likelihood is
+// sum_t (s_t - ln r_t) + ln Z with Z the sum of the last alpha-hat. Returns false if a sum is 0
+// or not a number (the recursion must then be redone in log space).
 bool ForwardScaled(const Chain& chain, const double* b, int64_t n, const double* before,
-                   double* alpha, double* inv_c);
+                   double* alpha, double* scale);
 
 // Scaled backward pass over the same n steps, after ForwardScaled. `beta` holds beta-hat of the
 // segment's last step on entry (1 for the sequence's last step) and beta-hat of the step before
 // the segment on return (when `before` is not null; `before` as for ForwardScaled). Overwrites
-// `alpha` with the state probabilities gamma (each row renormalised) and adds the segment's M to
-// `m` (k x k row-major). Returns false if a normaliser of gamma is not finite and positive:
-// alpha-hat underflowed to 0 where beta-hat overflowed (a state the past rules out in double
-// precision and the future needs), and the sequence must be redone in log space; `m` and
-// `alpha` are then garbage.
-bool BackwardScaled(const Chain& chain, const double* b, double* alpha, const double* inv_c,
+// `alpha` with the state probabilities gamma (each row normalised) and adds the segment's
+// Z M to `m` (k x k row-major; the caller divides by Z once the sequence is done). Returns false
+// if a normaliser of gamma is not finite and positive: alpha-hat underflowed to 0 where
+// beta-hat overflowed (a state the past rules out in double precision and the future needs),
+// and the sequence must be redone in log space; `m` and `alpha` are then garbage.
+bool BackwardScaled(const Chain& chain, const double* b, double* alpha, const double* scale,
                     int64_t n, const double* before, double* beta, double* m);
 
 // Log-space forward pass: `log_alpha` (n x k) = ln alpha_t from log-densities `g` (n x k);

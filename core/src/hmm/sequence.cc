@@ -37,25 +37,13 @@ absl::Status Impossible(int64_t sequence) {
       sequence + 1));
 }
 
-// sum_t ln v_t of positive values, as the logarithm of their product kept in range by moving
-// its binary exponent out now and then: one logarithm per call instead of one per step.
-double SumOfLogs(const double* v, int64_t n) {
-  double mantissa = 1;
+// sum_t ln r_t of ForwardScaled's rescaling factors: 1 or exact powers of two.
+double SumOfLogScales(const double* r, int64_t n) {
   int64_t exponent = 0;
-  int e = 0;
   for (int64_t t = 0; t < n; ++t) {
-    double x = v[t];
-    if (!(x > 0x1.0p-400 && x < 0x1.0p400)) {
-      x = std::frexp(x, &e);
-      exponent += e;
-    }
-    mantissa *= x;
-    if (!(mantissa > 0x1.0p-500 && mantissa < 0x1.0p500)) {
-      mantissa = std::frexp(mantissa, &e);
-      exponent += e;
-    }
+    if (r[t] != 1.0) exponent += std::ilogb(r[t]);
   }
-  return std::log(mantissa) + static_cast<double>(exponent) * M_LN2;
+  return static_cast<double>(exponent) * M_LN2;
 }
 
 double SumOf(const double* v, int64_t n) { return Eigen::Map<const Eigen::ArrayXd>(v, n).sum(); }
@@ -72,9 +60,7 @@ T* Sized(std::vector<T>* v, int64_t n) {
 // Everything one call of SequencesEStep shares.
 struct Run {
   const Chain& chain;
-  LogDensityFn log_density;
-  GammaFn on_gamma;
-  CommitFn commit;
+  const SequenceCallbacks& call;
   ChainStats* stats;
   const SequenceOutputs& out;
   SequenceScratch* scratch;
@@ -94,23 +80,27 @@ struct Run {
 // on entry; gamma in `alpha` on return, M in scratch->m. Scaled (with a fallback to log space
 // from the densities recomputed) or log space, as `mode` says.
 absl::Status Whole(const Run& run, int64_t q, int64_t row, int64_t n, ForwardBackward mode,
-                   double* b, double* alpha, double* c, double* shift, double* work, double* ll) {
+                   bool prescaled, double* b, double* alpha, double* c, double* shift, double* work,
+                   double* ll) {
   const int k = run.chain.k;
   RowMatrix& m = run.scratch->m;
   m.setZero(k, k);
   if (mode == ForwardBackward::kScaled) {
-    if (ScaleRows(b, n, k, shift) && ForwardScaled(run.chain, b, n, nullptr, alpha, c)) {
-      *ll = SumOf(shift, n) - SumOfLogs(c, n);
+    if ((prescaled || ScaleRows(b, n, k, shift)) &&
+        ForwardScaled(run.chain, b, n, nullptr, alpha, c)) {
+      const double z = SumOf(alpha + (n - 1) * k, k);
+      *ll = SumOf(shift, n) - SumOfLogScales(c, n) + std::log(z);
       double* beta = work;
       std::fill(beta, beta + k, 1.0);
       if (BackwardScaled(run.chain, b, alpha, c, n, nullptr, beta, m.data()) &&
           CleanM(run.chain, m.data())) {
+        m /= z;
         return absl::OkStatus();
       }
       m.setZero(k, k);
     }
     // The scaled recursion met a zero: redo the sequence in log space.
-    EMFIT_RETURN_IF_ERROR(run.log_density(row, row + n, b));
+    EMFIT_RETURN_IF_ERROR(run.call.log_density(row, row + n, b));
   }
   ForwardLog(run.chain, b, n, nullptr, alpha, work);
   *ll = LogSumExp(alpha + (n - 1) * k, k);
@@ -133,7 +123,15 @@ absl::Status Batch(const Run& run, absl::Span<const int64_t> offsets, int64_t fi
   double* c = Sized(&s.c, n);
   double* shift = Sized(&s.shift, n);
   double* work = Sized(&s.work, WorkSize(k));
-  EMFIT_RETURN_IF_ERROR(run.log_density(lo, hi, b));
+  // Scaled densities straight from the emission when it has them (and nothing needs the
+  // log-densities themselves, as Viterbi does).
+  const bool prescaled = run.call.scaled_density != nullptr && mode == ForwardBackward::kScaled &&
+                         run.out.viterbi_log_probability == nullptr;
+  if (prescaled) {
+    EMFIT_RETURN_IF_ERROR((*run.call.scaled_density)(lo, hi, b, shift));
+  } else {
+    EMFIT_RETURN_IF_ERROR(run.call.log_density(lo, hi, b));
+  }
   for (int64_t q = first; q < last; ++q) {
     const int64_t r = offsets[q] - lo;
     const int64_t len = offsets[q + 1] - offsets[q];
@@ -144,12 +142,12 @@ absl::Status Batch(const Run& run, absl::Span<const int64_t> offsets, int64_t fi
       run.out.viterbi_log_probability[q] = v;
     }
     double ll = 0;
-    EMFIT_RETURN_IF_ERROR(Whole(run, q, offsets[q], len, mode, b + r * k, alpha + r * k, c + r,
-                                shift + r, work, &ll));
+    EMFIT_RETURN_IF_ERROR(Whole(run, q, offsets[q], len, mode, prescaled, b + r * k, alpha + r * k,
+                                c + r, shift + r, work, &ll));
     const double w = row_weights.size() == 0 ? 1.0 : row_weights[offsets[q]];
     run.Finish(q, w, alpha + r * k, ll);
   }
-  return run.on_gamma(lo, hi, alpha, /*provisional=*/false);
+  return run.call.on_gamma(lo, hi, alpha, /*provisional=*/false);
 }
 
 // Sequence q, longer than a segment: a forward pass over the segments keeps only each
@@ -179,7 +177,13 @@ absl::Status Segments(const Run& run, absl::Span<const int64_t> offsets, int64_t
   // Segment i's densities and forward variables into b, alpha (and c); false if the scaled
   // recursion met a zero.
   auto forward = [&](int64_t i, bool* ok) -> absl::Status {
-    EMFIT_RETURN_IF_ERROR(run.log_density(begin_of(i), begin_of(i) + size_of(i), b));
+    if (scaled && run.call.scaled_density != nullptr) {
+      EMFIT_RETURN_IF_ERROR(
+          (*run.call.scaled_density)(begin_of(i), begin_of(i) + size_of(i), b, shift));
+      *ok = ForwardScaled(run.chain, b, size_of(i), before_of(i), alpha, c);
+      return absl::OkStatus();
+    }
+    EMFIT_RETURN_IF_ERROR(run.call.log_density(begin_of(i), begin_of(i) + size_of(i), b));
     if (scaled) {
       *ok = ScaleRows(b, size_of(i), k, shift) &&
             ForwardScaled(run.chain, b, size_of(i), before_of(i), alpha, c);
@@ -198,10 +202,14 @@ absl::Status Segments(const Run& run, absl::Span<const int64_t> offsets, int64_t
       *redo = true;
       return absl::OkStatus();
     }
-    if (scaled) ll += SumOf(shift, size_of(i)) - SumOfLogs(c, size_of(i));
+    if (scaled) ll += SumOf(shift, size_of(i)) - SumOfLogScales(c, size_of(i));
     std::copy(alpha + (size_of(i) - 1) * k, alpha + size_of(i) * k, checkpoints + i * k);
   }
-  if (!scaled) {
+  // The sum of the last forward variable: Z (scaled), or the likelihood (log space).
+  const double z = SumOf(checkpoints + (segments - 1) * k, k);
+  if (scaled) {
+    ll += std::log(z);
+  } else {
     ll = LogSumExp(checkpoints + (segments - 1) * k, k);
     if (!std::isfinite(ll)) return Impossible(q);
   }
@@ -215,22 +223,24 @@ absl::Status Segments(const Run& run, absl::Span<const int64_t> offsets, int64_t
     if (!ok) return absl::InternalError("a recomputed segment differs from the forward pass");
     if (scaled) {
       if (!BackwardScaled(run.chain, b, alpha, c, n, before_of(i), beta, m.data())) {
-        run.commit(false);
+        run.call.commit(false);
         *redo = true;
         return absl::OkStatus();
       }
     } else {
       BackwardLog(run.chain, b, alpha, n, before_of(i), ll, beta, m.data(), work);
     }
-    EMFIT_RETURN_IF_ERROR(run.on_gamma(begin_of(i), begin_of(i) + n, alpha, /*provisional=*/true));
+    EMFIT_RETURN_IF_ERROR(
+        run.call.on_gamma(begin_of(i), begin_of(i) + n, alpha, /*provisional=*/true));
   }
   if (!CleanM(run.chain, m.data())) {
-    run.commit(false);
+    run.call.commit(false);
     *redo = scaled;
     if (!scaled) return absl::InternalError("log-space pair posteriors are not finite");
     return absl::OkStatus();
   }
-  run.commit(true);
+  if (scaled) m /= z;
+  run.call.commit(true);
   // alpha holds segment 0's gamma now.
   run.Finish(q, 1.0, alpha, ll);
   return absl::OkStatus();
@@ -240,10 +250,10 @@ absl::Status Segments(const Run& run, absl::Span<const int64_t> offsets, int64_t
 
 absl::Status SequencesEStep(const Chain& chain, absl::Span<const int64_t> offsets, int64_t first,
                             int64_t last, const Eigen::VectorXd& row_weights,
-                            const SequenceOptions& options, LogDensityFn log_density,
-                            GammaFn on_gamma, CommitFn commit, ChainStats* stats,
-                            const SequenceOutputs& outputs, SequenceScratch* scratch) {
-  const Run run{chain, log_density, on_gamma, commit, stats, outputs, scratch};
+                            const SequenceOptions& options, const SequenceCallbacks& callbacks,
+                            ChainStats* stats, const SequenceOutputs& outputs,
+                            SequenceScratch* scratch) {
+  const Run run{chain, callbacks, stats, outputs, scratch};
   const int64_t segment = options.segment_steps;
   if (segment > 0 && outputs.viterbi_log_probability != nullptr) {
     return absl::InternalError("Viterbi needs whole sequences");
@@ -257,7 +267,7 @@ absl::Status SequencesEStep(const Chain& chain, absl::Span<const int64_t> offset
       // start and the log-likelihood with weight 1, so scale them here.
       ChainStats own;
       own.Reset(chain.k);
-      const Run one{chain, log_density, on_gamma, commit, &own, outputs, scratch};
+      const Run one{chain, callbacks, &own, outputs, scratch};
       bool redo = false;
       EMFIT_RETURN_IF_ERROR(Segments(one, offsets, q, segment, options.mode, &redo));
       if (redo) {

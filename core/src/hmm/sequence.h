@@ -58,6 +58,10 @@ struct SequenceOutputs {
 
 // log_density(begin, end, g): ln f_j(x_t) for rows [begin, end) into g ((end - begin) x k).
 using LogDensityFn = absl::FunctionRef<absl::Status(int64_t begin, int64_t end, double* g)>;
+// scaled_density(begin, end, b, shift): what ScaleRows makes of the log-densities, directly
+// (an emission that has the scaled densities at hand, e.g. from a table per symbol).
+using ScaledDensityFn =
+    absl::FunctionRef<absl::Status(int64_t begin, int64_t end, double* b, double* shift)>;
 // on_gamma(begin, end, gamma, provisional): the state probabilities of rows [begin, end)
 // ((end - begin) x k). `provisional`: the rows are a segment of a long sequence that may still
 // have to be redone in log space; what the callee derives from them must be kept apart until
@@ -66,6 +70,14 @@ using GammaFn = absl::FunctionRef<absl::Status(int64_t begin, int64_t end, const
                                                bool provisional)>;
 using CommitFn = absl::FunctionRef<void(bool keep)>;
 
+// What SequencesEStep asks of the emissions and of its caller.
+struct SequenceCallbacks {
+  LogDensityFn log_density;
+  GammaFn on_gamma;
+  CommitFn commit;
+  const ScaledDensityFn* scaled_density = nullptr;  // optional
+};
+
 // Runs forward-backward on sequences [first, last) of `offsets` (S + 1 row offsets), adding
 // each sequence's weighted start probabilities, M and log-likelihood to `stats` in sequence
 // order; a sequence's weight is its first row's weight (`row_weights` empty: 1). A sequence that
@@ -73,9 +85,9 @@ using CommitFn = absl::FunctionRef<void(bool keep)>;
 // segment_steps <= 0 (the whole sequence at once).
 absl::Status SequencesEStep(const Chain& chain, absl::Span<const int64_t> offsets, int64_t first,
                             int64_t last, const Eigen::VectorXd& row_weights,
-                            const SequenceOptions& options, LogDensityFn log_density,
-                            GammaFn on_gamma, CommitFn commit, ChainStats* stats,
-                            const SequenceOutputs& outputs, SequenceScratch* scratch);
+                            const SequenceOptions& options, const SequenceCallbacks& callbacks,
+                            ChainStats* stats, const SequenceOutputs& outputs,
+                            SequenceScratch* scratch);
 
 }  // namespace emfit::hmm::internal
 

@@ -548,6 +548,11 @@ TEST(HmmFit, BadInputIsInvalidArgumentNamingTheFieldAndRow) {
   empty.sequence_offsets = {0, 20, 20, 30};
   EXPECT_THAT(Fit(empty, spec, Iterations(1)),
               StatusIs(absl::StatusCode::kInvalidArgument, "sequence"));
+  Dataset past_the_end = data;
+  past_the_end.sequence_offsets = {0, 20, 40};
+  EXPECT_THAT(Score(p, past_the_end), StatusIs(absl::StatusCode::kInvalidArgument, "sequence"));
+  EXPECT_THAT(ComputePosteriors(p, past_the_end),
+              StatusIs(absl::StatusCode::kInvalidArgument, "sequence"));
   // A symbol outside the declared count.
   Dataset symbol = data;
   symbol.x(4, 0) = 3;

@@ -257,7 +257,7 @@ double HmmFamily<Emission>::ExpectedLogJoint(const Stats& stats, const Params& p
 
 template <class Emission>
 std::vector<FitWarning> HmmFamily<Emission>::Inspect(const Stats& stats,
-                                                     const Params& params) const {
+                                                     const Params& /*params*/) const {
   std::vector<FitWarning> out;
   const Eigen::VectorXd mass = emission_.StateMass(stats.emission);
   const double total = mass.sum();
@@ -286,7 +286,6 @@ std::vector<FitWarning> HmmFamily<Emission>::Inspect(const Stats& stats,
       out.push_back(std::move(w));
     }
   }
-  (void)params;
   return out;
 }
 

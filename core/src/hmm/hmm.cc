@@ -522,6 +522,7 @@ absl::StatusOr<Posteriors> ComputePosteriors(const HmmParams& params, const Data
 
 absl::StatusOr<ScoreResult> Score(const HmmParams& params, const Dataset& data,
                                   const FitControls& controls) {
+  EMFIT_RETURN_IF_ERROR(data.ValidateAllowingMissing());
   EMFIT_RETURN_IF_ERROR(CheckSequenceWeights(data));
   ScoreResult out;
   EMFIT_RETURN_IF_ERROR(WithFamily(params, data, [&](const auto& family) -> absl::Status {

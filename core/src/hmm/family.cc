@@ -80,11 +80,25 @@ HmmFamily<Emission>::HmmFamily(const Dataset& data, Emission emission, ChainSpec
     spec_.transitions_allowed = Eigen::MatrixXi::Ones(k_, k_);
   }
   if (spec_.segment_steps == 0) spec_.segment_steps = DefaultSegmentSteps(k_);
+  // Blocks of the E-step hold sequences two by two where the scaled recursions run two
+  // sequences in lockstep (PairedRecursions): the blocks are formed over pairs.
+  pair_blocks_ = spec_.forward_backward == ForwardBackward::kScaled && PairedRecursions(k_);
+  const int64_t sequences = static_cast<int64_t>(offsets_.size()) - 1;
+  for (int64_t q = 0; q < sequences; q += pair_blocks_ ? 2 : 1)
+    block_offsets_.push_back(offsets_[q]);
+  block_offsets_.push_back(offsets_.back());
   // BIC's n: the weight of the steps with an observed value.
   for (Eigen::Index i = 0; i < data.rows(); ++i) {
     if (data.x.row(i).array().isNaN().all()) continue;
     total_weight_ += data.weights.size() == 0 ? 1.0 : data.weights[i];
   }
+}
+
+template <class Emission>
+std::pair<int64_t, int64_t> HmmFamily<Emission>::SequencesOf(int64_t from, int64_t to) const {
+  const int64_t sequences = static_cast<int64_t>(offsets_.size()) - 1;
+  if (!pair_blocks_) return {from, to};
+  return {2 * from, std::min(2 * to, sequences)};
 }
 
 template <class Emission>
@@ -165,7 +179,7 @@ absl::StatusOr<double> HmmFamily<Emission>::EStep(const Params& params, const Fi
   const Chain chain = Chain::From(params.start, params.transitions);
   EMFIT_ASSIGN_OR_RETURN(std::unique_ptr<const typename Emission::Evaluator> e,
                          emission_.Prepare(std::get<EmissionParams>(params.emissions)));
-  const Stripes stripes = Stripes::OverSequences(offsets_);
+  const Stripes stripes = Stripes::OverSequences(block_offsets_);
   stats->stripes.resize(stripes.count());
   for (Partial& part : stats->stripes) {
     part.chain.Reset(k_);
@@ -173,7 +187,8 @@ absl::StatusOr<double> HmmFamily<Emission>::EStep(const Params& params, const Fi
   }
   ObjectPool<Work>* pool = stats->work.get();
   const SequenceOptions options{spec_.forward_backward, spec_.segment_steps};
-  EMFIT_RETURN_IF_ERROR(ForEachBlock(stripes, controls, [&](int s, int64_t first, int64_t last) {
+  EMFIT_RETURN_IF_ERROR(ForEachBlock(stripes, controls, [&](int s, int64_t from, int64_t to) {
+    const auto [first, last] = SequencesOf(from, to);
     Partial& part = stats->stripes[s];
     auto work = pool->Get();
     emission_.ResetStats(*e, &work->provisional);
@@ -351,12 +366,13 @@ absl::Status HmmFamily<Emission>::Infer(const Params& params, const FitControls&
   const Chain chain = Chain::From(params.start, params.transitions);
   EMFIT_ASSIGN_OR_RETURN(std::unique_ptr<const typename Emission::Evaluator> e,
                          emission_.Prepare(std::get<EmissionParams>(params.emissions)));
-  const Stripes stripes = Stripes::OverSequences(offsets_);
+  const Stripes stripes = Stripes::OverSequences(block_offsets_);
   ObjectPool<Work> pool;
   // Whole sequences when every step's output is wanted; checkpointed otherwise.
   const bool whole = gamma != nullptr || outputs.viterbi_log_probability != nullptr;
   const SequenceOptions options{spec_.forward_backward, whole ? 0 : spec_.segment_steps};
-  return ForEachBlock(stripes, controls, [&](int, int64_t first, int64_t last) {
+  return ForEachBlock(stripes, controls, [&](int, int64_t from, int64_t to) {
+    const auto [first, last] = SequencesOf(from, to);
     auto work = pool.Get();
     ChainStats unused;
     unused.Reset(k_);

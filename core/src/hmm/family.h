@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -131,11 +132,17 @@ class HmmFamily {
                           const double* gamma, EmissionStats* target, Work* work,
                           const FitControls& controls, ObjectPool<Work>* pool) const;
 
+  // The sequences [first, last) of the blocks' items [from, to) (block_offsets_).
+  std::pair<int64_t, int64_t> SequencesOf(int64_t from, int64_t to) const;
+
   const Dataset& data_;
   Emission emission_;
   ChainSpec spec_;
   int k_;
   std::vector<int64_t> offsets_;
+  // What the stripes of the E-step are cut over: the sequences, or pairs of them.
+  bool pair_blocks_ = false;
+  std::vector<int64_t> block_offsets_;
   double total_weight_ = 0;
 };
 

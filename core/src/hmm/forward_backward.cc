@@ -137,6 +137,103 @@ bool BackwardScaledT(const Chain& chain, const double* b, double* alpha, const d
   return true;
 }
 
+// Two sequences in lockstep, one in each lane of a SIMD pair: one dependency chain of the
+// recursion serves both (for small K the recursion's latency, not its arithmetic, sets the
+// pace). Both start at step 0; the same arithmetic per lane as ForwardScaledT.
+using Pair = Eigen::Array2d;
+
+template <int K>
+bool ForwardScaledPairT(const Chain& chain, const double* const b[2], int64_t n,
+                        double* const alpha[2], double* const scale[2]) {
+  static_assert(K > 0);
+  const double* a = chain.transitions.data();
+  Pair cur[K];
+  for (int j = 0; j < K; ++j) cur[j] = Pair::Constant(chain.start[j]);
+  for (int64_t t = 0; t < n; ++t) {
+    Pair next[K];
+    for (int j = 0; j < K; ++j) {
+      const Pair bt(b[0][t * K + j], b[1][t * K + j]);
+      if (t == 0) {
+        next[j] = cur[j] * bt;
+        continue;
+      }
+      Pair v = cur[0] * a[j];
+      for (int i = 1; i < K; ++i) v += cur[i] * a[i * K + j];
+      next[j] = v * bt;
+    }
+    Pair sum = next[0];
+    for (int j = 1; j < K; ++j) sum += next[j];
+    double r0 = 1, r1 = 1;
+    if (!(sum[0] >= kRescaleBelow && sum[1] >= kRescaleBelow)) {
+      r0 = RescaleFactor(sum[0]);
+      r1 = RescaleFactor(sum[1]);
+      if (r0 == 0 || r1 == 0) return false;
+      const Pair r(r0, r1);
+      for (int j = 0; j < K; ++j) next[j] *= r;
+    }
+    scale[0][t] = r0;
+    scale[1][t] = r1;
+    for (int j = 0; j < K; ++j) {
+      cur[j] = next[j];
+      alpha[0][t * K + j] = next[j][0];
+      alpha[1][t * K + j] = next[j][1];
+    }
+  }
+  return true;
+}
+
+template <int K>
+bool BackwardScaledPairT(const Chain& chain, const double* const b[2], double* const alpha[2],
+                         const double* const scale[2], int64_t n, double* const beta[2],
+                         double* const m[2]) {
+  static_assert(K > 0);
+  const double* a = chain.transitions.data();
+  Pair be[K], w[K], macc[K * K];
+  for (int j = 0; j < K; ++j) be[j] = Pair(beta[0][j], beta[1][j]);
+  for (int e = 0; e < K * K; ++e) macc[e] = Pair::Zero();
+  for (int64_t t = n - 1; t >= 0; --t) {
+    if (t > 0) {
+      // W_t = b_t o beta_t r_t; M += alpha_{t-1} W_t^T.
+      const Pair r(scale[0][t], scale[1][t]);
+      for (int j = 0; j < K; ++j) w[j] = be[j] * (Pair(b[0][t * K + j], b[1][t * K + j]) * r);
+      for (int i = 0; i < K; ++i) {
+        const Pair p(alpha[0][(t - 1) * K + i], alpha[1][(t - 1) * K + i]);
+        for (int j = 0; j < K; ++j) macc[i * K + j] += p * w[j];
+      }
+    }
+    // gamma_t = alpha_t o beta_t, renormalised against rounding drift.
+    Pair g[K];
+    Pair sum = Pair::Zero();
+    for (int j = 0; j < K; ++j) {
+      g[j] = Pair(alpha[0][t * K + j], alpha[1][t * K + j]) * be[j];
+      sum += g[j];
+    }
+    if (!(sum[0] > 0 && sum[0] < kInf && sum[1] > 0 && sum[1] < kInf)) return false;
+    const Pair inv = sum.inverse();
+    for (int j = 0; j < K; ++j) {
+      const Pair gj = g[j] * inv;
+      alpha[0][t * K + j] = gj[0];
+      alpha[1][t * K + j] = gj[1];
+    }
+    if (t == 0) continue;
+    // beta_{t-1} = A W_t.
+    for (int i = 0; i < K; ++i) {
+      Pair v = w[0] * a[i * K];
+      for (int j = 1; j < K; ++j) v += w[j] * a[i * K + j];
+      be[i] = v;
+    }
+  }
+  for (int j = 0; j < K; ++j) {
+    beta[0][j] = be[j][0];
+    beta[1][j] = be[j][1];
+  }
+  for (int e = 0; e < K * K; ++e) {
+    m[0][e] += macc[e][0];
+    m[1][e] += macc[e][1];
+  }
+  return true;
+}
+
 // Any K: the pair posteriors of a chunk of steps at once, as one matrix product M += P^T W (P
 // the chunk's previous forward variables, W its W_t) instead of a rank-one update per step;
 // beta-hat of the chunk is kept for gamma, which overwrites the forward variables only after the
@@ -262,6 +359,23 @@ bool BackwardScaled(const Chain& chain, const double* b, double* alpha, const do
 #define EMFIT_FIXED(K) BackwardScaledT<K>(chain, b, alpha, scale, n, before, beta, m)
   EMFIT_HMM_DISPATCH_K(chain.k, EMFIT_FIXED,
                        BackwardScaledAny(chain, b, alpha, scale, n, before, beta, m))
+#undef EMFIT_FIXED
+}
+
+bool PairedRecursions(int k) { return k >= 1 && k <= 6; }
+
+bool ForwardScaledPair(const Chain& chain, const double* const b[2], int64_t n,
+                       double* const alpha[2], double* const scale[2]) {
+#define EMFIT_FIXED(K) ForwardScaledPairT<K>(chain, b, n, alpha, scale)
+  EMFIT_HMM_DISPATCH_K(chain.k, EMFIT_FIXED, false)
+#undef EMFIT_FIXED
+}
+
+bool BackwardScaledPair(const Chain& chain, const double* const b[2], double* const alpha[2],
+                        const double* const scale[2], int64_t n, double* const beta[2],
+                        double* const m[2]) {
+#define EMFIT_FIXED(K) BackwardScaledPairT<K>(chain, b, alpha, scale, n, beta, m)
+  EMFIT_HMM_DISPATCH_K(chain.k, EMFIT_FIXED, false)
 #undef EMFIT_FIXED
 }
 

@@ -60,6 +60,17 @@ bool ForwardScaled(const Chain& chain, const double* b, int64_t n, const double*
 bool BackwardScaled(const Chain& chain, const double* b, double* alpha, const double* scale,
                     int64_t n, const double* before, double* beta, double* m);
 
+// ForwardScaled and BackwardScaled for two sequences at once, in lockstep over their first n
+// steps (both starting at step 0; `before` is null for both): the same arithmetic, one lane of a
+// SIMD pair each. Only for k with PairedRecursions(k); false as the single versions do (then
+// the sequences are redone one by one).
+bool PairedRecursions(int k);
+bool ForwardScaledPair(const Chain& chain, const double* const b[2], int64_t n,
+                       double* const alpha[2], double* const scale[2]);
+bool BackwardScaledPair(const Chain& chain, const double* const b[2], double* const alpha[2],
+                        const double* const scale[2], int64_t n, double* const beta[2],
+                        double* const m[2]);
+
 // Log-space forward pass: `log_alpha` (n x k) = ln alpha_t from log-densities `g` (n x k);
 // `before` is ln alpha of the step before the segment, or null. `work`: k doubles.
 void ForwardLog(const Chain& chain, const double* g, int64_t n, const double* before,

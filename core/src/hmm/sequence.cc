@@ -65,49 +65,84 @@ struct Run {
   const SequenceOutputs& out;
   SequenceScratch* scratch;
 
-  // Adds a finished sequence: its weighted M (from scratch->m), start probabilities and
-  // log-likelihood.
-  void Finish(int64_t q, double weight, const double* gamma_first, double ll) const {
+  // Adds a finished sequence: its weighted M, start probabilities and log-likelihood.
+  void Finish(int64_t q, double weight, const RowMatrix& m, const double* gamma_first,
+              double ll) const {
     const int k = chain.k;
-    stats->m.noalias() += weight * scratch->m;
+    stats->m.noalias() += weight * m;
     for (int j = 0; j < k; ++j) stats->start[j] += weight * gamma_first[j];
     stats->log_likelihood += weight * ll;
     if (out.log_likelihood != nullptr) out.log_likelihood[q] = ll;
   }
 };
 
-// Forward-backward of one sequence of n steps held in the buffers: log-densities in `b` (n x k)
-// on entry; gamma in `alpha` on return, M in scratch->m. Scaled (with a fallback to log space
-// from the densities recomputed) or log space, as `mode` says.
-absl::Status Whole(const Run& run, int64_t q, int64_t row, int64_t n, ForwardBackward mode,
-                   bool prescaled, double* b, double* alpha, double* c, double* shift, double* work,
-                   double* ll) {
-  const int k = run.chain.k;
-  RowMatrix& m = run.scratch->m;
-  m.setZero(k, k);
-  if (mode == ForwardBackward::kScaled) {
-    if ((prescaled || ScaleRows(b, n, k, shift)) &&
-        ForwardScaled(run.chain, b, n, nullptr, alpha, c)) {
-      const double z = SumOf(alpha + (n - 1) * k, k);
-      *ll = SumOf(shift, n) - SumOfLogScales(c, n) + std::log(z);
-      double* beta = work;
-      std::fill(beta, beta + k, 1.0);
-      if (BackwardScaled(run.chain, b, alpha, c, n, nullptr, beta, m.data()) &&
-          CleanM(run.chain, m.data())) {
-        m /= z;
-        return absl::OkStatus();
-      }
-      m.setZero(k, k);
-    }
-    // The scaled recursion met a zero: redo the sequence in log space.
-    EMFIT_RETURN_IF_ERROR(run.call.log_density(row, row + n, b));
+// The scaled recursions on one sequence of n steps whose scaled densities and shifts are in
+// `b` and `shift`: gamma into `alpha`, M into `m`, the log-likelihood into *ll. False if they
+// met a zero (the sequence must be redone in log space).
+bool ScaledWhole(const Chain& chain, int64_t n, const double* b, const double* shift, double* alpha,
+                 double* c, double* beta, RowMatrix* m, double* ll) {
+  const int k = chain.k;
+  m->setZero(k, k);
+  if (!ForwardScaled(chain, b, n, nullptr, alpha, c)) return false;
+  const double z = SumOf(alpha + (n - 1) * k, k);
+  *ll = SumOf(shift, n) - SumOfLogScales(c, n) + std::log(z);
+  std::fill(beta, beta + k, 1.0);
+  if (!BackwardScaled(chain, b, alpha, c, n, nullptr, beta, m->data()) ||
+      !CleanM(chain, m->data())) {
+    return false;
   }
+  *m /= z;
+  return true;
+}
+
+// The same for two sequences at once (ForwardScaledPair): their common first steps in lockstep,
+// then the longer one's last steps alone. False if either met a zero (both are then redone).
+bool ScaledPair(const Chain& chain, const int64_t len[2], const double* const b[2],
+                const double* const shift[2], double* const alpha[2], double* const c[2],
+                double* const beta[2], RowMatrix* const m[2], double ll[2]) {
+  const int k = chain.k;
+  const int64_t n = std::min(len[0], len[1]);
+  const int longer = len[1] > len[0] ? 1 : 0;
+  const int64_t tail = len[longer] - n;
+  const int64_t tail_begin = n * k;
+  if (!ForwardScaledPair(chain, b, n, alpha, c)) return false;
+  if (tail > 0 && !ForwardScaled(chain, b[longer] + tail_begin, tail, alpha[longer] + (n - 1) * k,
+                                 alpha[longer] + tail_begin, c[longer] + n)) {
+    return false;
+  }
+  double z[2];
+  for (int s = 0; s < 2; ++s) {
+    z[s] = SumOf(alpha[s] + (len[s] - 1) * k, k);
+    ll[s] = SumOf(shift[s], len[s]) - SumOfLogScales(c[s], len[s]) + std::log(z[s]);
+    m[s]->setZero(k, k);
+    std::fill(beta[s], beta[s] + k, 1.0);
+  }
+  if (tail > 0 &&
+      !BackwardScaled(chain, b[longer] + tail_begin, alpha[longer] + tail_begin, c[longer] + n,
+                      tail, alpha[longer] + (n - 1) * k, beta[longer], m[longer]->data())) {
+    return false;
+  }
+  double* const ms[2] = {m[0]->data(), m[1]->data()};
+  if (!BackwardScaledPair(chain, b, alpha, c, n, beta, ms)) return false;
+  for (int s = 0; s < 2; ++s) {
+    if (!CleanM(chain, ms[s])) return false;
+    *m[s] /= z[s];
+  }
+  return true;
+}
+
+// Log space for one sequence, from its log-densities recomputed into `b`.
+absl::Status LogWhole(const Run& run, int64_t q, int64_t row, int64_t n, double* b, double* alpha,
+                      double* work, RowMatrix* m, double* ll) {
+  const int k = run.chain.k;
+  m->setZero(k, k);
+  EMFIT_RETURN_IF_ERROR(run.call.log_density(row, row + n, b));
   ForwardLog(run.chain, b, n, nullptr, alpha, work);
   *ll = LogSumExp(alpha + (n - 1) * k, k);
   if (!std::isfinite(*ll)) return Impossible(q);
   double* log_beta = work + WorkSize(k) - k;
   std::fill(log_beta, log_beta + k, 0.0);
-  BackwardLog(run.chain, b, alpha, n, nullptr, *ll, log_beta, m.data(), work);
+  BackwardLog(run.chain, b, alpha, n, nullptr, *ll, log_beta, m->data(), work);
   return absl::OkStatus();
 }
 
@@ -123,29 +158,75 @@ absl::Status Batch(const Run& run, absl::Span<const int64_t> offsets, int64_t fi
   double* c = Sized(&s.c, n);
   double* shift = Sized(&s.shift, n);
   double* work = Sized(&s.work, WorkSize(k));
+  const bool scaled_mode = mode == ForwardBackward::kScaled;
   // Scaled densities straight from the emission when it has them (and nothing needs the
   // log-densities themselves, as Viterbi does).
-  const bool prescaled = run.call.scaled_density != nullptr && mode == ForwardBackward::kScaled &&
+  const bool prescaled = run.call.scaled_density != nullptr && scaled_mode &&
                          run.out.viterbi_log_probability == nullptr;
   if (prescaled) {
     EMFIT_RETURN_IF_ERROR((*run.call.scaled_density)(lo, hi, b, shift));
   } else {
     EMFIT_RETURN_IF_ERROR(run.call.log_density(lo, hi, b));
   }
-  for (int64_t q = first; q < last; ++q) {
-    const int64_t r = offsets[q] - lo;
-    const int64_t len = offsets[q + 1] - offsets[q];
-    if (run.out.viterbi_log_probability != nullptr) {
-      const double v =
-          Viterbi(run.chain, b + r * k, len, run.out.viterbi_path + offsets[q], &s.back, work);
+  auto row_of = [&](int64_t q) { return offsets[q] - lo; };
+  auto length = [&](int64_t q) { return offsets[q + 1] - offsets[q]; };
+  if (run.out.viterbi_log_probability != nullptr) {
+    for (int64_t q = first; q < last; ++q) {
+      const double v = Viterbi(run.chain, b + row_of(q) * k, length(q),
+                               run.out.viterbi_path + offsets[q], &s.back, work);
       if (!(v > -std::numeric_limits<double>::infinity())) return Impossible(q);
       run.out.viterbi_log_probability[q] = v;
     }
-    double ll = 0;
-    EMFIT_RETURN_IF_ERROR(Whole(run, q, offsets[q], len, mode, prescaled, b + r * k, alpha + r * k,
-                                c + r, shift + r, work, &ll));
+  }
+  // Each sequence's scaled densities; a sequence whose scaling fails goes to log space.
+  std::vector<uint8_t>& ok = s.scaled;
+  ok.assign(static_cast<size_t>(last - first), 0);
+  for (int64_t q = first; q < last; ++q) {
+    ok[q - first] =
+        scaled_mode && (prescaled || ScaleRows(b + row_of(q) * k, length(q), k, shift + row_of(q)));
+  }
+  auto finish = [&](int64_t q, const RowMatrix& m, double ll) {
     const double w = row_weights.size() == 0 ? 1.0 : row_weights[offsets[q]];
-    run.Finish(q, w, alpha + r * k, ll);
+    run.Finish(q, w, m, alpha + row_of(q) * k, ll);
+  };
+  auto single = [&](int64_t q) -> absl::Status {
+    const int64_t r = row_of(q);
+    double ll = 0;
+    if (!(ok[q - first] && ScaledWhole(run.chain, length(q), b + r * k, shift + r, alpha + r * k,
+                                       c + r, work, &s.m, &ll))) {
+      EMFIT_RETURN_IF_ERROR(
+          LogWhole(run, q, offsets[q], length(q), b + r * k, alpha + r * k, work, &s.m, &ll));
+    }
+    finish(q, s.m, ll);
+    return absl::OkStatus();
+  };
+  const bool pairs = scaled_mode && PairedRecursions(k);
+  int64_t q = first;
+  while (q < last) {
+    if (pairs && q + 1 < last && ok[q - first] && ok[q + 1 - first]) {
+      const int64_t len[2] = {length(q), length(q + 1)};
+      const int64_t r[2] = {row_of(q), row_of(q + 1)};
+      const double* const bp[2] = {b + r[0] * k, b + r[1] * k};
+      const double* const sp[2] = {shift + r[0], shift + r[1]};
+      double* const ap[2] = {alpha + r[0] * k, alpha + r[1] * k};
+      double* const cp[2] = {c + r[0], c + r[1]};
+      double* const betas[2] = {work, work + k};
+      RowMatrix* const ms[2] = {&s.m, &s.m2};
+      double ll[2];
+      if (ScaledPair(run.chain, len, bp, sp, ap, cp, betas, ms, ll)) {
+        finish(q, s.m, ll[0]);
+        finish(q + 1, s.m2, ll[1]);
+        q += 2;
+        continue;
+      }
+      // A zero in either: each again on its own (its densities are intact).
+      EMFIT_RETURN_IF_ERROR(single(q));
+      EMFIT_RETURN_IF_ERROR(single(q + 1));
+      q += 2;
+      continue;
+    }
+    EMFIT_RETURN_IF_ERROR(single(q));
+    ++q;
   }
   return run.call.on_gamma(lo, hi, alpha, /*provisional=*/false);
 }
@@ -242,7 +323,7 @@ absl::Status Segments(const Run& run, absl::Span<const int64_t> offsets, int64_t
   if (scaled) m /= z;
   run.call.commit(true);
   // alpha holds segment 0's gamma now.
-  run.Finish(q, 1.0, alpha, ll);
+  run.Finish(q, 1.0, m, alpha, ll);
   return absl::OkStatus();
 }
 

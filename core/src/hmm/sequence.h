@@ -34,7 +34,8 @@ struct ChainStats {
 // Work memory of SequencesEStep, reused across blocks.
 struct SequenceScratch {
   std::vector<double> b, alpha, c, shift, work, checkpoints;
-  RowMatrix m;  // one sequence's M, added to the statistics once the sequence succeeded
+  RowMatrix m, m2;  // one (or two) sequences' M, added to the statistics once they succeed
+  std::vector<uint8_t> scaled;  // per sequence of a batch: its scaled densities are ready
   std::vector<int32_t> back;
 };
 

@@ -77,7 +77,7 @@ int Main(int argc, char** argv) {
     const std::string queue_flag = "--queue=" + std::to_string(clients);
     execl(emfitd.c_str(), emfitd.c_str(), "--host=127.0.0.1", "--port=0", port_flag.c_str(),
           workers_flag.c_str(), queue_flag.c_str(), "--compute_threads=0", "--log_level=warn",
-          static_cast<char*>(nullptr));
+          "--drain_delay=0s", static_cast<char*>(nullptr));
     std::perror("execl");
     _exit(127);
   }

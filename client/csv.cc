@@ -1,15 +1,23 @@
 #include "csv.h"
 
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <fstream>
+#include <cstdio>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace emfit::client {
 namespace {
@@ -63,14 +71,107 @@ std::string Unquote(absl::string_view cell) {
   return std::string(cell);
 }
 
+std::string DelimiterName(char c) {
+  switch (c) {
+    case '\t':
+      return "tab";
+    case ' ':
+      return "space";
+    default:
+      return absl::StrFormat("'%c'", c);
+  }
+}
+
+// " (the line looks delimited by ';': try --delimiter=';')" when another common delimiter
+// appears in `line` and the configured one does not.
+std::string DelimiterHint(absl::string_view line, char delimiter) {
+  if (line.find(delimiter) != absl::string_view::npos) return "";
+  for (char c : {';', '\t', '|', ',', ' '}) {
+    if (c != delimiter && line.find(c) != absl::string_view::npos) {
+      return absl::StrFormat(" (the line looks delimited by %s: try --delimiter=%s)",
+                             DelimiterName(c), c == '\t' ? "tab" : DelimiterName(c));
+    }
+  }
+  return "";
+}
+
+// The 0-based index of column `spec` (a header name, or a 1-based index) among `count`.
+absl::StatusOr<size_t> Resolve(const std::string& spec, const std::vector<std::string>& names,
+                               size_t count) {
+  for (size_t j = 0; j < names.size(); ++j) {
+    if (names[j] == spec) return j;
+  }
+  size_t index = 0;
+  if (absl::SimpleAtoi(spec, &index) && index >= 1 && index <= count) return index - 1;
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "column '%s' is neither a name of the header%s nor an index 1..%d", spec,
+      names.empty() ? " (the file has none)" : " [" + absl::StrJoin(names, ", ") + "]", count));
+}
+
+// Which column of the file feeds each kept numeric column, and each text column.
+struct Layout {
+  std::vector<size_t> numeric;  // features, then extras
+  size_t features = 0;
+  std::vector<size_t> text;
+};
+
+absl::StatusOr<Layout> Plan(const CsvOptions& o, const std::vector<std::string>& names,
+                            size_t count) {
+  Layout layout;
+  std::vector<bool> taken(count, false);
+  auto resolve_all = [&](const std::vector<std::string>& specs,
+                         std::vector<size_t>* out) -> absl::Status {
+    for (const std::string& spec : specs) {
+      absl::StatusOr<size_t> j = Resolve(spec, names, count);
+      if (!j.ok()) return j.status();
+      out->push_back(*j);
+    }
+    return absl::OkStatus();
+  };
+  std::vector<size_t> extra, drop;
+  if (absl::Status s = resolve_all(o.text, &layout.text); !s.ok()) return s;
+  if (absl::Status s = resolve_all(o.extra, &extra); !s.ok()) return s;
+  if (absl::Status s = resolve_all(o.drop, &drop); !s.ok()) return s;
+  for (size_t j : layout.text) taken[j] = true;
+  for (size_t j : extra) taken[j] = true;
+  if (!o.columns.empty()) {
+    if (absl::Status s = resolve_all(o.columns, &layout.numeric); !s.ok()) return s;
+  } else {
+    for (size_t j : drop) taken[j] = true;
+    for (size_t j = 0; j < count; ++j) {
+      if (!taken[j]) layout.numeric.push_back(j);
+    }
+  }
+  layout.features = layout.numeric.size();
+  layout.numeric.insert(layout.numeric.end(), extra.begin(), extra.end());
+  if (layout.features == 0) {
+    return absl::InvalidArgumentError("no column is left to fit (check --columns and --drop)");
+  }
+  return layout;
+}
+
 }  // namespace
+
+absl::StatusOr<char> ParseDelimiter(absl::string_view name) {
+  if (name.size() == 1) return name[0];
+  const std::string n = absl::AsciiStrToLower(name);
+  if (n == "tab" || n == "\\t") return '\t';
+  if (n == "comma") return ',';
+  if (n == "semicolon") return ';';
+  if (n == "space") return ' ';
+  if (n == "pipe") return '|';
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "--delimiter: one character, or tab, comma, semicolon, space, pipe; got '%s'", name));
+}
 
 absl::StatusOr<Table> ParseCsv(absl::string_view text, const CsvOptions& options) {
   Table table;
   if (absl::StartsWith(text, "\xEF\xBB\xBF")) text.remove_prefix(3);  // UTF-8 byte-order mark
   size_t line_no = 0;
+  size_t count = 0;  // cells per line
   bool first = true;
   size_t pos = 0;
+  Layout layout;
   std::vector<absl::string_view> cells;
   while (pos < text.size()) {
     size_t eol = text.find('\n', pos);
@@ -83,29 +184,55 @@ absl::StatusOr<Table> ParseCsv(absl::string_view text, const CsvOptions& options
     SplitCells(line, options.delimiter, &cells);
     if (first) {
       first = false;
-      table.cols = cells.size();
+      count = cells.size();
       bool header = options.header == HeaderMode::kYes;
       if (options.header == HeaderMode::kAuto) {
+        // A header if a cell is not a number, text columns named by index aside.
+        std::vector<bool> is_text(count, false);
+        for (const std::string& spec : options.text) {
+          size_t index = 0;
+          if (absl::SimpleAtoi(spec, &index) && index >= 1 && index <= count) {
+            is_text[index - 1] = true;
+          }
+        }
         double v;
-        for (absl::string_view c : cells) header = header || !ParseCell(c, &v);
+        for (size_t j = 0; j < count; ++j)
+          header = header || (!is_text[j] && !ParseCell(cells[j], &v));
       }
+      std::vector<std::string> names;
       if (header) {
-        for (absl::string_view c : cells) table.column_names.push_back(Unquote(c));
-        continue;
+        for (absl::string_view c : cells) names.push_back(Unquote(c));
       }
+      absl::StatusOr<Layout> planned = Plan(options, names, count);
+      if (!planned.ok()) return planned.status();
+      layout = *std::move(planned);
+      table.features = layout.features;
+      table.cols = layout.numeric.size();
+      table.text.resize(layout.text.size());
+      if (!names.empty()) {
+        for (size_t j : layout.numeric) table.column_names.push_back(names[j]);
+      }
+      for (size_t j : layout.text) {
+        table.text_names.push_back(names.empty() ? absl::StrCat("column ", j + 1) : names[j]);
+      }
+      if (header) continue;
     }
-    if (cells.size() != table.cols) {
+    if (cells.size() != count) {
       return absl::InvalidArgumentError(
-          absl::StrFormat("line %d: expected %d cells like the first line, got %d", line_no,
-                          table.cols, cells.size()));
+          absl::StrFormat("line %d: expected %d cells like the first line, got %d%s", line_no,
+                          count, cells.size(), DelimiterHint(line, options.delimiter)));
     }
-    for (size_t j = 0; j < cells.size(); ++j) {
+    for (size_t j : layout.numeric) {
       double v;
       if (!ParseCell(cells[j], &v)) {
         return absl::InvalidArgumentError(
-            absl::StrFormat("line %d, column %d: '%s' is not a number", line_no, j + 1, cells[j]));
+            absl::StrFormat("line %d, column %d: '%s' is not a number%s", line_no, j + 1, cells[j],
+                            DelimiterHint(cells[j], options.delimiter)));
       }
       table.values.push_back(v);
+    }
+    for (size_t c = 0; c < layout.text.size(); ++c) {
+      table.text[c].push_back(Unquote(cells[layout.text[c]]));
     }
     ++table.rows;
   }
@@ -113,17 +240,45 @@ absl::StatusOr<Table> ParseCsv(absl::string_view text, const CsvOptions& options
   return table;
 }
 
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  std::FILE* in = stdin;
+  if (path != "-") {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) {
+      return absl::NotFoundError(
+          absl::StrFormat("cannot open '%s': %s", path, std::strerror(errno)));
+    }
+    if (S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("'%s' is a directory, not a file of data", path));
+    }
+    in = std::fopen(path.c_str(), "rb");
+    if (in == nullptr) {
+      return absl::NotFoundError(
+          absl::StrFormat("cannot open '%s': %s", path, std::strerror(errno)));
+    }
+  }
+  std::string text;
+  char buffer[1 << 16];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), in)) > 0) text.append(buffer, n);
+  const bool failed = std::ferror(in) != 0;
+  if (in != stdin) std::fclose(in);
+  if (failed) {
+    return absl::UnavailableError(
+        absl::StrFormat("cannot read '%s'", path == "-" ? std::string("standard input") : path));
+  }
+  return text;
+}
+
 absl::StatusOr<Table> ReadCsvFile(const std::string& path, const CsvOptions& options) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return absl::NotFoundError(absl::StrFormat("cannot open '%s'", path));
-  std::string text(static_cast<size_t>(in.tellg()), '\0');
-  in.seekg(0);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (!in) return absl::UnavailableError(absl::StrFormat("cannot read '%s'", path));
-  absl::StatusOr<Table> table = ParseCsv(text, options);
+  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<Table> table = ParseCsv(*text, options);
   if (!table.ok()) {
-    return absl::Status(table.status().code(),
-                        absl::StrFormat("%s: %s", path, table.status().message()));
+    return absl::Status(
+        table.status().code(),
+        absl::StrFormat("%s: %s", path == "-" ? "standard input" : path, table.status().message()));
   }
   return table;
 }

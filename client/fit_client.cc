@@ -7,6 +7,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "connection.h"
+#include "request_data.h"
 
 namespace emfit::client {
 namespace {
@@ -25,18 +27,15 @@ grpc::ClientContext* Context(const CallOptions& options, grpc::ClientContext* ow
   return context;
 }
 
-// Writes the header request, then the values in chunks, then half-closes. A failed write
+// Writes the header request, then the data in chunks, then half-closes. A failed write
 // means the server already ended the call; its status comes with Finish().
 template <class Request, class Stream>
-void Upload(Stream* stream, const Request& header, absl::Span<const double> values,
-            size_t chunk_values) {
+void Upload(Stream* stream, const Request& header, const RequestData& data, size_t chunk_values) {
   bool open = stream->Write(header);
-  const size_t chunk = std::max<size_t>(1, chunk_values);
+  ChunkCursor cursor(data, chunk_values);
   Request request;
-  for (size_t begin = 0; open && begin < values.size(); begin += chunk) {
-    const size_t n = std::min(chunk, values.size() - begin);
-    request.mutable_chunk()->mutable_values()->Assign(values.begin() + begin,
-                                                      values.begin() + begin + n);
+  while (open && !cursor.done()) {
+    cursor.Next(request.mutable_chunk());
     open = stream->Write(request);
   }
   if (open) stream->WritesDone();
@@ -49,12 +48,9 @@ void Upload(Stream* stream, const Request& header, absl::Span<const double> valu
 template <class Request, class Event>
 class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
  public:
-  Exchange(const Request& header, absl::Span<const double> values, size_t chunk_values,
+  Exchange(const Request& header, const RequestData& data, size_t chunk_values,
            absl::FunctionRef<void(const Event&)> on_event)
-      : request_(header),
-        values_(values),
-        chunk_(std::max<size_t>(1, chunk_values)),
-        on_event_(on_event) {}
+      : request_(header), cursor_(data, chunk_values), on_event_(on_event) {}
 
   // `start(context, reactor)` binds this reactor to a new call (stub->async()->Method).
   template <class StartFn>
@@ -69,14 +65,11 @@ class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
 
   void OnWriteDone(bool ok) override {
     if (!ok) return;  // the server ended the call; its status comes with OnDone
-    if (next_ >= values_.size()) {
+    if (cursor_.done()) {
       this->StartWritesDone();
       return;
     }
-    const size_t n = std::min(chunk_, values_.size() - next_);
-    request_.mutable_chunk()->mutable_values()->Assign(values_.begin() + next_,
-                                                       values_.begin() + next_ + n);
-    next_ += n;
+    cursor_.Next(request_.mutable_chunk());
     this->StartWrite(&request_);
   }
 
@@ -93,9 +86,7 @@ class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
 
  private:
   Request request_;  // the header, then each chunk in turn
-  const absl::Span<const double> values_;
-  const size_t chunk_;
-  size_t next_ = 0;  // first value not yet sent
+  ChunkCursor cursor_;
   Event event_;
   const absl::FunctionRef<void(const Event&)> on_event_;
   grpc::Status status_;
@@ -104,10 +95,10 @@ class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
 
 // Runs one Exchange with `options`' context and deadline.
 template <class Request, class Event, class StartFn, class OnEvent>
-absl::Status RunExchange(StartFn&& start, const Request& header, absl::Span<const double> values,
+absl::Status RunExchange(StartFn&& start, const Request& header, const RequestData& data,
                          const CallOptions& options, OnEvent&& on_event) {
   grpc::ClientContext own;
-  Exchange<Request, Event> exchange(header, values, options.chunk_values, on_event);
+  Exchange<Request, Event> exchange(header, data, options.chunk_values, on_event);
   return exchange.Run(start, Context(options, &own));
 }
 
@@ -117,13 +108,13 @@ FitClient::FitClient(std::shared_ptr<grpc::Channel> channel)
     : stub_(v1::EmFitService::NewStub(std::move(channel))) {}
 
 std::shared_ptr<grpc::Channel> FitClient::Connect(const std::string& target) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  ConnectionOptions options;
+  options.target = target;
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                   ChannelArgumentsFor(options));
 }
 
-absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header,
-                                             absl::Span<const double> values,
+absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header, const RequestData& data,
                                              const EventCallback& on_event,
                                              const CallOptions& options) {
   v1::FitRequest request;
@@ -131,7 +122,7 @@ absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header,
   std::optional<v1::FitResult> result;
   absl::Status status = RunExchange<v1::FitRequest, v1::FitEvent>(
       [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->Fit(c, reactor); }, request,
-      values, options,
+      data, options,
       [&](const v1::FitEvent& e) {
         if (on_event) on_event(e);
         if (e.has_result()) result = e.result();
@@ -141,40 +132,39 @@ absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header,
   return *std::move(result);
 }
 
-absl::Status FitClient::Posterior(const v1::PosteriorHeader& header,
-                                  absl::Span<const double> values,
+absl::Status FitClient::Posterior(const v1::PosteriorHeader& header, const RequestData& data,
                                   const std::function<void(const v1::PosteriorResponse&)>& on_block,
                                   const CallOptions& options) {
   v1::PosteriorRequest request;
   *request.mutable_header() = header;
   return RunExchange<v1::PosteriorRequest, v1::PosteriorResponse>(
       [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->Posterior(c, reactor); },
-      request, values, options, [&](const v1::PosteriorResponse& r) { on_block(r); });
+      request, data, options, [&](const v1::PosteriorResponse& r) { on_block(r); });
 }
 
 absl::StatusOr<v1::ScoreResponse> FitClient::Score(const v1::PosteriorHeader& header,
-                                                   absl::Span<const double> values,
+                                                   const RequestData& data,
                                                    const CallOptions& options) {
   grpc::ClientContext own;
   v1::ScoreResponse response;
   auto stream = stub_->Score(Context(options, &own), &response);
   v1::ScoreRequest request;
   *request.mutable_header() = header;
-  Upload(stream.get(), request, values, options.chunk_values);
+  Upload(stream.get(), request, data, options.chunk_values);
   absl::Status status = FromGrpc(stream->Finish());
   if (!status.ok()) return status;
   return response;
 }
 
 absl::StatusOr<v1::SelectionResult> FitClient::SelectModel(
-    const v1::SelectModelHeader& header, absl::Span<const double> values,
+    const v1::SelectModelHeader& header, const RequestData& data,
     const std::function<void(const v1::SelectModelEvent&)>& on_event, const CallOptions& options) {
   v1::SelectModelRequest request;
   *request.mutable_header() = header;
   std::optional<v1::SelectionResult> result;
   absl::Status status = RunExchange<v1::SelectModelRequest, v1::SelectModelEvent>(
       [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->SelectModel(c, reactor); },
-      request, values, options,
+      request, data, options,
       [&](const v1::SelectModelEvent& e) {
         if (on_event) on_event(e);
         if (e.has_result()) result = e.result();

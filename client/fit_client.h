@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "emfit/v1/emfit.grpc.pb.h"
+#include "request_data.h"
 
 namespace emfit::client {
 
@@ -32,31 +33,32 @@ struct CallOptions {
 class FitClient {
  public:
   explicit FitClient(std::shared_ptr<grpc::Channel> channel);
-  // An insecure channel to `target` ("host:port") that accepts messages up to 64 MiB.
+  // A plaintext channel to `target` ("host:port") with connection.h's defaults (messages up
+  // to 64 MiB, the retry policy). For TLS or a token, use Connect(ConnectionOptions).
   static std::shared_ptr<grpc::Channel> Connect(const std::string& target);
 
   using EventCallback = std::function<void(const v1::FitEvent&)>;
 
-  // Sends `header` (its shape must match `values`: rows * cols values, row-major), then the
-  // values, and returns the result event. `on_event` sees every event, the result included.
-  // Errors are the server's status (code and message) or the transport's.
-  absl::StatusOr<v1::FitResult> Fit(const v1::FitHeader& header, absl::Span<const double> values,
+  // Sends `header` (its shape must match `data`: rows * cols values, row-major, and the other
+  // streams as the shape declares them), then the data, and returns the result event. `on_event`
+  // sees every event, the result included. Errors are the server's status (code and message) or the
+  // transport's.
+  absl::StatusOr<v1::FitResult> Fit(const v1::FitHeader& header, const RequestData& data,
                                     const EventCallback& on_event = nullptr,
                                     const CallOptions& options = {});
 
   // Posteriors of every row under `header.model`, delivered block by block in row order.
-  absl::Status Posterior(const v1::PosteriorHeader& header, absl::Span<const double> values,
+  absl::Status Posterior(const v1::PosteriorHeader& header, const RequestData& data,
                          const std::function<void(const v1::PosteriorResponse&)>& on_block,
                          const CallOptions& options = {});
 
   // Total log-likelihood, BIC and AIC of the data under `header.model`.
   absl::StatusOr<v1::ScoreResponse> Score(const v1::PosteriorHeader& header,
-                                          absl::Span<const double> values,
-                                          const CallOptions& options = {});
+                                          const RequestData& data, const CallOptions& options = {});
 
   // Fits the grid the header describes; `on_event` sees every event.
   absl::StatusOr<v1::SelectionResult> SelectModel(
-      const v1::SelectModelHeader& header, absl::Span<const double> values,
+      const v1::SelectModelHeader& header, const RequestData& data,
       const std::function<void(const v1::SelectModelEvent&)>& on_event = nullptr,
       const CallOptions& options = {});
 

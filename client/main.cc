@@ -1,78 +1,209 @@
-// emfit: command-line client of emfitd.
+// emfit: command-line client of emfitd. The commands are written once for every model family;
+// what differs by family (flags, data, reports) is the family's FamilyCli (family_cli.h).
 //
-//   emfit fit       --server=HOST:PORT --data=FILE.csv --k=2 --covariance=full [--out=FILE.json]
-//   emfit posterior --server=HOST:PORT --model=FILE.json --data=FILE.csv [--out=FILE.csv]
-//   emfit score     --server=HOST:PORT --model=FILE.json --data=FILE.csv [--out=FILE.json]
-//   emfit select    --server=HOST:PORT --data=FILE.csv --k=1..9 --covariance=full,diag
+// Exit status: 0 success; 1 an error (the server's code and message, a file that cannot be
+// read or written); 2 a usage error, found before any file is read.
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
+#include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "csv.h"
+#include "cli_flags.h"
+#include "connection.h"
+#include "emfit/base/cpu.h"
+#include "family_cli.h"
 #include "fit_client.h"
+#include "health.h"
 #include "model_io.h"
 #include "progress.h"
 
-ABSL_FLAG(std::string, server, "localhost:50051", "emfitd address, HOST:PORT.");
-ABSL_FLAG(std::string, data, "", "CSV file with one row per observation.");
-ABSL_FLAG(std::string, header, "auto", "Whether the CSV has a header line: auto, yes, no.");
-ABSL_FLAG(std::string, delimiter, ",", "CSV cell delimiter (one character).");
-ABSL_FLAG(std::string, weights, "",
-          "CSV column (name, or 1-based index) holding non-negative row weights.");
-ABSL_FLAG(std::string, family, "gmm", "Model family: gmm.");
-ABSL_FLAG(std::string, k, "2",
-          "Number of components. For select: a list or range, e.g. 1..9 or 1,2,4.");
-ABSL_FLAG(std::string, covariance, "full",
-          "Covariance type: full, diag, tied, spherical (select: a comma list).");
-ABSL_FLAG(std::optional<double>, reg_covar, std::nullopt,
-          "Added to the diagonal of every covariance (>= 0); unset: the server's default (1e-6).");
-ABSL_FLAG(std::string, init, "kmeans",
-          "Initialisation: kmeans, k-means++, random_from_data, random.");
-ABSL_FLAG(std::string, init_model, "",
-          "Warm start from this JSON (a result written by --out, or a model).");
-ABSL_FLAG(std::string, fix, "",
-          "Parameters held at the --init_model values: a comma list of weights, means, "
-          "covariances.");
-ABSL_FLAG(std::string, acceleration, "none", "EM acceleration: none or squarem.");
-ABSL_FLAG(std::optional<int>, max_iter, std::nullopt,
-          "Maximum EM iterations per restart; unset: the server's default (100).");
-ABSL_FLAG(std::optional<double>, tol, std::nullopt,
-          "Stop when the mean log-likelihood changes by less than this (and is not projected to "
-          "rise by more); 0 runs max_iter; unset: the server's default (1e-6).");
-ABSL_FLAG(int, n_init, 1, "Restarts; the best final log-likelihood is kept.");
-ABSL_FLAG(uint64_t, seed, 0, "Seed of all random choices.");
-ABSL_FLAG(std::string, model, "", "posterior, score: the model JSON (a result or a model).");
-ABSL_FLAG(std::string, criterion, "bic", "select: bic or aic (lower is better).");
-ABSL_FLAG(std::string, out, "",
-          "Write the result here: JSON for fit, score and select; CSV for posterior "
-          "(default stdout).");
-ABSL_FLAG(std::string, progress, "auto", "Progress display: auto, line, log, none.");
-ABSL_FLAG(int, chunk_bytes, 256 << 10, "Bytes of data per streamed message.");
-ABSL_FLAG(double, timeout, 0, "Call deadline in seconds; 0 means none.");
+#ifndef EMFIT_VERSION
+#define EMFIT_VERSION "unknown"
+#endif
 
 namespace emfit::client {
 namespace {
 
-constexpr char kUsage[] =
-    "emfit: fit models by EM on an emfitd server.\n\n"
-    "  emfit fit       --server=HOST:PORT --data=FILE.csv --k=2 --covariance=full "
-    "[--out=FILE.json]\n"
-    "  emfit posterior --server=HOST:PORT --model=FILE.json --data=FILE.csv [--out=FILE.csv]\n"
-    "  emfit score     --server=HOST:PORT --model=FILE.json --data=FILE.csv\n"
-    "  emfit select    --server=HOST:PORT --data=FILE.csv --k=1..9 "
-    "--covariance=full,diag,tied,spherical\n\n"
-    "Run with --helpfull for every flag.\n";
+// The flags of the connection, shared by every command (connection.cc, health.cc).
+const std::vector<std::string> kConnectionFlags = {"server",     "tls",     "tls_ca",
+                                                   "tls_cert",   "tls_key", "tls_server_name",
+                                                   "token_file", "retries", "max_message_bytes"};
+
+struct CommandInfo {
+  std::string name;
+  std::string synopsis;
+  std::string summary;
+  std::vector<std::string> flags;  // shared ones; the family adds its own
+};
+
+const std::vector<CommandInfo>& Commands() {
+  static const auto* commands = new std::vector<CommandInfo>{
+      {"fit",
+       "emfit fit --data=FILE.csv --family=gmm --k=2 [--out=FILE.json]",
+       "Fits a model to the data, showing each iteration; prints the result.",
+       {"data", "family", "header", "delimiter", "columns", "drop", "weights", "acceleration",
+        "max_iter", "tol", "n_init", "seed", "ignore_feature_names", "out", "progress",
+        "chunk_bytes", "timeout"}},
+      {"posterior",
+       "emfit posterior --model=FILE.json --data=FILE.csv [--out=FILE.csv]",
+       "The E-step of a fitted model on data: each row's posterior, as CSV.",
+       {"model", "data", "header", "delimiter", "columns", "drop", "ignore_feature_names", "out",
+        "progress", "chunk_bytes", "timeout"}},
+      {"score",
+       "emfit score --model=FILE.json --data=FILE.csv [--out=FILE.json]",
+       "The log-likelihood, BIC and AIC of data under a fitted model.",
+       {"model", "data", "header", "delimiter", "columns", "drop", "weights",
+        "ignore_feature_names", "out", "progress", "chunk_bytes", "timeout"}},
+      {"select",
+       "emfit select --data=FILE.csv --k=1..9 --covariance=full,diag,tied,spherical",
+       "Fits a grid of candidate models in parallel and picks the best by BIC or AIC.",
+       {"data", "family", "header", "delimiter", "columns", "drop", "weights", "acceleration",
+        "max_iter", "tol", "n_init", "seed", "criterion", "out", "progress", "chunk_bytes",
+        "timeout"}},
+      {"health",
+       "emfit health [--service=emfit.v1.EmFitService]",
+       "Checks the server's health (exit status 0 only when SERVING).",
+       {"service", "timeout"}},
+  };
+  return *commands;
+}
+
+const CommandInfo* FindCommand(absl::string_view name) {
+  for (const CommandInfo& c : Commands()) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+std::string FlagLine(const std::string& name) {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  if (flag == nullptr) return "";
+  const std::string value = flag->DefaultValue();
+  return absl::StrFormat("  --%s%s\n      %s\n", name, value.empty() ? "" : "=" + value,
+                         flag->Help());
+}
+
+std::string Overview() {
+  std::string out =
+      "emfit: fit models by EM on an emfitd server (families: " + FamilyNames() + ").\n\n";
+  for (const CommandInfo& c : Commands()) {
+    absl::StrAppend(&out, absl::StrFormat("  %-10s %s\n", c.name, c.summary));
+  }
+  absl::StrAppend(&out,
+                  "\n`emfit COMMAND --help` shows a command's flags; `emfit --version` the "
+                  "version and build.\nExit status: 0 success, 1 error, 2 usage error.\n");
+  return out;
+}
+
+std::string CommandHelp(const CommandInfo& c, const FamilyCli* family) {
+  std::string out = absl::StrFormat("%s\n\n  %s\n\nFlags:\n", c.summary, c.synopsis);
+  for (const std::string& f : c.flags) absl::StrAppend(&out, FlagLine(f));
+  if (family != nullptr) {
+    const Command command = c.name == "fit"         ? Command::kFit
+                            : c.name == "posterior" ? Command::kPosterior
+                            : c.name == "score"     ? Command::kScore
+                                                    : Command::kSelect;
+    const std::vector<std::string> own = family->Flags(command);
+    if (!own.empty()) {
+      absl::StrAppend(&out, "\nFlags of --family=", family->name(), ":\n");
+      for (const std::string& f : own) absl::StrAppend(&out, FlagLine(f));
+    }
+  }
+  absl::StrAppend(&out, "\nConnection:\n");
+  for (const std::string& f : kConnectionFlags) absl::StrAppend(&out, FlagLine(f));
+  return out;
+}
+
+std::string Version() {
+  const int level = X86Level();
+  return absl::StrFormat("emfit %s (portable build; emfitd on this CPU starts its %s build)\n",
+                         EMFIT_VERSION,
+                         level >= 4   ? "x86-64-v4"
+                         : level == 3 ? "x86-64-v3"
+                                      : "portable");
+}
+
+struct Args {
+  std::string command;
+  std::set<std::string> given;  // flags set on the command line
+  bool help = false;
+  bool version = false;
+};
+
+// Parses the command line into the flags (absl's registry) and the command. Unknown flags, bad
+// values and stray arguments are usage errors (absl::ParseCommandLine would exit 1 on them).
+absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
+  Args args;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "-h" || arg == "--help" || arg == "-help" || arg == "--helpfull") {
+      args.help = true;
+      continue;
+    }
+    if (arg == "--version" || arg == "-version") {
+      args.version = true;
+      continue;
+    }
+    if (!absl::StartsWith(arg, "-") || arg == "-") {
+      if (!args.command.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("unexpected argument '%s' after the command '%s'", arg, args.command));
+      }
+      args.command = std::string(arg);
+      continue;
+    }
+    arg.remove_prefix(absl::StartsWith(arg, "--") ? 2 : 1);
+    std::string name(arg), value;
+    bool has_value = false;
+    if (const size_t eq = arg.find('='); eq != absl::string_view::npos) {
+      name = std::string(arg.substr(0, eq));
+      value = std::string(arg.substr(eq + 1));
+      has_value = true;
+    }
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && !has_value && absl::StartsWith(name, "no")) {
+      absl::CommandLineFlag* negated = absl::FindCommandLineFlag(name.substr(2));
+      if (negated != nullptr && negated->IsOfType<bool>()) {
+        flag = negated;
+        name = name.substr(2);
+        value = "false";
+        has_value = true;
+      }
+    }
+    if (flag == nullptr) {
+      return absl::InvalidArgumentError(absl::StrFormat("unknown flag --%s", name));
+    }
+    if (!has_value) {
+      if (flag->IsOfType<bool>()) {
+        value = "true";
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        return absl::InvalidArgumentError(absl::StrFormat("--%s: missing value", name));
+      }
+    }
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(absl::StrFormat("--%s: %s", name, error));
+    }
+    args.given.insert(name);
+  }
+  return args;
+}
 
 int Report(const absl::Status& status) {
   std::fprintf(stderr, "emfit: %s: %s\n", absl::StatusCodeToString(status.code()).c_str(),
@@ -80,148 +211,93 @@ int Report(const absl::Status& status) {
   return 1;
 }
 
-int Usage(const std::string& message) {
-  std::fprintf(stderr, "emfit: %s\n", message.c_str());
+int Usage(const absl::Status& status) {
+  std::fprintf(stderr, "emfit: %s\n(see emfit --help)\n", std::string(status.message()).c_str());
   return 2;
 }
 
-absl::StatusOr<v1::CovarianceType> ParseCovariance(absl::string_view name) {
-  const std::string n = absl::AsciiStrToLower(name);
-  if (n == "full") return v1::COVARIANCE_TYPE_FULL;
-  if (n == "diag") return v1::COVARIANCE_TYPE_DIAG;
-  if (n == "tied") return v1::COVARIANCE_TYPE_TIED;
-  if (n == "spherical") return v1::COVARIANCE_TYPE_SPHERICAL;
-  return absl::InvalidArgumentError(
-      absl::StrFormat("--covariance: must be one of full, diag, tied, spherical; got '%s'", name));
-}
-
-absl::StatusOr<v1::InitMethod> ParseInit(const std::string& name) {
-  const std::string n = absl::AsciiStrToLower(name);
-  if (n == "kmeans") return v1::INIT_METHOD_KMEANS;
-  if (n == "k-means++" || n == "kmeans++") return v1::INIT_METHOD_KMEANS_PLUS_PLUS;
-  if (n == "random_from_data") return v1::INIT_METHOD_RANDOM_FROM_DATA;
-  if (n == "random") return v1::INIT_METHOD_RANDOM;
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "--init: must be one of kmeans, k-means++, random_from_data, random; got '%s'", name));
-}
-
-absl::StatusOr<ProgressMode> ParseProgress(const std::string& name) {
-  if (name == "auto") return ProgressMode::kAuto;
-  if (name == "line") return ProgressMode::kLine;
-  if (name == "log") return ProgressMode::kLog;
-  if (name == "none") return ProgressMode::kNone;
-  return absl::InvalidArgumentError(
-      absl::StrFormat("--progress: must be one of auto, line, log, none; got '%s'", name));
-}
-
-// "1..9", "1,2,5" or "3".
-absl::StatusOr<std::vector<uint32_t>> ParseKList(const std::string& text) {
-  constexpr uint64_t kMaxCandidates = 10000;
-  std::vector<uint32_t> out;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    std::vector<absl::string_view> range = absl::StrSplit(part, "..");
-    uint64_t lo = 0, hi = 0;
-    if (range.size() == 1 && absl::SimpleAtoi(range[0], &lo)) {
-      hi = lo;
-    } else if (range.size() != 2 || !absl::SimpleAtoi(range[0], &lo) ||
-               !absl::SimpleAtoi(range[1], &hi) || hi < lo) {
+// Checks of the shared flags of `command`, before any file is read: flags given that the
+// command does not use (neither shared, nor the connection's, nor in `family_flags`) are
+// errors, so that a mistyped command line does not silently run something else.
+absl::Status CheckSharedFlags(const CommandInfo& command, const std::set<std::string>& given,
+                              const std::set<std::string>& family_flags) {
+  const std::set<std::string> relevant(command.flags.begin(), command.flags.end());
+  for (const std::string& flag : given) {
+    if (!relevant.count(flag) && !family_flags.count(flag) &&
+        std::find(kConnectionFlags.begin(), kConnectionFlags.end(), flag) ==
+            kConnectionFlags.end()) {
       return absl::InvalidArgumentError(
-          absl::StrFormat("--k: expected a number, a list or a range like 1..9; got '%s'", text));
+          absl::StrFormat("--%s: not a flag of `emfit %s`", flag, command.name));
     }
-    if (hi > UINT32_MAX || out.size() + (hi - lo + 1) > kMaxCandidates) {
+  }
+  if (relevant.count("data") && absl::GetFlag(FLAGS_data).empty()) {
+    return absl::InvalidArgumentError(
+        "--data: a CSV file is required (\"-\" reads standard input)");
+  }
+  if (relevant.count("model") && absl::GetFlag(FLAGS_model).empty()) {
+    return absl::InvalidArgumentError(
+        "--model: a model JSON (e.g. written by `emfit fit --out`) is required");
+  }
+  if (relevant.count("header")) {
+    const std::string header = absl::GetFlag(FLAGS_header);
+    if (header != "auto" && header != "yes" && header != "no") {
       return absl::InvalidArgumentError(
-          absl::StrFormat("--k: at most %d values below 2^32; got '%s'", kMaxCandidates, text));
+          absl::StrFormat("--header: must be auto, yes or no; got '%s'", header));
     }
-    for (uint64_t k = lo; k <= hi; ++k) out.push_back(static_cast<uint32_t>(k));
+    if (absl::Status s = ParseDelimiter(absl::GetFlag(FLAGS_delimiter)).status(); !s.ok()) {
+      return s;
+    }
   }
-  if (out.empty() || out.front() == 0) {
-    return absl::InvalidArgumentError(absl::StrFormat("--k: must be >= 1; got '%s'", text));
+  if (relevant.count("progress")) {
+    const std::string p = absl::GetFlag(FLAGS_progress);
+    if (p != "auto" && p != "line" && p != "log" && p != "none") {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--progress: must be one of auto, line, log, none; got '%s'", p));
+    }
   }
-  return out;
+  if (relevant.count("chunk_bytes") && absl::GetFlag(FLAGS_chunk_bytes) < 8) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--chunk_bytes: must be >= 8 (one value); got %d", absl::GetFlag(FLAGS_chunk_bytes)));
+  }
+  if (const double t = absl::GetFlag(FLAGS_timeout); !(t >= 0) || std::isinf(t)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--timeout: must be a number of seconds >= 0; got %g", t));
+  }
+  if (relevant.count("n_init")) {
+    if (absl::GetFlag(FLAGS_n_init) < 1) {
+      return absl::InvalidArgumentError("--n_init: must be >= 1");
+    }
+    if (const auto m = absl::GetFlag(FLAGS_max_iter); m.has_value() && *m < 0) {
+      return absl::InvalidArgumentError("--max_iter: must be >= 0");
+    }
+    if (const auto t = absl::GetFlag(FLAGS_tol); t.has_value() && !(*t >= 0)) {
+      return absl::InvalidArgumentError("--tol: must be >= 0");
+    }
+    if (absl::Status s = ParseShortName(v1::Acceleration_descriptor(),
+                                        absl::GetFlag(FLAGS_acceleration), "--acceleration")
+                             .status();
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (relevant.count("criterion")) {
+    const std::string c = absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion));
+    if (c != "bic" && c != "aic") return absl::InvalidArgumentError("--criterion: bic or aic");
+  }
+  return absl::OkStatus();
 }
 
-absl::StatusOr<CsvOptions> CsvFlags() {
-  CsvOptions o;
-  const std::string header = absl::GetFlag(FLAGS_header);
-  if (header == "auto") {
-    o.header = HeaderMode::kAuto;
-  } else if (header == "yes") {
-    o.header = HeaderMode::kYes;
-  } else if (header == "no") {
-    o.header = HeaderMode::kNo;
-  } else {
-    return absl::InvalidArgumentError("--header: must be auto, yes or no");
-  }
-  const std::string delimiter = absl::GetFlag(FLAGS_delimiter);
-  if (delimiter.size() != 1) return absl::InvalidArgumentError("--delimiter: one character");
-  o.delimiter = delimiter[0];
-  return o;
-}
-
-// The --data table as streamed values; fills `shape`.
-absl::StatusOr<std::vector<double>> LoadData(v1::DataShape* shape) {
-  if (absl::GetFlag(FLAGS_data).empty()) {
-    return absl::InvalidArgumentError("--data: a CSV file is required");
-  }
-  absl::StatusOr<CsvOptions> csv = CsvFlags();
-  if (!csv.ok()) return csv.status();
-  absl::StatusOr<Table> table = ReadCsvFile(absl::GetFlag(FLAGS_data), *csv);
-  if (!table.ok()) return table.status();
-  absl::StatusOr<int> weights = FindColumn(*table, absl::GetFlag(FLAGS_weights));
-  if (!weights.ok()) return weights.status();
-  std::fprintf(stderr, "read %s: %zu rows x %zu columns%s\n", absl::GetFlag(FLAGS_data).c_str(),
-               table->rows, table->cols, *weights >= 0 ? " (one holds weights)" : "");
-  return StreamValues(*table, *weights, shape);
-}
-
-absl::StatusOr<v1::FitOptions> OptionsFlags() {
-  const std::optional<int> max_iter = absl::GetFlag(FLAGS_max_iter);
-  const std::optional<double> tol = absl::GetFlag(FLAGS_tol);
-  if (max_iter.has_value() && *max_iter < 0) {
-    return absl::InvalidArgumentError("--max_iter: >= 0");
-  }
-  if (absl::GetFlag(FLAGS_n_init) < 1) return absl::InvalidArgumentError("--n_init: >= 1");
+v1::FitOptions OptionsFromFlags() {
   v1::FitOptions o;
-  if (max_iter.has_value()) o.set_max_iter(static_cast<uint32_t>(*max_iter));
-  if (tol.has_value()) o.set_tol(*tol);
+  if (const auto m = absl::GetFlag(FLAGS_max_iter); m.has_value()) {
+    o.set_max_iter(static_cast<uint32_t>(*m));
+  }
+  if (const auto t = absl::GetFlag(FLAGS_tol); t.has_value()) o.set_tol(*t);
   o.set_n_init(static_cast<uint32_t>(absl::GetFlag(FLAGS_n_init)));
   o.set_seed(absl::GetFlag(FLAGS_seed));
-  const std::string acc = absl::AsciiStrToLower(absl::GetFlag(FLAGS_acceleration));
-  if (acc == "none") {
-    o.set_acceleration(v1::ACCELERATION_NONE);
-  } else if (acc == "squarem") {
-    o.set_acceleration(v1::ACCELERATION_SQUAREM);
-  } else {
-    return absl::InvalidArgumentError("--acceleration: must be none or squarem");
-  }
+  o.set_acceleration(static_cast<v1::Acceleration>(
+      *ParseShortName(v1::Acceleration_descriptor(), absl::GetFlag(FLAGS_acceleration), "")));
   return o;
-}
-
-absl::StatusOr<v1::GaussianMixtureSpec> GmmFlags() {
-  if (absl::GetFlag(FLAGS_family) != "gmm") {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "--family: only gmm is available in this version, got '%s'", absl::GetFlag(FLAGS_family)));
-  }
-  v1::GaussianMixtureSpec spec;
-  absl::StatusOr<v1::InitMethod> init = ParseInit(absl::GetFlag(FLAGS_init));
-  if (!init.ok()) return init.status();
-  spec.set_init(*init);
-  if (const std::optional<double> reg = absl::GetFlag(FLAGS_reg_covar); reg.has_value()) {
-    spec.set_reg_covar(*reg);
-  }
-  for (absl::string_view f : absl::StrSplit(absl::GetFlag(FLAGS_fix), ',', absl::SkipEmpty())) {
-    if (f == "weights") {
-      spec.set_fix_weights(true);
-    } else if (f == "means") {
-      spec.set_fix_means(true);
-    } else if (f == "covariances") {
-      spec.set_fix_covariances(true);
-    } else {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "--fix: expected a comma list of weights, means, covariances; got '%s'", f));
-    }
-  }
-  return spec;
 }
 
 CallOptions CallFlags() {
@@ -231,180 +307,302 @@ CallOptions CallFlags() {
   return call;
 }
 
-// Evaluates a StatusOr expression; on error reports it and returns 1 from the command.
-#define EMFIT_CLI_TRY(lhs, expr)                        \
-  auto lhs##_or = (expr);                               \
-  if (!lhs##_or.ok()) return Report(lhs##_or.status()); \
-  auto& lhs = *lhs##_or
+ProgressMode ProgressFlag() {
+  const std::string p = absl::GetFlag(FLAGS_progress);
+  return p == "line"   ? ProgressMode::kLine
+         : p == "log"  ? ProgressMode::kLog
+         : p == "none" ? ProgressMode::kNone
+                       : ProgressMode::kAuto;
+}
 
-int RunFit() {
+// A line for the user on standard error, unless --progress=none.
+void Note(const std::string& line) {
+  if (absl::GetFlag(FLAGS_progress) != "none") std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+// Writes the report `text` to standard output, or to standard error when standard output
+// carries the JSON (--out=-).
+void PrintReport(const std::string& text) {
+  std::fputs(text.c_str(), absl::GetFlag(FLAGS_out) == "-" ? stderr : stdout);
+}
+
+absl::Status WriteOut(const google::protobuf::Message& message) {
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) return absl::OkStatus();
+  if (absl::Status s = WriteJson(message, out); !s.ok()) return s;
+  if (out != "-") Note("wrote " + out);
+  return absl::OkStatus();
+}
+
+std::string WarningLines(const v1::FitSummary& s) {
+  std::string out;
+  for (const v1::Warning& w : s.warnings()) {
+    absl::StrAppend(&out, "warning [", w.code(), "]: ", w.message(), "\n");
+  }
+  return out;
+}
+
+int RunFit(const FamilyCli& family) {
+  absl::StatusOr<v1::ModelSpec> spec = family.SpecFromFlags();
+  if (!spec.ok()) return Usage(spec.status());
   v1::FitHeader header;
-  EMFIT_CLI_TRY(values, LoadData(header.mutable_shape()));
-  EMFIT_CLI_TRY(spec, GmmFlags());
-  EMFIT_CLI_TRY(options, OptionsFlags());
-  EMFIT_CLI_TRY(covariance, ParseCovariance(absl::GetFlag(FLAGS_covariance)));
-  EMFIT_CLI_TRY(progress_mode, ParseProgress(absl::GetFlag(FLAGS_progress)));
-  uint32_t k = 0;
-  if (!absl::SimpleAtoi(absl::GetFlag(FLAGS_k), &k) || k < 1) {
-    return Usage("--k: must be a number >= 1 for fit");
-  }
-  spec.set_k(k);
-  spec.set_covariance_type(covariance);
-  *header.mutable_spec()->mutable_gmm() = spec;
-  *header.mutable_options() = options;
+  *header.mutable_spec() = *std::move(spec);
+  *header.mutable_options() = OptionsFromFlags();
+  header.set_ignore_feature_names(absl::GetFlag(FLAGS_ignore_feature_names));
   if (const std::string path = absl::GetFlag(FLAGS_init_model); !path.empty()) {
-    EMFIT_CLI_TRY(model, ReadModelJson(path));
-    *header.mutable_init() = model;
+    absl::StatusOr<v1::Model> model = ReadModelJson(path);
+    if (!model.ok()) return Report(model.status());
+    *header.mutable_init() = *std::move(model);
   }
-  std::fprintf(stderr, "fitting on %s\n", absl::GetFlag(FLAGS_server).c_str());
-  FitClient client(FitClient::Connect(absl::GetFlag(FLAGS_server)));
-  ProgressPrinter progress(progress_mode);
+  absl::StatusOr<LoadedData> data = family.LoadData(Command::kFit, nullptr);
+  if (!data.ok()) return Report(data.status());
+  Note(data->description);
+  *header.mutable_shape() = data->shape;
+  data->View().DescribeIn(header.mutable_shape());
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
+  if (!channel.ok()) return Usage(channel.status());
+  Note("fitting on " + absl::GetFlag(FLAGS_server));
+  FitClient client(*channel);
+  ProgressPrinter progress(ProgressFlag());
   absl::StatusOr<v1::FitResult> result = client.Fit(
-      header, values, [&](const v1::FitEvent& e) { progress.OnEvent(e); }, CallFlags());
+      header, data->View(), [&](const v1::FitEvent& e) { progress.OnEvent(e); }, CallFlags());
   progress.Close();
   if (!result.ok()) return Report(result.status());
-  std::printf("%s", FormatResult(*result, header.shape().column_names()).c_str());
-  if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
-    if (absl::Status s = WriteJson(*result, out); !s.ok()) return Report(s);
-    std::fprintf(stderr, "wrote %s\n", out.c_str());
-  }
+  PrintReport(FormatSummary(result->summary()) + family.FormatModel(result->model()));
+  if (absl::Status s = WriteOut(*result); !s.ok()) return Report(s);
   return 0;
 }
 
-absl::StatusOr<v1::PosteriorHeader> PosteriorHeaderFlags(std::vector<double>* values) {
-  if (absl::GetFlag(FLAGS_model).empty()) {
-    return absl::InvalidArgumentError(
-        "--model: a model JSON (e.g. from emfit fit --out) is required");
-  }
-  v1::PosteriorHeader header;
+// The model of --model and its family (which --family, if given, must name).
+absl::StatusOr<std::pair<v1::Model, const FamilyCli*>> ModelFromFlags(
+    const std::set<std::string>& given) {
   absl::StatusOr<v1::Model> model = ReadModelJson(absl::GetFlag(FLAGS_model));
   if (!model.ok()) return model.status();
-  *header.mutable_model() = *model;
-  absl::StatusOr<std::vector<double>> data = LoadData(header.mutable_shape());
-  if (!data.ok()) return data.status();
-  *values = *std::move(data);
-  return header;
+  const FamilyCli* family = FamilyOf(*model);
+  if (family == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: a model of a family this client does not know (it knows %s)",
+                        absl::GetFlag(FLAGS_model), FamilyNames()));
+  }
+  if (given.count("family") && absl::GetFlag(FLAGS_family) != family->name()) {
+    return absl::InvalidArgumentError(absl::StrFormat("--family=%s, but %s holds a %s model",
+                                                      absl::GetFlag(FLAGS_family),
+                                                      absl::GetFlag(FLAGS_model), family->name()));
+  }
+  return std::make_pair(*std::move(model), family);
 }
 
-int RunPosterior() {
-  std::vector<double> values;
-  EMFIT_CLI_TRY(header, PosteriorHeaderFlags(&values));
+// What posterior and score send: the model of --model, its family, the data and the header.
+struct ModelRequest {
+  v1::Model model;
+  const FamilyCli* family = nullptr;
+  LoadedData data;
+  v1::PosteriorHeader header;
+};
+
+// Reads --model and the data for `command`; `exit` receives the exit status on failure.
+std::optional<ModelRequest> PrepareModelRequest(Command command, const std::set<std::string>& given,
+                                                int* exit) {
+  auto model = ModelFromFlags(given);
+  if (!model.ok()) {
+    *exit = Report(model.status());
+    return std::nullopt;
+  }
+  ModelRequest r{std::move(model->first), model->second, {}, {}};
+  if (absl::Status s = r.family->CheckFlags(command); !s.ok()) {
+    *exit = Usage(s);
+    return std::nullopt;
+  }
+  absl::StatusOr<LoadedData> data = r.family->LoadData(command, &r.model);
+  if (!data.ok()) {
+    *exit = Report(data.status());
+    return std::nullopt;
+  }
+  r.data = *std::move(data);
+  Note(r.data.description);
+  *r.header.mutable_model() = r.model;
+  *r.header.mutable_shape() = r.data.shape;
+  r.data.View().DescribeIn(r.header.mutable_shape());
+  r.header.set_ignore_feature_names(absl::GetFlag(FLAGS_ignore_feature_names));
+  return r;
+}
+
+int RunPosterior(const std::set<std::string>& given) {
+  int exit = 0;
+  std::optional<ModelRequest> request = PrepareModelRequest(Command::kPosterior, given, &exit);
+  if (!request.has_value()) return exit;
+  const FamilyCli& family = *request->family;
+  const v1::PosteriorHeader& header = request->header;
+  const LoadedData* data = &request->data;
   const std::string path = absl::GetFlag(FLAGS_out);
-  std::FILE* out = path.empty() ? stdout : std::fopen(path.c_str(), "w");
-  if (out == nullptr) return Report(absl::UnavailableError("--out: cannot write " + path));
-  const uint32_t k = header.model().gmm().means().rows();
-  for (uint32_t c = 0; c < k; ++c) std::fprintf(out, "r%u,", c);
-  std::fprintf(out, "log_likelihood,label\n");
-  FitClient client(FitClient::Connect(absl::GetFlag(FLAGS_server)));
-  uint64_t rows = 0;
+  std::FILE* out = path.empty() || path == "-" ? stdout : std::fopen(path.c_str(), "w");
+  if (out == nullptr) {
+    return Report(absl::FailedPreconditionError(
+        absl::StrFormat("--out: cannot write '%s': %s", path, std::strerror(errno))));
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
+  if (!channel.ok()) return Usage(channel.status());
+  FitClient client(*channel);
+  std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(request->model, out);
+  absl::Status written;
   absl::Status status = client.Posterior(
-      header, values,
+      header, data->View(),
       [&](const v1::PosteriorResponse& r) {
-        const v1::Matrix& m = r.responsibilities();
-        for (uint32_t i = 0; i < m.rows(); ++i) {
-          for (uint32_t c = 0; c < m.cols(); ++c) {
-            std::fprintf(out, "%.17g,", m.values(i * m.cols() + c));
-          }
-          std::fprintf(out, "%.17g,%u\n", r.log_likelihood(i), r.labels(i));
-        }
-        rows += m.rows();
+        if (written.ok()) written = sink->Block(r);
       },
       CallFlags());
-  if (out != stdout) std::fclose(out);
+  absl::StatusOr<std::string> done = sink->Finish();
+  const bool closed = out == stdout ? std::fflush(out) == 0 : std::fclose(out) == 0;
   if (!status.ok()) return Report(status);
-  std::fprintf(stderr, "posteriors of %lu rows%s%s\n", static_cast<unsigned long>(rows),
-               path.empty() ? "" : " written to ", path.c_str());
+  if (!written.ok() || !done.ok() || !closed) {
+    return Report(absl::FailedPreconditionError(absl::StrFormat(
+        "--out: cannot write '%s'", path.empty() || path == "-" ? "standard output" : path)));
+  }
+  Note(absl::StrCat(*done, path.empty() || path == "-" ? "" : " written to " + path));
   return 0;
 }
 
-int RunScore() {
-  std::vector<double> values;
-  EMFIT_CLI_TRY(header, PosteriorHeaderFlags(&values));
-  FitClient client(FitClient::Connect(absl::GetFlag(FLAGS_server)));
-  absl::StatusOr<v1::ScoreResponse> score = client.Score(header, values, CallFlags());
+int RunScore(const std::set<std::string>& given) {
+  int exit = 0;
+  std::optional<ModelRequest> request = PrepareModelRequest(Command::kScore, given, &exit);
+  if (!request.has_value()) return exit;
+  const v1::PosteriorHeader& header = request->header;
+  const LoadedData* data = &request->data;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
+  if (!channel.ok()) return Usage(channel.status());
+  FitClient client(*channel);
+  absl::StatusOr<v1::ScoreResponse> score = client.Score(header, data->View(), CallFlags());
   if (!score.ok()) return Report(score.status());
-  std::printf(
-      "log-likelihood %.6f (%.6f per row)  BIC %.4f  AIC %.4f  free parameters %lu  "
-      "rows %lu\n",
+  PrintReport(absl::StrFormat(
+      "log-likelihood %.6f (%.6f per row)  BIC %.4f  AIC %.4f  free parameters %lu  rows %lu\n",
       score->log_likelihood(), score->mean_log_likelihood(), score->bic(), score->aic(),
       static_cast<unsigned long>(score->num_free_parameters()),
-      static_cast<unsigned long>(score->rows()));
-  if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
-    if (absl::Status s = WriteJson(*score, out); !s.ok()) return Report(s);
-  }
+      static_cast<unsigned long>(score->rows())));
+  if (absl::Status s = WriteOut(*score); !s.ok()) return Report(s);
   return 0;
 }
 
-int RunSelect() {
+int RunSelect(const FamilyCli& family) {
   v1::SelectModelHeader header;
-  EMFIT_CLI_TRY(values, LoadData(header.mutable_shape()));
-  EMFIT_CLI_TRY(spec, GmmFlags());
-  EMFIT_CLI_TRY(options, OptionsFlags());
-  EMFIT_CLI_TRY(ks, ParseKList(absl::GetFlag(FLAGS_k)));
-  EMFIT_CLI_TRY(progress_mode, ParseProgress(absl::GetFlag(FLAGS_progress)));
-  *header.mutable_gmm() = spec;
-  *header.mutable_options() = options;
-  for (uint32_t k : ks) header.add_k(k);
-  for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_covariance), ',')) {
-    EMFIT_CLI_TRY(type, ParseCovariance(t));
-    header.add_covariance_types(type);
-  }
-  const std::string criterion = absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion));
-  if (criterion != "bic" && criterion != "aic") return Usage("--criterion: bic or aic");
-  header.set_criterion(criterion == "aic" ? v1::CRITERION_AIC : v1::CRITERION_BIC);
-  FitClient client(FitClient::Connect(absl::GetFlag(FLAGS_server)));
-  const bool show = progress_mode != ProgressMode::kNone;
+  if (absl::Status s = family.GridFromFlags(&header); !s.ok()) return Usage(s);
+  *header.mutable_options() = OptionsFromFlags();
+  header.set_criterion(absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion)) == "aic"
+                           ? v1::CRITERION_AIC
+                           : v1::CRITERION_BIC);
+  absl::StatusOr<LoadedData> data = family.LoadData(Command::kSelect, nullptr);
+  if (!data.ok()) return Report(data.status());
+  Note(data->description);
+  *header.mutable_shape() = data->shape;
+  data->View().DescribeIn(header.mutable_shape());
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
+  if (!channel.ok()) return Usage(channel.status());
+  FitClient client(*channel);
+  const bool show = ProgressFlag() != ProgressMode::kNone;
+  absl::Mutex mu;  // events of candidates arrive in order, but keep the lines whole
   absl::StatusOr<v1::SelectionResult> result = client.SelectModel(
-      header, values,
+      header, data->View(),
       [&](const v1::SelectModelEvent& e) {
-        if (!show) return;
-        if (e.has_accepted()) {
-          std::fprintf(stderr, "accepted as %s: %d candidates\n", e.accepted().job_id().c_str(),
-                       header.k_size() * header.covariance_types_size());
-        } else if (e.has_candidate_done()) {
-          const v1::Candidate& c = e.candidate_done();
-          std::fprintf(stderr, "candidate %2u  k=%-3u %-9s %s\n", c.index(), c.k(),
-                       v1::CovarianceType_Name(c.covariance_type()).substr(16).c_str(),
-                       c.error().empty()
-                           ? absl::StrFormat("log-likelihood %.4f  BIC %.4f  %u iterations",
-                                             c.summary().log_likelihood(), c.summary().bic(),
-                                             c.summary().iterations())
-                                 .c_str()
-                           : ("failed: " + c.error()).c_str());
-        } else if (e.has_warning()) {
+        absl::MutexLock lock(&mu);
+        if (e.has_warning()) {
           std::fprintf(stderr, "warning [%s]: %s\n", e.warning().code().c_str(),
                        e.warning().message().c_str());
+        } else if (show && e.has_accepted()) {
+          std::fprintf(stderr, "accepted as %s\n", e.accepted().job_id().c_str());
+        } else if (show && e.has_candidate_done()) {
+          const v1::Candidate& c = e.candidate_done();
+          std::fprintf(
+              stderr, "candidate %2u  %s  %s\n", c.index(), family.CandidateLabel(c).c_str(),
+              c.error().empty() ? absl::StrFormat("log-likelihood %.4f  BIC %.4f  %u iterations",
+                                                  c.summary().log_likelihood(), c.summary().bic(),
+                                                  c.summary().iterations())
+                                      .c_str()
+                                : ("failed: " + c.error()).c_str());
         }
       },
       CallFlags());
   if (!result.ok()) return Report(result.status());
-  std::printf("%-5s %-10s %16s %14s %14s %6s  %s\n", "k", "covariance", "log-likelihood", "BIC",
-              "AIC", "params", "outcome");
+  std::string report = absl::StrFormat("%s %16s %14s %14s %6s  %s\n", family.CandidateHeader(),
+                                       "log-likelihood", "BIC", "AIC", "params", "outcome");
   for (const v1::Candidate& c : result->candidates()) {
-    const std::string type = v1::CovarianceType_Name(c.covariance_type()).substr(16);
     if (!c.error().empty()) {
-      std::printf("%-5u %-10s %s\n", c.k(), absl::AsciiStrToLower(type).c_str(), c.error().c_str());
+      absl::StrAppend(&report, family.CandidateLabel(c), " ", c.error(), "\n");
       continue;
     }
-    std::printf("%-5u %-10s %16.4f %14.4f %14.4f %6lu  %s%s\n", c.k(),
-                absl::AsciiStrToLower(type).c_str(), c.summary().log_likelihood(),
-                c.summary().bic(), c.summary().aic(),
-                static_cast<unsigned long>(c.summary().num_free_parameters()),
-                v1::TerminationReason_Name(c.summary().reason()).substr(19).c_str(),
-                c.index() == result->best() ? "  <- best" : "");
+    absl::StrAppend(
+        &report,
+        absl::StrFormat("%s %16.4f %14.4f %14.4f %6lu  %s%s\n", family.CandidateLabel(c),
+                        c.summary().log_likelihood(), c.summary().bic(), c.summary().aic(),
+                        static_cast<unsigned long>(c.summary().num_free_parameters()),
+                        ShortName(v1::TerminationReason_descriptor(), c.summary().reason()),
+                        c.index() == result->best() ? "  <- best" : ""));
   }
-  std::printf(
-      "\nbest by %s: k=%u, covariance %s\n\n%s", criterion.c_str(),
-      result->candidates(result->best()).k(),
-      absl::AsciiStrToLower(
-          v1::CovarianceType_Name(result->candidates(result->best()).covariance_type()).substr(16))
-          .c_str(),
-      FormatResult(result->best_fit(), header.shape().column_names()).c_str());
-  if (const std::string out = absl::GetFlag(FLAGS_out); !out.empty()) {
-    if (absl::Status s = WriteJson(*result, out); !s.ok()) return Report(s);
-    std::fprintf(stderr, "wrote %s\n", out.c_str());
-  }
+  const v1::Candidate& best = result->candidates(result->best());
+  absl::StrAppend(
+      &report, "\nbest by ", absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion)), ": ",
+      family.CandidateLabel(best), "\n\n", FormatSummary(result->best_fit().summary()),
+      family.FormatModel(result->best_fit().model()), WarningLines(result->best_fit().summary()));
+  PrintReport(report);
+  if (absl::Status s = WriteOut(*result); !s.ok()) return Report(s);
   return 0;
+}
+
+int Main(int argc, char** argv) {
+  absl::StatusOr<Args> args = ParseArgs(argc, argv);
+  if (!args.ok()) return Usage(args.status());
+  if (args->version) {
+    std::fputs(Version().c_str(), stdout);
+    return 0;
+  }
+  const CommandInfo* command = FindCommand(args->command);
+  if (args->help) {
+    if (command == nullptr) {
+      std::fputs(Overview().c_str(), stdout);
+    } else {
+      std::fputs(CommandHelp(*command, FindFamily(absl::GetFlag(FLAGS_family))).c_str(), stdout);
+    }
+    return 0;
+  }
+  if (args->command.empty()) {
+    std::fputs(Overview().c_str(), stderr);
+    return 2;
+  }
+  if (command == nullptr) {
+    return Usage(
+        absl::InvalidArgumentError(absl::StrFormat("unknown command '%s'", args->command)));
+  }
+  if (command->name == "health") {
+    const double t = absl::GetFlag(FLAGS_timeout);
+    if (!(t >= 0) || std::isinf(t)) {
+      return Usage(absl::InvalidArgumentError("--timeout: must be a number of seconds >= 0"));
+    }
+    return RunHealthCommand(t > 0 ? absl::Seconds(t) : absl::InfiniteDuration());
+  }
+  const Command which = command->name == "fit"         ? Command::kFit
+                        : command->name == "posterior" ? Command::kPosterior
+                        : command->name == "score"     ? Command::kScore
+                                                       : Command::kSelect;
+  if (which == Command::kPosterior || which == Command::kScore) {
+    // The family is the model's, known once --model is read: any family's flags may apply.
+    std::set<std::string> family_flags{"family"};
+    for (absl::string_view name : absl::StrSplit(FamilyNames(), ", ")) {
+      for (const std::string& f : FindFamily(name)->Flags(which)) family_flags.insert(f);
+    }
+    if (absl::Status s = CheckSharedFlags(*command, args->given, family_flags); !s.ok()) {
+      return Usage(s);
+    }
+    return which == Command::kPosterior ? RunPosterior(args->given) : RunScore(args->given);
+  }
+  const FamilyCli* family = FindFamily(absl::GetFlag(FLAGS_family));
+  if (family == nullptr) {
+    return Usage(absl::InvalidArgumentError(absl::StrFormat(
+        "--family: must be one of %s; got '%s'", FamilyNames(), absl::GetFlag(FLAGS_family))));
+  }
+  const std::vector<std::string> own = family->Flags(which);
+  if (absl::Status s = CheckSharedFlags(*command, args->given, {own.begin(), own.end()}); !s.ok()) {
+    return Usage(s);
+  }
+  if (absl::Status s = family->CheckFlags(which); !s.ok()) return Usage(s);
+  return which == Command::kFit ? RunFit(*family) : RunSelect(*family);
 }
 
 }  // namespace
@@ -414,17 +612,5 @@ int main(int argc, char** argv) {
   // Debian's Abseil is built without NDEBUG: absl::Mutex (which gRPC locks with too) would keep
   // a process-wide lock-order graph for deadlock detection on every acquisition.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  absl::SetProgramUsageMessage(emfit::client::kUsage);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() != 2) {
-    std::fprintf(stderr, "%s", emfit::client::kUsage);
-    return 2;
-  }
-  const std::string command = args[1];
-  if (command == "fit") return emfit::client::RunFit();
-  if (command == "posterior") return emfit::client::RunPosterior();
-  if (command == "score") return emfit::client::RunScore();
-  if (command == "select") return emfit::client::RunSelect();
-  std::fprintf(stderr, "emfit: unknown command '%s'\n\n%s", command.c_str(), emfit::client::kUsage);
-  return 2;
+  return emfit::client::Main(argc, argv);
 }

@@ -15,7 +15,8 @@ enum class ProgressMode {
   kNone,
 };
 
-// Shows a fit's events on `out` (stderr by default) as they arrive.
+// Shows a fit's events on `out` (stderr by default) as they arrive; warnings always, the rest
+// as `mode` says.
 class ProgressPrinter {
  public:
   explicit ProgressPrinter(ProgressMode mode, std::FILE* out = stderr);
@@ -29,9 +30,8 @@ class ProgressPrinter {
   bool line_open_ = false;
 };
 
-// A human-readable report of a fit result: outcome, criteria and parameters.
-std::string FormatResult(const v1::FitResult& result,
-                         const google::protobuf::RepeatedPtrField<std::string>& column_names);
+// A fit's outcome and criteria, readable (the family formats the parameters).
+std::string FormatSummary(const v1::FitSummary& summary);
 
 }  // namespace emfit::client
 

@@ -1,5 +1,6 @@
 #include "data_receiver.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <new>
@@ -7,6 +8,7 @@
 
 #include "absl/strings/str_format.h"
 #include "fit_service.h"
+#include "rejection.h"
 
 namespace emfit::server {
 
@@ -19,17 +21,23 @@ BudgetReservation& BudgetReservation::operator=(BudgetReservation&& other) noexc
   return *this;
 }
 
+void BudgetReservation::Absorb(BudgetReservation other) {
+  if (service_ == nullptr) service_ = other.service_;
+  bytes_ += std::exchange(other.bytes_, 0);
+  other.service_ = nullptr;
+}
+
 void BudgetReservation::Release() {
   if (service_ != nullptr && bytes_ != 0) service_->ReleaseBytes(bytes_);
   service_ = nullptr;
   bytes_ = 0;
 }
 
-std::optional<Dataset> PendingData::Take() {
+std::optional<Upload> PendingData::Take() {
   absl::MutexLock lock(&mu_);
   if (!data_.has_value()) return std::nullopt;
   taken_ = true;
-  std::optional<Dataset> out = std::move(data_);
+  std::optional<Upload> out = std::move(data_);
   data_.reset();
   return out;
 }
@@ -46,17 +54,37 @@ absl::Status DataReceiver::Start(const v1::DataShape& shape, absl::string_view f
   weighted_ = shape.weight_column();
   per_row_ = static_cast<int64_t>(shape.cols()) + (weighted_ ? 1 : 0);
   expected_ = static_cast<int64_t>(shape.rows()) * per_row_;
-  const uint64_t bytes = static_cast<uint64_t>(expected_) * sizeof(double);
+  expected_sequences_ = shape.num_sequences();
+  expected_newick_ = shape.newick_bytes();
+  expect_row_names_ = shape.row_names();
+  // Row names (each at most --max_name_bytes) are reserved as they arrive.
+  const uint64_t bytes =
+      static_cast<uint64_t>(expected_) * sizeof(double) +
+      (expected_sequences_ > 0 ? (expected_sequences_ + 1) * sizeof(int64_t) : 0) +
+      expected_newick_ + (expect_row_names_ ? shape.rows() * sizeof(std::string) : 0);
   if (!service_->ReserveBytes(bytes)) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
+    absl::Status refused = absl::ResourceExhaustedError(absl::StrFormat(
         "%s: %d bytes of data do not fit in the server's in-flight budget "
-        "(--max_inflight_bytes=%d, %d in use); retry later",
-        field, bytes, service_->limits().max_inflight_bytes, service_->inflight_bytes()));
+        "(--max_inflight_bytes=%d, %d in use)%s",
+        field, bytes, service_->limits().max_inflight_bytes, service_->inflight_bytes(),
+        bytes <= service_->limits().max_inflight_bytes ? "; retry later" : ""));
+    // Busy only if the data would fit once other calls are done; else it is a limit.
+    return bytes <= service_->limits().max_inflight_bytes
+               ? MarkBusy(std::move(refused), RejectReason::kInflightBudget)
+               : refused;
   }
   reservation_ = BudgetReservation(service_, bytes);
+  Dataset& data = upload_.data;
   try {
-    data_.x.resize(static_cast<Eigen::Index>(shape.rows()), shape.cols());
-    if (weighted_) data_.weights.resize(static_cast<Eigen::Index>(shape.rows()));
+    data.x.resize(static_cast<Eigen::Index>(shape.rows()), shape.cols());
+    if (weighted_) data.weights.resize(static_cast<Eigen::Index>(shape.rows()));
+    data.column_names.assign(shape.column_names().begin(), shape.column_names().end());
+    if (expected_sequences_ > 0) {
+      data.sequence_offsets.reserve(expected_sequences_ + 1);
+      data.sequence_offsets.push_back(0);
+    }
+    upload_.newick.reserve(expected_newick_);
+    if (expect_row_names_) upload_.row_names.reserve(shape.rows());
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError(absl::StrFormat("%s: the server is out of memory", field));
   }
@@ -65,14 +93,71 @@ absl::Status DataReceiver::Start(const v1::DataShape& shape, absl::string_view f
 }
 
 absl::Status DataReceiver::Append(const v1::DataChunk& chunk) {
+  Dataset& data = upload_.data;
   const auto& values = chunk.values();
   if (values.size() > expected_ - received_) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "chunk: more values than the header's shape declares (%d rows x %d values = %d)",
-        data_.x.rows(), per_row_, expected_));
+        data.x.rows(), per_row_, expected_));
+  }
+  if (chunk.sequence_lengths_size() > 0) {
+    std::vector<int64_t>& offsets = data.sequence_offsets;
+    if (offsets.size() - 1 + chunk.sequence_lengths_size() > expected_sequences_) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "chunk.sequence_lengths: more lengths than the header's shape.num_sequences (%d)",
+          expected_sequences_));
+    }
+    for (uint64_t length : chunk.sequence_lengths()) {
+      if (length < 1 || length > static_cast<uint64_t>(data.x.rows() - offsets.back())) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "chunk.sequence_lengths: sequence %d has length %d; lengths must be >= 1 and add up "
+            "to the %d rows",
+            offsets.size(), length, data.x.rows()));
+      }
+      offsets.push_back(offsets.back() + static_cast<int64_t>(length));
+    }
+  }
+  if (!chunk.newick().empty()) {
+    if (upload_.newick.size() + chunk.newick().size() > expected_newick_) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "chunk.newick: more bytes than the header's shape.newick_bytes (%d)", expected_newick_));
+    }
+    upload_.newick += chunk.newick();
+  }
+  if (chunk.row_names_size() > 0) {
+    if (!expect_row_names_ ||
+        upload_.row_names.size() + chunk.row_names_size() > static_cast<size_t>(data.x.rows())) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "chunk.row_names: more names than rows (%d), or the header's shape.row_names is not "
+          "set",
+          data.x.rows()));
+    }
+    for (const std::string& name : chunk.row_names()) {
+      if (name.size() > service_->limits().max_name_bytes) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "chunk.row_names: the name of row %d has %d bytes, at most %d are allowed "
+            "(--max_name_bytes)",
+            upload_.row_names.size() + 1, name.size(), service_->limits().max_name_bytes));
+      }
+      name_bytes_ += name.size();
+      if (name_bytes_ > name_bytes_reserved_) {
+        const uint64_t step =
+            std::max<uint64_t>(uint64_t{1} << 20, name_bytes_ - name_bytes_reserved_);
+        if (!service_->ReserveBytes(step)) {
+          return MarkBusy(absl::ResourceExhaustedError(absl::StrFormat(
+                              "chunk.row_names: the names do not fit in the server's in-flight "
+                              "budget (--max_inflight_bytes=%d); retry later",
+                              service_->limits().max_inflight_bytes)),
+                          RejectReason::kInflightBudget);
+        }
+        name_reservations_.emplace_back(service_, step);
+        name_bytes_reserved_ += step;
+      }
+      upload_.row_names.push_back(name);
+    }
   }
   if (!weighted_) {
-    std::memcpy(data_.x.data() + received_, values.data(), values.size() * sizeof(double));
+    std::memcpy(data.x.data() + received_, values.data(), values.size() * sizeof(double));
     received_ += values.size();
     return absl::OkStatus();
   }
@@ -81,9 +166,9 @@ absl::Status DataReceiver::Append(const v1::DataChunk& chunk) {
     const int64_t row = received_ / per_row_;
     const int64_t col = received_ % per_row_;
     if (col == cols) {
-      data_.weights[row] = v;
+      data.weights[row] = v;
     } else {
-      data_.x(row, col) = v;
+      data.x(row, col) = v;
     }
     ++received_;
   }
@@ -91,12 +176,34 @@ absl::Status DataReceiver::Append(const v1::DataChunk& chunk) {
 }
 
 absl::StatusOr<std::shared_ptr<PendingData>> DataReceiver::Finish() {
+  const Dataset& data = upload_.data;
   if (received_ != expected_) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "chunk: the header's shape declares %d rows x %d values = %d values, received %d",
-        data_.x.rows(), per_row_, expected_, received_));
+        data.x.rows(), per_row_, expected_, received_));
   }
-  return std::make_shared<PendingData>(std::move(data_), std::move(reservation_));
+  if (expected_sequences_ > 0 && (data.sequence_offsets.size() - 1 != expected_sequences_ ||
+                                  data.sequence_offsets.back() != data.x.rows())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "chunk.sequence_lengths: the header declares %d sequences over %d rows; received %d "
+        "lengths adding up to %d rows",
+        expected_sequences_, data.x.rows(), data.sequence_offsets.size() - 1,
+        data.sequence_offsets.back()));
+  }
+  if (upload_.newick.size() != expected_newick_) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("chunk.newick: the header declares %d bytes of Newick, received %d",
+                        expected_newick_, upload_.newick.size()));
+  }
+  if (expect_row_names_ && upload_.row_names.size() != static_cast<size_t>(data.x.rows())) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("chunk.row_names: the header declares a name for each of the %d rows, "
+                        "received %d",
+                        data.x.rows(), upload_.row_names.size()));
+  }
+  // The names' reservations join the data's: released together when the job is done.
+  for (BudgetReservation& r : name_reservations_) reservation_.Absorb(std::move(r));
+  return std::make_shared<PendingData>(std::move(upload_), std::move(reservation_));
 }
 
 }  // namespace emfit::server

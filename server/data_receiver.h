@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -15,6 +17,14 @@ namespace emfit::server {
 
 class FitService;
 
+// Everything a request streamed: the table (values, row weights, sequence offsets, column
+// names) and, for Mk models, the tree's Newick text and the rows' names (tip labels).
+struct Upload {
+  Dataset data;
+  std::string newick;
+  std::vector<std::string> row_names;
+};
+
 // Bytes of the server's in-flight budget (--max_inflight_bytes) held by one request's data;
 // released when the last owner lets go. Movable, not copyable.
 class BudgetReservation {
@@ -24,6 +34,8 @@ class BudgetReservation {
   BudgetReservation(BudgetReservation&& other) noexcept { *this = std::move(other); }
   BudgetReservation& operator=(BudgetReservation&& other) noexcept;
   ~BudgetReservation() { Release(); }
+  // Takes over `other`'s bytes (of the same service), released together.
+  void Absorb(BudgetReservation other);
   void Release();
 
  private:
@@ -37,23 +49,24 @@ class BudgetReservation {
 // Thread-safe.
 class PendingData {
  public:
-  PendingData(Dataset data, BudgetReservation reservation)
+  PendingData(Upload data, BudgetReservation reservation)
       : data_(std::move(data)), reservation_(std::move(reservation)) {}
   // The job takes the data (nullopt if dropped); the budget stays held until this object dies,
   // i.e. until the job has finished with the data.
-  std::optional<Dataset> Take();
+  std::optional<Upload> Take();
   void Drop();
 
  private:
   absl::Mutex mu_;
-  std::optional<Dataset> data_ ABSL_GUARDED_BY(mu_);
+  std::optional<Upload> data_ ABSL_GUARDED_BY(mu_);
   bool taken_ ABSL_GUARDED_BY(mu_) = false;
   BudgetReservation reservation_ ABSL_GUARDED_BY(mu_);
 };
 
-// Receives the table a header declared, chunk by chunk: checks the shape against the limits,
-// reserves its bytes in the server's in-flight budget, and fills a Dataset, splitting off the
-// weight column. Not thread-safe (one call's reactor owns it).
+// Receives what a header declared, chunk by chunk: checks the shape against the limits,
+// reserves its bytes in the server's in-flight budget, and fills an Upload: the values (the
+// weight column split off), the sequence lengths (as offsets), the Newick text and the row
+// names, each stream continuing over the chunks. Not thread-safe (one call's reactor owns it).
 class DataReceiver {
  public:
   explicit DataReceiver(FitService* service) : service_(service) {}
@@ -75,7 +88,14 @@ class DataReceiver {
   int64_t per_row_ = 0;   // values per streamed row (cols, + 1 with a weight column)
   int64_t expected_ = 0;  // rows * per_row_
   int64_t received_ = 0;
-  Dataset data_;
+  uint64_t expected_sequences_ = 0;
+  uint64_t expected_newick_ = 0;
+  bool expect_row_names_ = false;
+  // Row names are reserved in the budget as they arrive, in steps of at least 1 MiB.
+  uint64_t name_bytes_ = 0;
+  uint64_t name_bytes_reserved_ = 0;
+  std::vector<BudgetReservation> name_reservations_;
+  Upload upload_;
 };
 
 }  // namespace emfit::server

@@ -37,6 +37,8 @@ bool FitService::ReserveBytes(uint64_t bytes) {
 
 void FitService::ReleaseBytes(uint64_t bytes) { inflight_bytes_.fetch_sub(bytes); }
 
-std::string FitService::NextJobId() { return absl::StrFormat("fit-%06d", next_job_.fetch_add(1)); }
+std::string FitService::NextJobId(RpcMethod method) {
+  return absl::StrFormat("%s-%06d", JobIdPrefix(method), next_job_.fetch_add(1));
+}
 
 }  // namespace emfit::server

@@ -21,13 +21,22 @@ namespace emfit::server {
 // (dropping the oldest droppable event, e.g. an intermediate iteration, for slow readers) and
 // calls Finish only when no write is outstanding. After the reactor is done, everything posted
 // is dropped. Thread-safe.
-template <class Request, class Response>
+//
+// `ReactorT` is the reactor writing the events: a bidirectional one by default, or a
+// grpc::ServerWriteReactor<Response> for a server-streaming call (the health service's Watch).
+template <class Request, class Response,
+          class ReactorT = grpc::ServerBidiReactor<Request, Response>>
 class StreamSession {
  public:
-  using Reactor = grpc::ServerBidiReactor<Request, Response>;
-  // `droppable(event)` says whether an event may be dropped when the outbox is full.
-  StreamSession(Reactor* reactor, size_t max_outbox, std::function<bool(const Response&)> droppable)
-      : reactor_(reactor), max_outbox_(max_outbox), droppable_(std::move(droppable)) {}
+  using Reactor = ReactorT;
+  // `droppable(event)` says whether an event may be dropped when the outbox is full;
+  // `on_post(event)`, if set, sees every event posted (e.g. to count iterations).
+  StreamSession(Reactor* reactor, size_t max_outbox, std::function<bool(const Response&)> droppable,
+                std::function<void(const Response&)> on_post = nullptr)
+      : reactor_(reactor),
+        max_outbox_(max_outbox),
+        droppable_(std::move(droppable)),
+        on_post_(std::move(on_post)) {}
 
   const CancellationToken& token() const { return token_; }
 
@@ -39,6 +48,7 @@ class StreamSession {
 
   // Queues `event` for the client.
   void Post(Response event) {
+    if (on_post_) on_post_(event);
     Reactor* start = nullptr;
     {
       absl::MutexLock lock(&mu_);
@@ -91,6 +101,19 @@ class StreamSession {
       finish = reactor_;
     }
     finish->Finish(final_status_);
+  }
+
+  // Ends the call with `status` as soon as no write is in flight, discarding the queued events,
+  // and cancels the job (e.g. at the end of a shutdown's grace period). The first end wins.
+  void Abort(grpc::Status status) {
+    absl::MutexLock lock(&mu_);
+    AbortLocked(std::move(status));
+  }
+
+  // The status the call ended (or is ending) with; OK before any end was requested.
+  grpc::Status status() {
+    absl::MutexLock lock(&mu_);
+    return finish_requested_ ? final_status_ : grpc::Status::OK;
   }
 
   // Reactor callbacks.
@@ -175,6 +198,7 @@ class StreamSession {
   Reactor* reactor_ ABSL_GUARDED_BY(mu_);
   const size_t max_outbox_;
   const std::function<bool(const Response&)> droppable_;
+  const std::function<void(const Response&)> on_post_;
   std::deque<Response> outbox_ ABSL_GUARDED_BY(mu_);
   Response current_;  // the write in flight; touched only by the thread that starts it
   bool writing_ ABSL_GUARDED_BY(mu_) = false;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "convert/common.h"
 #include "emfit/em/observer.h"
 #include "grpc_status.h"
 #include "spdlog/spdlog.h"
@@ -84,12 +85,12 @@ absl::StatusOr<v1::DataShape> FitHandler::OnHeader(const Request& request,
   return request.header().shape();
 }
 
-grpc::Status FitHandler::Run(Dataset data, StreamSession<Request, Response>& session,
+grpc::Status FitHandler::Run(Upload upload, StreamSession<Request, Response>& session,
                              const FitControls& controls, const std::string& job_id) {
   FitEventObserver observer(&session);
   FitControls mine = controls;
   mine.observer = &observer;
-  absl::StatusOr<v1::FitResult> result = RunFit(*plan_, std::move(data), mine);
+  absl::StatusOr<v1::FitResult> result = RunFit(*plan_, std::move(upload), mine);
   if (!result.ok()) return ToGrpcStatus(result.status());
   spdlog::info("job {}: {} iterations, log-likelihood {:.6f}, {}", job_id,
                result->summary().iterations(), result->summary().log_likelihood(),
@@ -109,10 +110,10 @@ absl::StatusOr<v1::DataShape> PosteriorHandler::OnHeader(const Request& request,
   return request.header().shape();
 }
 
-grpc::Status PosteriorHandler::Run(Dataset data, StreamSession<Request, Response>& session,
+grpc::Status PosteriorHandler::Run(Upload upload, StreamSession<Request, Response>& session,
                                    const FitControls& controls, const std::string&) {
   // A few blocks in flight at most; a reader that stops reading ends the call after max_stall.
-  return ToGrpcStatus(RunPosterior(*model_, data, controls, [&](v1::PosteriorResponse r) {
+  return ToGrpcStatus(RunPosterior(*model_, upload, controls, [&](v1::PosteriorResponse r) {
     session.PostWait(std::move(r), /*window=*/4, max_stall_);
   }));
 }
@@ -130,14 +131,14 @@ absl::StatusOr<v1::DataShape> SelectHandler::OnHeader(const Request& request,
   return request.header().shape();
 }
 
-grpc::Status SelectHandler::Run(Dataset data, StreamSession<Request, Response>& session,
+grpc::Status SelectHandler::Run(Upload upload, StreamSession<Request, Response>& session,
                                 const FitControls& controls, const std::string&) {
   std::vector<std::unique_ptr<CandidateObserver>> observers;
   for (size_t i = 0; i < plan_->candidates.size(); ++i) {
     observers.push_back(std::make_unique<CandidateObserver>(&session, static_cast<int>(i)));
   }
   absl::StatusOr<v1::SelectionResult> result = RunSelect(
-      *plan_, data, controls, [&](int i) { return observers[i].get(); },
+      *plan_, upload, controls, [&](int i) { return observers[i].get(); },
       [&](const v1::Candidate& c) {
         // Called on pool threads: never block here. At most one per candidate is queued.
         v1::SelectModelEvent e;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
+#include "rejection.h"
 
 namespace emfit::server {
 
@@ -32,9 +33,11 @@ absl::StatusOr<int> JobQueue::TrySubmit(std::function<void()> job,
   const int waiting = std::max(0, static_cast<int>(jobs_.size()) - idle);
   const bool worker_free = static_cast<int>(jobs_.size()) < idle;
   if (!worker_free && waiting >= capacity_) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "the job queue is full (%d workers busy, %d jobs waiting, --queue=%d); retry later",
-        running_, waiting, capacity_));
+    return MarkBusy(absl::ResourceExhaustedError(absl::StrFormat(
+                        "the job queue is full (%d workers busy, %d jobs waiting, --queue=%d); "
+                        "retry later",
+                        running_, waiting, capacity_)),
+                    RejectReason::kQueueFull);
   }
   const int ahead = worker_free ? 0 : waiting;
   on_queued(ahead);

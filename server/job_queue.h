@@ -43,7 +43,6 @@ class JobQueue {
   void Shutdown();
 
   int workers() const { return static_cast<int>(threads_.size()); }
-  int capacity() const { return capacity_; }
   // Jobs waiting, and jobs running.
   int queued() const;
   int running() const;

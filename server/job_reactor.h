@@ -11,11 +11,12 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "call_record.h"
 #include "data_receiver.h"
 #include "fit_service.h"
 #include "fit_session.h"
 #include "grpc_status.h"
-#include "spdlog/spdlog.h"
+#include "logging.h"
 #include "upload.h"
 
 namespace emfit::server {
@@ -35,11 +36,12 @@ inline constexpr size_t kTrimAfterBytes = size_t{16} << 20;
 //
 // Handler (one per RPC; shared with the job, which may outlive the reactor):
 //   using Request, Response;
+//   static constexpr RpcMethod kMethod;           // names the call in logs, metrics, job ids
 //   static bool Droppable(const Response&);       // may be dropped for a slow reader
 //   static std::optional<Response> Accepted(const std::string& job_id, int queue_position);
 //   static std::optional<Response> Heartbeat(int queue_position);  // while the job waits
 //   absl::StatusOr<v1::DataShape> OnHeader(const Request&, const ServiceLimits&);
-//   grpc::Status Run(Dataset, StreamSession<Request, Response>&, const FitControls&,
+//   grpc::Status Run(Upload, StreamSession<Request, Response>&, const FitControls&,
 //                    const std::string& job_id);   // on a worker; posts events
 template <class Handler>
 class JobReactor final
@@ -52,23 +54,32 @@ class JobReactor final
   JobReactor(grpc::CallbackServerContext* context, FitService* service)
       : context_(context),
         service_(service),
-        session_(
-            std::make_shared<Session>(this, service->limits().max_outbox, &Handler::Droppable)),
+        record_(service->calls()->Begin(Handler::kMethod, service->NextJobId(Handler::kMethod),
+                                        context)),
+        session_(std::make_shared<Session>(
+            this, service->limits().max_outbox, &Handler::Droppable,
+            [record = record_](const Response& e) { record->AddIterations(IterationsIn(e)); })),
         handler_(std::make_shared<Handler>()),
         receiver_(service),
-        job_id_(service->NextJobId()) {
+        job_id_(record_->job_id()) {
+    // A shutdown's grace period ends calls through their session.
+    record_->SetAbort([session = session_](const grpc::Status& s) { session->Abort(s); });
     this->StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
     if (session_->finish_requested()) return;  // cancelled meanwhile
+    if (ok) record_->Received(request_.ByteSizeLong());
     absl::Status status = ok ? ConsumeUpload(request_, &receiver_,
                                              [this](const Request& r) {
-                                               return handler_->OnHeader(r, service_->limits());
+                                               absl::StatusOr<v1::DataShape> shape =
+                                                   handler_->OnHeader(r, service_->limits());
+                                               if (shape.ok()) record_->SetShape(*shape);
+                                               return shape;
                                              })
                              : Submit();
     if (!status.ok()) {
-      spdlog::info("job {}: rejected: {}", job_id_, status.ToString());
+      record_->Refuse(status);
       session_->Finish(ToGrpcStatus(status));
       return;
     }
@@ -82,6 +93,7 @@ class JobReactor final
   void OnDone() override {
     session_->OnDone();
     if (pending_ != nullptr) pending_->Drop();
+    record_->Done(session_->status());
     delete this;
   }
 
@@ -90,17 +102,18 @@ class JobReactor final
     absl::StatusOr<std::shared_ptr<PendingData>> pending = FinishUpload(&receiver_);
     if (!pending.ok()) return pending.status();
     pending_ = *std::move(pending);
-    auto job = [session = session_, handler = handler_, pending = pending_, pool = service_->pool(),
-                deadline = DeadlineOf(context_), job_id = job_id_]() mutable {
+    auto job = [session = session_, handler = handler_, pending = pending_, record = record_,
+                pool = service_->pool(), deadline = DeadlineOf(context_),
+                job_id = job_id_]() mutable {
       if (session->token().IsCancelled()) return;
-      std::optional<Dataset> data = pending->Take();
+      std::optional<Upload> data = pending->Take();
       if (!data.has_value()) return;  // the call ended while the job waited
+      record->Started();
       FitControls controls;
       controls.cancel = &session->token();
       controls.pool = pool;
       controls.deadline = deadline;
-      const absl::Time start = absl::Now();
-      const size_t data_bytes = static_cast<size_t>(data->x.size()) * sizeof(double);
+      const size_t data_bytes = static_cast<size_t>(data->data.x.size()) * sizeof(double);
       grpc::Status status;
       try {
         status = handler->Run(*std::move(data), *session, controls, job_id);
@@ -115,14 +128,13 @@ class JobReactor final
       // pages (a TLB shootdown on every core) that the next calls fault in again, which cost
       // small fits a tenth of the pool's throughput (docs/benchmarks.md).
       if (data_bytes >= kTrimAfterBytes) malloc_trim(0);
-      spdlog::info("job {}: finished in {:.3f} s: {} {}", job_id,
-                   absl::ToDoubleSeconds(absl::Now() - start),
-                   static_cast<int>(status.error_code()), status.error_message());
+      record->Finished();
       session->Finish(status);
     };
     absl::StatusOr<int> position = service_->queue()->TrySubmit(
         std::move(job),
         [&](int ahead) {
+          record_->Queued();
           if (auto accepted = Handler::Accepted(job_id_, ahead)) session_->Post(*accepted);
         },
         JobQueue::Hooks{[session = session_](int ahead) {
@@ -132,12 +144,13 @@ class JobReactor final
                         },
                         [session = session_] { return session->finish_requested(); }});
     if (!position.ok()) return position.status();
-    spdlog::info("job {}: queued at position {}", job_id_, *position);
+    Log(spdlog::level::debug, "queued", {{"job_id", job_id_}, {"position", *position}});
     return absl::OkStatus();
   }
 
   grpc::CallbackServerContext* const context_;
   FitService* const service_;
+  std::shared_ptr<CallRecord> record_;
   std::shared_ptr<Session> session_;
   std::shared_ptr<Handler> handler_;
   DataReceiver receiver_;

@@ -1,49 +1,50 @@
-// The work behind each RPC, between validated protobuf and core: plans (headers checked and
-// converted before any data arrive) and runners (core calls on the received data).
+// The work behind each RPC, between validated protobuf and core, written once for every model
+// family: plans (headers checked and converted before any data arrive) and runners (the
+// family's core calls on the received data). The family-specific halves are the overloads of
+// its converter (convert/gmm.h), chosen by the variants of families.h.
 #ifndef EMFIT_SERVER_JOBS_H_
 #define EMFIT_SERVER_JOBS_H_
 
 #include <functional>
-#include <variant>
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "convert/convert.h"
-#include "emfit/data/dataset.h"
+#include "data_receiver.h"
 #include "emfit/em/observer.h"
 #include "emfit/em/options.h"
-#include "emfit/gmm/gmm.h"
 #include "emfit/v1/emfit.pb.h"
+#include "families.h"
 #include "service_limits.h"
 
 namespace emfit::server {
 
 // ---- Fit ----
 struct FitPlan {
-  ModelSpecVariant spec;
+  SpecVariant spec;
   FitOptions options;
 };
-// Checks the header (shape, spec, options, starting model) against the limits.
+// Checks the header (shape, spec, options, starting model and its feature names) against the
+// limits.
 absl::StatusOr<FitPlan> PlanFit(const v1::FitHeader& header, const ServiceLimits& limits);
-absl::StatusOr<v1::FitResult> RunFit(const FitPlan& plan, Dataset data,
+// The fit; a fit that the call's deadline or a cancel stopped ends with that status.
+absl::StatusOr<v1::FitResult> RunFit(const FitPlan& plan, Upload upload,
                                      const FitControls& controls);
 
 // ---- Posterior and Score ----
-using ModelVariant = std::variant<gmm::GmmParams>;
-// Checks the model and that the data's columns match it.
+// Checks the model, that the data's shape matches it, and the feature names.
 absl::StatusOr<ModelVariant> PlanModel(const v1::PosteriorHeader& header,
                                        const ServiceLimits& limits);
-// Emits the posteriors block by block, in row order. Stops with CANCELLED/DEADLINE_EXCEEDED
-// when the controls fire.
-absl::Status RunPosterior(const ModelVariant& model, const Dataset& data,
+// Emits the posteriors block by block, in input order. Stops with CANCELLED when the controls'
+// token fires.
+absl::Status RunPosterior(const ModelVariant& model, const Upload& upload,
                           const FitControls& controls,
                           const std::function<void(v1::PosteriorResponse)>& emit);
-absl::StatusOr<v1::ScoreResponse> RunScore(const ModelVariant& model, const Dataset& data,
+absl::StatusOr<v1::ScoreResponse> RunScore(const ModelVariant& model, const Upload& upload,
                                            const FitControls& controls);
 
 // ---- SelectModel ----
 struct SelectPlan {
-  std::vector<gmm::GmmSpec> candidates;  // grid order: for each k, each covariance type
+  std::vector<SpecVariant> candidates;  // grid order
   FitOptions options;
   v1::Criterion criterion = v1::CRITERION_BIC;
 };
@@ -53,7 +54,7 @@ absl::StatusOr<SelectPlan> PlanSelect(const v1::SelectModelHeader& header,
 // and picks the best. `observer_for(i)` gives candidate i's observer (thread-safe: candidates
 // run concurrently); `on_done` is called as each candidate ends, possibly concurrently.
 absl::StatusOr<v1::SelectionResult> RunSelect(
-    const SelectPlan& plan, const Dataset& data, const FitControls& controls,
+    const SelectPlan& plan, const Upload& upload, const FitControls& controls,
     const std::function<FitObserver*(int)>& observer_for,
     const std::function<void(const v1::Candidate&)>& on_done);
 

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <string>
 #include <thread>
@@ -13,9 +14,11 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "emfit/base/cpu.h"
+#include "logging.h"
 #include "server.h"
-#include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -23,7 +26,9 @@ const emfit::server::ServerOptions kDefaults;
 const int kCores = std::max(1u, std::thread::hardware_concurrency());
 }  // namespace
 
-ABSL_FLAG(std::string, host, kDefaults.host, "Address to listen on.");
+ABSL_FLAG(std::string, host, kDefaults.host,
+          "Address to listen on; loopback by default. Any other address needs TLS (--tls_cert, "
+          "--tls_key) or --allow_insecure; 0.0.0.0 or :: listens on all interfaces.");
 ABSL_FLAG(int, port, kDefaults.port, "Port to listen on; 0 picks a free port.");
 ABSL_FLAG(std::string, port_file, "", "If set, write the bound port to this file once serving.");
 ABSL_FLAG(int, workers, kCores, "Fits that run at once (worker threads).");
@@ -47,12 +52,36 @@ ABSL_FLAG(int, max_candidates, kDefaults.limits.max_candidates,
 ABSL_FLAG(uint64_t, max_inflight_bytes, kDefaults.limits.max_inflight_bytes,
           "Data bytes held by all calls together; more are refused with RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, shutdown_grace, kDefaults.shutdown_grace,
-          "On SIGINT/SIGTERM, running fits may finish within this; then they are cancelled.");
+          "After --drain_delay, running calls may finish within this; then they are cancelled "
+          "(UNAVAILABLE). A second SIGTERM/SIGINT cancels them at once.");
+ABSL_FLAG(absl::Duration, drain_delay, kDefaults.drain_delay,
+          "On SIGTERM/SIGINT, health turns NOT_SERVING at once and new calls are still accepted "
+          "for this long (so that load balancers notice), then refused.");
+ABSL_FLAG(bool, allow_insecure, kDefaults.allow_insecure,
+          "Serve plaintext on a non-loopback --host (e.g. behind a TLS-terminating proxy on a "
+          "private network).");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain of the server; enables TLS.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificates: clients must present a certificate signed by one (mTLS).");
+ABSL_FLAG(std::string, token_file, "",
+          "Bearer tokens, one per line (or name:token; # comments). Every call but health needs "
+          "one. Re-read on SIGHUP and when the file changes.");
+ABSL_FLAG(absl::Duration, token_poll, kDefaults.token_poll,
+          "How often the token file is checked for changes.");
+ABSL_FLAG(int, metrics_port, kDefaults.metrics_port,
+          "Serve Prometheus metrics at http://HOST:PORT/metrics on --host; 0: off, -1: any free "
+          "port (logged).");
+ABSL_FLAG(absl::Duration, retry_after, kDefaults.retry_after,
+          "Retry hint (grpc-retry-pushback-ms) sent with RESOURCE_EXHAUSTED when the queue or "
+          "the in-flight budget is full.");
 ABSL_FLAG(absl::Duration, max_stall, kDefaults.limits.max_stall,
           "A call whose client reads no response for this long is ended.");
 ABSL_FLAG(absl::Duration, heartbeat, kDefaults.heartbeat,
           "Interval of heartbeat events to fits waiting in the queue; 'inf' disables them.");
 ABSL_FLAG(std::string, log_level, "info", "spdlog level: trace, debug, info, warn, error, off.");
+ABSL_FLAG(std::string, log_format, "text",
+          "text, or json: one JSON object per line (see docs/operations.md for the fields).");
 
 #ifndef EMFIT_VARIANT
 #define EMFIT_VARIANT "portable"
@@ -67,11 +96,9 @@ void MaybeDispatch(char** argv) {
 #if defined(EMFIT_DISPATCH) && (defined(__x86_64__) || defined(_M_X64))
   const char* keep = std::getenv("EMFIT_PORTABLE");
   if (keep != nullptr && std::string(keep) == "1") return;
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
-  const bool v4 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                  __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
-                  __builtin_cpu_supports("avx512vl");
+  const int level = emfit::X86Level();
+  if (level < 3) return;
+  const bool v4 = level >= 4;
   char self[4096];
   const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n <= 0) return;
@@ -104,15 +131,25 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage("emfitd: fit statistical models by EM over gRPC.");
   absl::ParseCommandLine(argc, argv);
-  spdlog::set_default_logger(spdlog::stderr_color_mt("emfitd"));
-  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
-  spdlog::info("emfitd {} build", EMFIT_VARIANT);
+  absl::StatusOr<emfit::server::LogFormat> log_format =
+      emfit::server::ParseLogFormat(absl::GetFlag(FLAGS_log_format));
+  if (!log_format.ok()) {
+    std::fprintf(stderr, "emfitd: %s\n", std::string(log_format.status().message()).c_str());
+    return 2;
+  }
+  emfit::server::InitLogging(*log_format, spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+  // "emfitd portable build": the first line says which build runs (README, Development).
+  emfit::server::Log(spdlog::level::info, "emfitd " EMFIT_VARIANT " build",
+                     {{"build", EMFIT_VARIANT}});
 
-  // Block the stop signals in every thread; the main thread waits for them below.
+  // Block the signals in every thread (those started later inherit the mask); one thread
+  // waits for them below.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   emfit::server::ServerOptions options;
@@ -134,10 +171,21 @@ int main(int argc, char** argv) {
   options.shutdown_grace = absl::GetFlag(FLAGS_shutdown_grace);
   options.heartbeat = absl::GetFlag(FLAGS_heartbeat);
   options.limits.max_stall = absl::GetFlag(FLAGS_max_stall);
+  options.drain_delay = absl::GetFlag(FLAGS_drain_delay);
+  options.allow_insecure = absl::GetFlag(FLAGS_allow_insecure);
+  options.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  options.token_file = absl::GetFlag(FLAGS_token_file);
+  options.token_poll = absl::GetFlag(FLAGS_token_poll);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.retry_after = absl::GetFlag(FLAGS_retry_after);
 
   emfit::server::Server server;
   if (absl::Status status = server.Start(options); !status.ok()) {
-    spdlog::error("cannot start: {}", status.ToString());
+    emfit::server::Log(
+        spdlog::level::err, "cannot start",
+        {{"error", status.message()}, {"code", absl::StatusCodeToString(status.code())}});
     return 1;
   }
   if (const std::string path = absl::GetFlag(FLAGS_port_file); !path.empty()) {
@@ -145,9 +193,28 @@ int main(int argc, char** argv) {
     std::ofstream(tmp) << server.port() << "\n";
     std::rename(tmp.c_str(), path.c_str());  // readers never see a partial file
   }
-  int signal = 0;
-  sigwait(&signals, &signal);
-  spdlog::info("received signal {}", signal);
-  server.Shutdown();
+  // The first SIGTERM or SIGINT drains the server (here, on the main thread); a second one
+  // cuts the drain short; SIGHUP re-reads the token file; SIGUSR1, sent by main once the
+  // server has stopped, ends the signal thread.
+  absl::Notification stop;
+  std::thread waiter([&server, &stop, signals] {
+    for (;;) {
+      int signal = 0;
+      if (sigwait(&signals, &signal) != 0) continue;
+      if (signal == SIGUSR1) return;
+      emfit::server::Log(spdlog::level::info, "received signal", {{"signal", strsignal(signal)}});
+      if (signal == SIGHUP) {
+        (void)server.ReloadTokens();  // logs the outcome
+      } else if (!stop.HasBeenNotified()) {
+        stop.Notify();
+      } else {
+        server.Hurry();
+      }
+    }
+  });
+  stop.WaitForNotification();
+  server.Drain();
+  pthread_kill(waiter.native_handle(), SIGUSR1);
+  waiter.join();
   return 0;
 }

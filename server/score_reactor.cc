@@ -3,7 +3,6 @@
 #include "fit_service.h"
 #include "grpc_status.h"
 #include "job_reactor.h"
-#include "spdlog/spdlog.h"
 #include "upload.h"
 
 namespace emfit::server {
@@ -15,23 +14,30 @@ void ScoreReactor::State::Finish(const absl::StatusOr<v1::ScoreResponse>& result
     if (finished || reactor == nullptr) return;
     finished = true;
     if (result.ok()) *response = *result;
+    status = ToGrpcStatus(result.status());
     r = reactor;
   }
-  r->Finish(ToGrpcStatus(result.status()));
+  r->Finish(status);
 }
 
 ScoreReactor::ScoreReactor(grpc::CallbackServerContext* context, v1::ScoreResponse* response,
                            FitService* service)
     : context_(context),
       service_(service),
+      record_(service->calls()->Begin(RpcMethod::kScore, service->NextJobId(RpcMethod::kScore),
+                                      context)),
       state_(std::make_shared<State>()),
       receiver_(service),
-      job_id_(service->NextJobId()) {
+      job_id_(record_->job_id()) {
   {
     absl::MutexLock lock(&state_->mu);
     state_->reactor = this;
     state_->response = response;
   }
+  record_->SetAbort([state = state_](const grpc::Status& s) {
+    state->token.Cancel();
+    state->Finish(absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message()));
+  });
   StartRead(&request_);
 }
 
@@ -40,6 +46,7 @@ void ScoreReactor::OnReadDone(bool ok) {
     absl::MutexLock lock(&state_->mu);
     if (state_->finished) return;
   }
+  if (ok) record_->Received(request_.ByteSizeLong());
   absl::Status status =
       ok ? ConsumeUpload(request_, &receiver_,
                          [this](const v1::ScoreRequest& r) -> absl::StatusOr<v1::DataShape> {
@@ -47,11 +54,12 @@ void ScoreReactor::OnReadDone(bool ok) {
                                PlanModel(r.header(), service_->limits());
                            if (!m.ok()) return m.status();
                            model_ = *std::move(m);
+                           record_->SetShape(r.header().shape());
                            return r.header().shape();
                          })
          : Submit();
   if (!status.ok()) {
-    spdlog::info("job {}: rejected: {}", job_id_, status.ToString());
+    record_->Refuse(status);
     state_->Finish(status);
     return;
   }
@@ -62,27 +70,31 @@ absl::Status ScoreReactor::Submit() {
   absl::StatusOr<std::shared_ptr<PendingData>> pending = FinishUpload(&receiver_);
   if (!pending.ok()) return pending.status();
   pending_ = *std::move(pending);
-  auto job = [state = state_, model = *model_, pending = pending_, pool = service_->pool(),
-              deadline = DeadlineOf(context_)]() {
+  auto job = [state = state_, model = *model_, pending = pending_, record = record_,
+              pool = service_->pool(), deadline = DeadlineOf(context_)]() {
     if (state->token.IsCancelled()) return;
-    std::optional<Dataset> data = pending->Take();
+    std::optional<Upload> data = pending->Take();
     if (!data.has_value()) return;
+    record->Started();
     FitControls controls;
     controls.cancel = &state->token;
     controls.pool = pool;
     controls.deadline = deadline;
+    absl::StatusOr<v1::ScoreResponse> result;
     try {
-      state->Finish(RunScore(model, *data, controls));
+      result = RunScore(model, *data, controls);
     } catch (const std::bad_alloc&) {
-      state->Finish(absl::ResourceExhaustedError("the server ran out of memory"));
+      result = absl::ResourceExhaustedError("the server ran out of memory");
     }
+    record->Finished();
+    state->Finish(result);
   };
   absl::StatusOr<int> position = service_->queue()->TrySubmit(
-      std::move(job), [](int) {}, JobQueue::Hooks{nullptr, [state = state_] {
-                                                    absl::MutexLock lock(&state->mu);
-                                                    return state->finished ||
-                                                           state->reactor == nullptr;
-                                                  }});
+      std::move(job), [this](int) { record_->Queued(); },
+      JobQueue::Hooks{nullptr, [state = state_] {
+                        absl::MutexLock lock(&state->mu);
+                        return state->finished || state->reactor == nullptr;
+                      }});
   return position.ok() ? absl::OkStatus() : position.status();
 }
 
@@ -100,6 +112,7 @@ void ScoreReactor::OnDone() {
     state_->reactor = nullptr;
     state_->response = nullptr;
   }
+  record_->Done(state_->final_status());
   delete this;
 }
 

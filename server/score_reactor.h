@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/synchronization/mutex.h"
+#include "call_record.h"
 #include "data_receiver.h"
 #include "emfit/exec/cancellation.h"
 #include "emfit/v1/emfit.pb.h"
@@ -34,14 +35,20 @@ class ScoreReactor final : public grpc::ServerReadReactor<v1::ScoreRequest> {
     ScoreReactor* reactor ABSL_GUARDED_BY(mu);
     v1::ScoreResponse* response ABSL_GUARDED_BY(mu);
     bool finished ABSL_GUARDED_BY(mu) = false;
+    grpc::Status status ABSL_GUARDED_BY(mu);  // what the call was finished with
     CancellationToken token;
     // Finishes the call once; `result` is written to the response if OK.
     void Finish(const absl::StatusOr<v1::ScoreResponse>& result);
+    grpc::Status final_status() {
+      absl::MutexLock lock(&mu);
+      return status;
+    }
   };
   absl::Status Submit();
 
   grpc::CallbackServerContext* const context_;
   FitService* const service_;
+  std::shared_ptr<CallRecord> record_;
   std::shared_ptr<State> state_;
   DataReceiver receiver_;
   std::shared_ptr<PendingData> pending_;

@@ -27,6 +27,23 @@ absl::Status CheckShape(const v1::DataShape& shape, const ServiceLimits& limits,
                         "(--max_values)",
                         field, shape.rows() * per_row, limits.max_values));
   }
+  if (shape.num_sequences() > shape.rows()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s.num_sequences: %d sequences cannot share %d rows (each needs at least one)", field,
+        shape.num_sequences(), shape.rows()));
+  }
+  if (shape.num_sequences() > limits.max_sequences) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s.num_sequences: at most %d sequences per request (--max_sequences), "
+                        "got %d",
+                        field, limits.max_sequences, shape.num_sequences()));
+  }
+  if (shape.newick_bytes() > limits.max_newick_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s.newick_bytes: at most %d bytes of Newick per request "
+                        "(--max_newick_bytes), got %d",
+                        field, limits.max_newick_bytes, shape.newick_bytes()));
+  }
   if (shape.column_names_size() != 0 &&
       static_cast<uint64_t>(shape.column_names_size()) != shape.cols()) {
     return absl::InvalidArgumentError(

@@ -13,13 +13,17 @@ namespace emfit::server {
 
 // Limits the server applies to every request before allocating anything.
 struct ServiceLimits {
-  uint64_t max_rows = 10'000'000;     // DataShape.rows
-  uint32_t max_cols = 1'000;          // DataShape.cols
-  uint64_t max_values = 200'000'000;  // rows * cols (8 bytes each)
-  int max_k = 1'000;                  // components / states
-  int max_iter = 100'000;             // FitOptions.max_iter
-  int max_n_init = 1'000;             // FitOptions.n_init
-  int max_candidates = 256;           // SelectModel grid size
+  uint64_t max_rows = 10'000'000;        // DataShape.rows
+  uint32_t max_cols = 1'000;             // DataShape.cols
+  uint64_t max_values = 200'000'000;     // rows * cols (8 bytes each)
+  int max_k = 1'000;                     // components / states
+  int max_iter = 100'000;                // FitOptions.max_iter
+  int max_n_init = 1'000;                // FitOptions.n_init
+  int max_candidates = 256;              // SelectModel grid size
+  uint64_t max_sequences = 1'000'000;    // DataShape.num_sequences (hidden Markov models)
+  uint64_t max_newick_bytes = 64 << 20;  // DataShape.newick_bytes (Mk models)
+  uint32_t max_symbols = 100'000;        // categorical symbols of an HMM
+  uint32_t max_name_bytes = 4096;        // one row name (a tip label)
   // Free parameters of one model. The default keeps a model (sent back in a result, or sent in
   // as a Posterior/Score header or warm start) within the 4 MiB default message size.
   int64_t max_model_values = 200'000;

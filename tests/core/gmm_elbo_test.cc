@@ -10,10 +10,13 @@
 #include "emfit/gmm/gmm.h"
 #include "gtest/gtest.h"
 #include "testing/data.h"
+#include "testing/observers.h"
 #include "testing/status_matchers.h"
 
 namespace emfit::gmm {
 namespace {
+
+using ::emfit::testing::RecordingObserver;
 
 using ::emfit::testing::IsOk;
 
@@ -123,12 +126,6 @@ Direct Compute(const GmmParams& theta0, const GmmParams& theta1, const Dataset& 
   return out;
 }
 
-class Recorder : public FitObserver {
- public:
-  void OnIteration(const IterationEvent& e) override { events.push_back(e); }
-  std::vector<IterationEvent> events;
-};
-
 // 60 rows of 3 correlated columns from 2 clusters, row weights in [0.5, 2), and with
 // `missing`, about a fifth of the values missing (never a whole row).
 Dataset SmallData(bool missing) {
@@ -194,7 +191,7 @@ TEST_P(GmmElbo, ReportedElboAndKlEqualTheirDirectComputation) {
     options.max_iter = steps - 1;
     absl::StatusOr<GmmFitResult> before = Fit(data, spec, options);
     ASSERT_THAT(before, IsOk());
-    Recorder recorder;
+    RecordingObserver recorder;
     FitControls controls;
     controls.observer = &recorder;
     options.max_iter = steps;
@@ -225,7 +222,7 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 TEST(GmmElbo, IsNotReportedForTheStart) {
-  Recorder recorder;
+  RecordingObserver recorder;
   FitControls controls;
   controls.observer = &recorder;
   GmmSpec spec;

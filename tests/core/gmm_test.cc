@@ -9,10 +9,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/data.h"
+#include "testing/observers.h"
 #include "testing/status_matchers.h"
 
 namespace emfit::gmm {
 namespace {
+
+using ::emfit::testing::RecordingObserver;
 
 using ::emfit::testing::IsOk;
 using ::emfit::testing::StatusIs;
@@ -27,12 +30,6 @@ Dataset TwoClusters(int n = 400, uint64_t seed = 7) {
   means << -5, 0, 5, 3;
   return Dataset{testing::SampleMixture(means, 1.0, n, seed), {}};
 }
-
-class RecordingObserver : public FitObserver {
- public:
-  void OnIteration(const IterationEvent& e) override { events.push_back(e); }
-  std::vector<IterationEvent> events;
-};
 
 TEST(GmmFit, FaithfulTwoComponentFullMatchesKnownMaximum) {
   GmmSpec spec;
@@ -228,6 +225,33 @@ TEST(GmmPosteriors, FarAwayPointsGetFiniteResponsibilities) {
   EXPECT_TRUE(post->responsibilities.allFinite());
   EXPECT_TRUE(post->log_likelihood.allFinite());
   for (int i = 0; i < 3; ++i) EXPECT_NEAR(post->responsibilities.row(i).sum(), 1.0, 1e-12);
+}
+
+TEST(GmmPosteriors, RowsWhoseDensityIsNotRepresentableAreRefusedNotNaN) {
+  // Finite data so far from every component that the squared Mahalanobis distance overflows
+  // (1e200), or whose deviation from a mean overflows (-1e308 against a mean of 1e308): the
+  // log-density is not a double; the E-step must say so, never answer NaN or -inf.
+  GmmParams p;
+  p.covariance_type = CovarianceType::kDiag;
+  p.weights = Eigen::Vector2d(0.5, 0.5);
+  p.means = Eigen::MatrixXd(2, 2);
+  p.means << 0, 0, 1, 1;
+  p.covariances = Eigen::MatrixXd::Ones(2, 2);
+  RowMatrix x(3, 2);
+  x << 0.5, 0.5, 1e200, 0, 0, 1;
+  EXPECT_THAT(ComputePosteriors(p, x),
+              StatusIs(absl::StatusCode::kInvalidArgument, "row 2 is so far from every component"));
+  EXPECT_THAT(ComputePosteriors(p, x, /*first_row=*/100),
+              StatusIs(absl::StatusCode::kInvalidArgument, "row 102 is so far"));
+  EXPECT_THAT(Score(p, Dataset{x, {}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "row 2 is so far"));
+  p.means << 1e308, 1e308, 1e308, -1e308;
+  RowMatrix y(2, 2);
+  y << -1e308, 0, -1e308, std::nan("");
+  EXPECT_THAT(ComputePosteriors(p, y),
+              StatusIs(absl::StatusCode::kInvalidArgument, "row 1 is so far"));
+  EXPECT_THAT(Score(p, Dataset{y, {}}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "is so far from every component"));
 }
 
 TEST(GmmFit, RejectsBadInputWithMessagesNamingTheField) {
@@ -462,16 +486,6 @@ TEST(GmmFit, IntegerWeightsEqualRowRepetition) {
   EXPECT_NEAR(a->summary.bic, b->summary.bic, 1e-6);
 }
 
-class WarningRecorder : public FitObserver {
- public:
-  void OnWarning(const FitWarning& w) override { warnings.push_back(w); }
-  std::vector<FitWarning> warnings;
-  int Count(const std::string& code) const {
-    return static_cast<int>(std::count_if(warnings.begin(), warnings.end(),
-                                          [&](const FitWarning& w) { return w.code == code; }));
-  }
-};
-
 // Point masses (0,0) x5, (10,0) x3, (0,10) x2 (algorithms.md oracle 5).
 Dataset PointMasses() {
   RowMatrix x(10, 2);
@@ -484,7 +498,7 @@ TEST(GmmFit, PointMassesCollapseToRegCovarVisiblyAndMatchTheClosedForm) {
   spec.k = 3;
   FitOptions options;
   options.max_iter = 200;
-  WarningRecorder recorder;
+  RecordingObserver recorder;
   FitControls controls;
   controls.observer = &recorder;
   absl::StatusOr<GmmFitResult> fit = Fit(PointMasses(), spec, options, controls);
@@ -512,7 +526,7 @@ TEST(GmmFit, AComponentThatLosesItsMassIsReportedAndStaysFinite) {
   GmmSpec spec;
   spec.k = 4;
   spec.init_params = start;
-  WarningRecorder recorder;
+  RecordingObserver recorder;
   FitControls controls;
   controls.observer = &recorder;
   absl::StatusOr<GmmFitResult> fit = Fit(PointMasses(), spec, FitOptions{}, controls);

@@ -6,17 +6,12 @@
 
 #include "emfit/exec/cancellation.h"
 #include "gtest/gtest.h"
+#include "testing/observers.h"
 
 namespace emfit {
 namespace {
 
-class Recorder : public FitObserver {
- public:
-  void OnIteration(const IterationEvent& e) override { events.push_back(e); }
-  void OnWarning(const FitWarning& w) override { warnings.push_back(w); }
-  std::vector<IterationEvent> events;
-  std::vector<FitWarning> warnings;
-};
+using ::emfit::testing::RecordingObserver;
 
 // Runs the controller over a scripted sequence of log-likelihoods, as the driver would.
 RestartSummary Script(const std::vector<double>& lls, FitOptions options, FitControls controls = {},
@@ -140,7 +135,7 @@ TEST(IterationController, AFirstRiseNeedsASecondStepUnlessItIsRounding) {
 }
 
 TEST(IterationController, ReachingMaxIterBeforeTheToleranceIsAWarning) {
-  Recorder r;
+  RecordingObserver r;
   FitControls controls;
   controls.observer = &r;
   FitOptions o;
@@ -177,7 +172,7 @@ TEST(IterationController, ErrorsOfTheProgramAreKeptApartFromNumericalFailures) {
 }
 
 TEST(IterationController, EachDistinctWarningIsPassedOnOnce) {
-  Recorder r;
+  RecordingObserver r;
   FitControls controls;
   controls.observer = &r;
   IterationController c(FitOptions{}, controls, 3, 1.0);
@@ -201,7 +196,7 @@ TEST(IterationController, NonFiniteLogLikelihoodIsNumericalFailureAndNotRecorded
 }
 
 TEST(IterationController, NotifiesObserverWithChangePerRowAndTheElbo) {
-  Recorder r;
+  RecordingObserver r;
   FitControls controls;
   controls.observer = &r;
   FitOptions o;

@@ -2,9 +2,11 @@
 
 Run under Debian's /usr/bin/python3 (python3-grpcio, python3-grpc-tools, python3-numpy).
 """
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,14 +16,16 @@ import grpc
 
 
 class Emfitd:
-    """Starts `emfitd --port=0` and reads the port it bound from --port_file."""
+    """Starts `emfitd --port=0` and reads the port it bound from --port_file. Stops without a
+    drain delay unless `flags` set --drain_delay."""
 
     def __init__(self, binary, *flags, env=None):
         self.dir = tempfile.mkdtemp(prefix="emfit-e2e-")
         port_file = os.path.join(self.dir, "port")
         self.log = open(os.path.join(self.dir, "emfitd.log"), "w+")
         self.proc = subprocess.Popen(
-            [binary, "--host=127.0.0.1", "--port=0", "--port_file=" + port_file, *flags],
+            [binary, "--host=127.0.0.1", "--port=0", "--port_file=" + port_file,
+             "--drain_delay=0s", *flags],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 30
         while not os.path.exists(port_file):
@@ -81,14 +85,15 @@ class Emfitd:
             raise
 
 
-def generate_stubs(repo_root, health_proto_root):
-    """Compiles emfit.v1 and grpc.health.v1 for Python with Debian's protoc and
-    grpc_python_plugin (protobuf-compiler-grpc); returns the module dir, now on sys.path."""
+def generate_stubs(repo_root, e2e_proto_root):
+    """Compiles emfit.v1, grpc.health.v1 (proto/) and the reflection service (the e2e tests'
+    own copy) for Python with Debian's protoc and grpc_python_plugin (protobuf-compiler-grpc);
+    returns the module dir, now on sys.path."""
     out = tempfile.mkdtemp(prefix="emfit-stubs-")
     proto_root = os.path.join(repo_root, "proto")
     for root, name in ((proto_root, "emfit/v1/emfit.proto"),
-                       (health_proto_root, "health_check/health.proto"),
-                       (health_proto_root, "reflection_check/reflection.proto")):
+                       (proto_root, "health_check/health.proto"),
+                       (e2e_proto_root, "reflection_check/reflection.proto")):
         subprocess.run(["protoc", "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
                         "-I" + root, "--python_out=" + out, "--grpc_python_out=" + out,
                         os.path.join(root, name)], check=True)
@@ -100,3 +105,27 @@ def wait_ready(address, timeout=10):
     channel = grpc.insecure_channel(address)
     grpc.channel_ready_future(channel).result(timeout=timeout)
     return channel
+
+
+def wait_for(predicate, timeout=20, what="the condition"):
+    """Polls `predicate` until it returns a true value (returned), for at most `timeout` s."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+        time.sleep(0.02)
+
+
+def json_log_records(server):
+    """Every line of a --log_format=json emfitd's log, parsed (each must be one JSON object)."""
+    return [json.loads(line) for line in server.read_log().splitlines() if line.strip()]
+
+
+def port_open(port):
+    """Whether something accepts TCP connections on 127.0.0.1:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -8,13 +8,15 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
-#include "convert/convert.h"
+#include "convert/common.h"
+#include "convert/gmm.h"
 #include "emfit/gmm/gmm.h"
 #include "fit_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server.h"
 #include "testing/data.h"
+#include "testing/fit_requests.h"
 #include "testing/status_matchers.h"
 
 namespace emfit::server {
@@ -22,37 +24,12 @@ namespace {
 
 using ::emfit::client::CallOptions;
 using ::emfit::client::FitClient;
+using ::emfit::testing::Faithful;
+using ::emfit::testing::GmmHeader;
 using ::emfit::testing::IsOk;
+using ::emfit::testing::LongFit;
 using ::emfit::testing::StatusIs;
-
-RowMatrix Faithful() { return testing::ReadCsv(testing::DataPath("faithful.csv")); }
-
-std::vector<double> Values(const RowMatrix& x) {
-  return std::vector<double>(x.data(), x.data() + x.size());
-}
-
-v1::FitHeader GmmHeader(const RowMatrix& x, int k) {
-  v1::FitHeader h;
-  h.mutable_spec()->mutable_gmm()->set_k(k);
-  h.mutable_spec()->mutable_gmm()->set_covariance_type(v1::COVARIANCE_TYPE_FULL);
-  h.mutable_shape()->set_rows(x.rows());
-  h.mutable_shape()->set_cols(x.cols());
-  return h;
-}
-
-// A fit that runs until cancelled: many rows, tol = 0, a huge max_iter.
-struct LongFit {
-  LongFit() {
-    Eigen::MatrixXd means(3, 4);
-    means.setRandom();
-    x = testing::SampleMixture(means * 3, 1.0, 50000, 5);
-    header = GmmHeader(x, 3);
-    header.mutable_options()->set_tol(0);
-    header.mutable_options()->set_max_iter(100000);
-  }
-  RowMatrix x;
-  v1::FitHeader header;
-};
+using ::emfit::testing::Values;
 
 class FitServiceTest : public ::testing::Test {
  protected:
@@ -66,6 +43,7 @@ class FitServiceTest : public ::testing::Test {
     options.limits = limits;
     options.shutdown_grace = absl::Seconds(1);
     options.heartbeat = absl::Milliseconds(50);
+    options.retry_after = absl::Milliseconds(50);  // the client's retries of a full queue
     server_ = std::make_unique<Server>();
     ASSERT_THAT(server_->Start(options), IsOk());
     client_ = std::make_unique<FitClient>(
@@ -270,13 +248,12 @@ TEST_F(FitServiceTest, ClientCancellationStopsTheFitWithinAnIteration) {
 }
 
 TEST_F(FitServiceTest, DeadlineIsHonoured) {
+  // A fit that would run for hours ends with the call's deadline, and frees its worker.
   LongFit fit;
   CallOptions call;
   call.timeout = absl::Milliseconds(300);
-  const absl::Time start = absl::Now();
   EXPECT_THAT(client_->Fit(fit.header, Values(fit.x), nullptr, call),
               StatusIs(absl::StatusCode::kDeadlineExceeded, ""));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   EXPECT_TRUE(WaitIdle(absl::Seconds(5)));
 }
 
@@ -348,7 +325,7 @@ TEST_F(FitServiceTest, APosteriorReaderThatStopsReadingIsCutOffAndFreesTheWorker
   server_->Shutdown();
   StartServer(/*workers=*/1, /*queue=*/4, limits);
   // 200k rows, k=20: about forty 1 MiB responses, far more than flow control buffers.
-  const RowMatrix x = testing::SampleMixture(Eigen::MatrixXd::Random(20, 2) * 10, 1.0, 200000, 3);
+  const RowMatrix x = testing::SampleMixture(testing::SpreadMeans(20, 2, 10.0, 3), 1.0, 200000, 3);
   absl::StatusOr<v1::FitResult> fit = client_->Fit(
       [&] {
         v1::FitHeader h = GmmHeader(x, 20);
@@ -478,6 +455,45 @@ TEST_F(FitServiceTest, PosteriorRejectsAModelOfAnotherDimension) {
   header.clear_model();
   EXPECT_THAT(client_->Score(header, Values(x)),
               StatusIs(absl::StatusCode::kInvalidArgument, "header.model"));
+}
+
+TEST_F(FitServiceTest, ModelsRecordColumnNamesAndDataWithOtherNamesAreRefused) {
+  const RowMatrix x = Faithful();
+  v1::FitHeader header = GmmHeader(x, 2);
+  header.mutable_shape()->add_column_names("eruptions");
+  header.mutable_shape()->add_column_names("waiting");
+  absl::StatusOr<v1::FitResult> fit = client_->Fit(header, Values(x));
+  ASSERT_THAT(fit, IsOk());
+  EXPECT_THAT(fit->model().feature_names(), ::testing::ElementsAre("eruptions", "waiting"));
+
+  // The same columns the other way round (as in data/geyser.csv): refused, naming both lists.
+  RowMatrix swapped(x.rows(), 2);
+  swapped.col(0) = x.col(1);
+  swapped.col(1) = x.col(0);
+  v1::PosteriorHeader score = PosteriorHeaderFor(*fit, swapped);
+  score.mutable_shape()->add_column_names("waiting");
+  score.mutable_shape()->add_column_names("eruptions");
+  const std::string both =
+      "fitted to the columns [eruptions, waiting], the data have the "
+      "columns [waiting, eruptions]";
+  EXPECT_THAT(client_->Score(score, Values(swapped)),
+              StatusIs(absl::StatusCode::kInvalidArgument, both));
+  EXPECT_THAT(client_->Posterior(score, Values(swapped), [](const v1::PosteriorResponse&) {}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "header.model.feature_names"));
+  // Asked for explicitly, the model is used anyway; data without names are not checked.
+  score.set_ignore_feature_names(true);
+  EXPECT_THAT(client_->Score(score, Values(swapped)), IsOk());
+  score.set_ignore_feature_names(false);
+  score.mutable_shape()->clear_column_names();
+  EXPECT_THAT(client_->Score(score, Values(swapped)), IsOk());
+
+  // A warm start is checked the same way.
+  v1::FitHeader warm = GmmHeader(swapped, 2);
+  warm.mutable_shape()->add_column_names("waiting");
+  warm.mutable_shape()->add_column_names("eruptions");
+  *warm.mutable_init() = fit->model();
+  EXPECT_THAT(client_->Fit(warm, Values(swapped)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "header.init.feature_names"));
 }
 
 TEST_F(FitServiceTest, SelectModelFitsTheGridAndPicksTheLowestBic) {

@@ -45,6 +45,16 @@ RowMatrix ReadCsv(const std::string& path) {
   return x;
 }
 
+Eigen::MatrixXd SpreadMeans(int k, int d, double scale, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(-scale, scale);
+  Eigen::MatrixXd means(k, d);
+  for (int i = 0; i < k; ++i) {
+    for (int j = 0; j < d; ++j) means(i, j) = u(rng);
+  }
+  return means;
+}
+
 RowMatrix SampleMixture(const Eigen::MatrixXd& means, double sd, int n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> normal(0.0, sd);

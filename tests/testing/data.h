@@ -19,6 +19,9 @@ RowMatrix ReadCsv(const std::string& path);
 
 // n rows from a mixture of Gaussians with the given means (k x d), isotropic standard
 // deviation `sd` and equal weights, seeded.
+// k x d means drawn uniformly from [-scale, scale] with a seeded stream.
+Eigen::MatrixXd SpreadMeans(int k, int d, double scale, uint64_t seed);
+
 RowMatrix SampleMixture(const Eigen::MatrixXd& means, double sd, int n, uint64_t seed);
 
 }  // namespace emfit::testing

@@ -102,7 +102,19 @@ bool IterationController::MaxIterReached() {
   return true;
 }
 
+bool IterationController::AscentBoundReached(double upper_bound, double tol) {
+  if (!(upper_bound < tol)) return false;
+  reason_ = TerminationReason::kConverged;
+  message_ = absl::StrFormat(
+      "the upper confidence bound of the Monte Carlo EM improvement, %.3g, is below tol=%g",
+      upper_bound, tol);
+  return true;
+}
+
 bool IterationController::ToleranceReached() {
+  if (monte_carlo_.has_value() && ascent_tol_ > 0) {
+    return AscentBoundReached(monte_carlo_->upper_bound, ascent_tol_);
+  }
   if (history_.size() < 2 || options_.tol <= 0) return false;
   const size_t t = history_.size() - 1;
   const double step = history_[t] - history_[t - 1];
@@ -161,9 +173,24 @@ bool IterationController::Record(double log_likelihood, double elbo, bool accele
                        : (history_.back() - history_[history_.size() - 2]) / total_weight_;
     event.elapsed_seconds = absl::ToDoubleSeconds(absl::Now() - start_);
     event.accelerated = accelerated;
+    if (monte_carlo_.has_value()) {
+      event.sample_size = monte_carlo_->sample_size;
+      event.improvement = monte_carlo_->improvement;
+      event.improvement_se = monte_carlo_->improvement_se;
+      event.update_accepted = monte_carlo_->update_accepted;
+    }
     controls_.observer->OnIteration(event);
   }
   return !(ToleranceReached() || MaxIterReached());
+}
+
+bool IterationController::RecordMonteCarlo(double log_likelihood, const MonteCarloStep& step,
+                                           double ascent_tol) {
+  monte_carlo_ = step;
+  ascent_tol_ = ascent_tol;
+  const bool go_on = Record(log_likelihood);
+  monte_carlo_.reset();
+  return go_on;
 }
 
 void IterationController::StopOn(const absl::Status& status) {

@@ -308,7 +308,8 @@ absl::StatusOr<GmmFitResult> Fit(Dataset data, const GmmSpec& spec, const FitOpt
 }
 
 absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
-                                             const Eigen::Ref<const RowMatrix>& block) {
+                                             const Eigen::Ref<const RowMatrix>& block,
+                                             Eigen::Index first_row) {
   if (block.cols() != params.dim()) {
     return absl::InvalidArgumentError(
         absl::StrFormat("data: the model has d=%d dimensions, the data have %d columns",
@@ -341,7 +342,7 @@ absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
   }
   out.labels.resize(block.rows());
   for (Eigen::Index i = 0; i < block.rows(); ++i) {
-    EMFIT_RETURN_IF_ERROR(internal::CheckRowLogLikelihood(out.log_likelihood[i], i));
+    EMFIT_RETURN_IF_ERROR(internal::CheckRowLogLikelihood(out.log_likelihood[i], first_row + i));
     out.responsibilities.row(i).maxCoeff(&out.labels[i]);
   }
   return out;

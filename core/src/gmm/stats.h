@@ -48,7 +48,7 @@ struct FixedParams {
 
 // The M-step: new parameters from statistics about `shift`. Fixed blocks are copied from
 // `previous`; the free blocks are then the exact conditional maximisers (ECM, Meng & Rubin).
-// Returns the component masses N_k (floored) in `nk`.
+// Component masses are floored at 10 eps so that an empty component stays finite.
 void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, const GmmStats& stats,
            const Eigen::MatrixXd& shift, const GmmParams& previous, GmmParams* params);
 

@@ -16,7 +16,14 @@ inline uint64_t Mix64(uint64_t x) {
 }
 
 // Purposes of random streams, so that streams for different uses never coincide.
-enum class StreamPurpose : uint64_t { kRestart = 1, kInit = 2, kBlock = 3 };
+enum class StreamPurpose : uint64_t {
+  kRestart = 1,
+  kInit = 2,
+  kBlock = 3,
+  kMcemIteration = 4,  // Monte Carlo EM: one stream per iteration, split per draw
+  kMcemDraw = 5,
+  kHistory = 6,  // stochastic maps: one stream per map
+};
 
 inline uint64_t DeriveSeed(uint64_t seed, uint64_t index, StreamPurpose purpose) {
   return Mix64(Mix64(seed ^ Mix64(static_cast<uint64_t>(purpose))) + index);

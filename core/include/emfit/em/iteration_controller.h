@@ -1,6 +1,7 @@
 #ifndef EMFIT_CORE_EM_ITERATION_CONTROLLER_H_
 #define EMFIT_CORE_EM_ITERATION_CONTROLLER_H_
 
+#include <cstdint>
 #include <limits>
 #include <optional>
 #include <set>
@@ -16,6 +17,16 @@
 #include "emfit/em/summary.h"
 
 namespace emfit {
+
+// The Monte Carlo figures of one iteration of Monte Carlo EM (emfit/em/mcem.h).
+struct MonteCarloStep {
+  int64_t sample_size = 0;                                        // histories drawn for this step
+  double improvement = std::numeric_limits<double>::quiet_NaN();  // mean increment of Q
+  double improvement_se = std::numeric_limits<double>::quiet_NaN();  // its standard error
+  // improvement + z_{1-gamma} improvement_se: the ascent rule's upper confidence bound.
+  double upper_bound = std::numeric_limits<double>::quiet_NaN();
+  bool update_accepted = true;
+};
 
 // Owns the EM loop's bookkeeping for one restart, independent of the model family: iteration
 // count, timing, deadline, cancellation, the convergence rule, warnings, observer calls, the
@@ -49,6 +60,11 @@ class IterationController {
   // `accelerated`: theta_t came from an extrapolation.
   bool Record(double log_likelihood, double elbo = kNaN, bool accelerated = false);
 
+  // Records l(theta_t) of a Monte Carlo EM iteration with its Monte Carlo figures (passed to
+  // the observer). The stop rule is max_iter and, when `ascent_tol` > 0, the ascent rule
+  // (AscentBoundReached), otherwise the mean log-likelihood rule (ToleranceReached).
+  bool RecordMonteCarlo(double log_likelihood, const MonteCarloStep& step, double ascent_tol);
+
   // Ends the restart because a step returned `status`: CANCELLED and DEADLINE_EXCEEDED map to
   // their reasons, FAILED_PRECONDITION (a numerical failure) to kNumericalFailure with the
   // status message; any other code is an error of the program, not an outcome: it is kept in
@@ -67,6 +83,9 @@ class IterationController {
   bool DeadlinePassed();
   bool MaxIterReached();
   bool ToleranceReached();
+  // Ascent-based MCEM's rule (Caffo, Jank & Jones 2005): the upper confidence bound of the
+  // last step's improvement is below `tol`.
+  bool AscentBoundReached(double upper_bound, double tol);
 
   bool stopped() const { return reason_.has_value(); }
   // Number of M-steps taken so far (recorded iterations - 1, at least 0).
@@ -86,6 +105,8 @@ class IterationController {
   std::vector<double> history_;
   std::optional<TerminationReason> reason_;
   std::string message_;
+  std::optional<MonteCarloStep> monte_carlo_;  // set while RecordMonteCarlo runs
+  double ascent_tol_ = 0;
   absl::Status error_;
   std::vector<FitWarning> warnings_;
   std::set<std::pair<std::string, int>> warned_;

@@ -63,10 +63,13 @@ struct FitOutcome {
 // data, e.g. fewer distinct rows than k) or an error of the program is returned as is;
 // CANCELLED when the fit was cancelled before any iteration completed; FAILED_PRECONDITION
 // when every restart failed numerically.
-template <class Family>
-absl::StatusOr<FitOutcome<typename Family::Params>> RunRestarts(
+//
+// RunRestartsWith runs `run(restart, params, seed)` -> RestartResult<Params> from every start
+// instead of RunEm, e.g. RunMcem (emfit/em/mcem.h) for a family with a sampled E-step.
+template <class Family, class Run>
+absl::StatusOr<FitOutcome<typename Family::Params>> RunRestartsWith(
     const Family& family, std::vector<absl::StatusOr<typename Family::Params>> starts,
-    const FitOptions& options, const FitControls& controls) {
+    const FitOptions& options, const FitControls& controls, Run run) {
   using Params = typename Family::Params;
   const int n = static_cast<int>(starts.size());
   std::vector<RestartResult<Params>> runs(n);
@@ -77,7 +80,7 @@ absl::StatusOr<FitOutcome<typename Family::Params>> RunRestarts(
       if (r > 0 && absl::Now() >= controls.deadline) {
         starts[r] = absl::DeadlineExceededError("the deadline passed before the restart began");
       } else {
-        runs[r] = RunEm(family, *std::move(starts[r]), options, controls, r, seed);
+        runs[r] = run(r, *std::move(starts[r]), seed);
         return;
       }
     }
@@ -136,6 +139,17 @@ absl::StatusOr<FitOutcome<typename Family::Params>> RunRestarts(
   out.params = std::move(runs[best].params);
   for (RestartResult<Params>& run : runs) sum.restarts.push_back(std::move(run.summary));
   return out;
+}
+
+template <class Family>
+absl::StatusOr<FitOutcome<typename Family::Params>> RunRestarts(
+    const Family& family, std::vector<absl::StatusOr<typename Family::Params>> starts,
+    const FitOptions& options, const FitControls& controls) {
+  return RunRestartsWith(family, std::move(starts), options, controls,
+                         [&](int restart, typename Family::Params params, uint64_t seed) {
+                           return RunEm(family, std::move(params), options, controls, restart,
+                                        seed);
+                         });
 }
 
 }  // namespace emfit

@@ -111,8 +111,12 @@ struct Posteriors {
   Eigen::VectorXd log_likelihood;
   Eigen::VectorXi labels;
 };
+// `first_row`: the index of the block's first row in the whole data, for messages.
+// INVALID_ARGUMENT naming the row if a row's density is not representable (a row far from every
+// component); never responsibilities of NaN.
 absl::StatusOr<Posteriors> ComputePosteriors(const GmmParams& params,
-                                             const Eigen::Ref<const RowMatrix>& block);
+                                             const Eigen::Ref<const RowMatrix>& block,
+                                             Eigen::Index first_row = 0);
 
 // Total log-likelihood of `data` under `params`, with criteria.
 // Rows with no observed value contribute nothing and are not counted, as in Fit (so BIC uses

@@ -1,4 +1,4 @@
-#include "convert/convert.h"
+#include "convert/common.h"
 
 #include <cmath>
 
@@ -64,48 +64,6 @@ absl::StatusOr<gmm::CovarianceType> FromProto(v1::CovarianceType type, absl::str
   }
 }
 
-absl::StatusOr<gmm::GmmSpec> FromProto(const v1::GaussianMixtureSpec& spec) {
-  gmm::GmmSpec out;
-  out.k = static_cast<int>(std::min<uint32_t>(spec.k(), 1u << 30));
-  EMFIT_ASSIGN_OR_RETURN(out.covariance_type,
-                         FromProto(spec.covariance_type(), "spec.gmm.covariance_type"));
-  if (spec.has_reg_covar()) out.reg_covar = spec.reg_covar();
-  out.fix_weights = spec.fix_weights();
-  out.fix_means = spec.fix_means();
-  out.fix_covariances = spec.fix_covariances();
-  switch (spec.init()) {
-    case v1::INIT_METHOD_UNSPECIFIED:
-    case v1::INIT_METHOD_KMEANS:
-      out.init = gmm::InitMethod::kKMeans;
-      break;
-    case v1::INIT_METHOD_KMEANS_PLUS_PLUS:
-      out.init = gmm::InitMethod::kKMeansPlusPlus;
-      break;
-    case v1::INIT_METHOD_RANDOM_FROM_DATA:
-      out.init = gmm::InitMethod::kRandomFromData;
-      break;
-    case v1::INIT_METHOD_RANDOM:
-      out.init = gmm::InitMethod::kRandom;
-      break;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrFormat("spec.gmm.init: unknown method %d", static_cast<int>(spec.init())));
-  }
-  return out;
-}
-
-absl::StatusOr<ModelSpecVariant> FromProto(const v1::ModelSpec& spec) {
-  switch (spec.family_case()) {
-    case v1::ModelSpec::kGmm: {
-      EMFIT_ASSIGN_OR_RETURN(gmm::GmmSpec g, FromProto(spec.gmm()));
-      return ModelSpecVariant(g);
-    }
-    case v1::ModelSpec::FAMILY_NOT_SET:
-      break;
-  }
-  return absl::InvalidArgumentError("spec.family: no model family set; expected one of: gmm");
-}
-
 absl::StatusOr<FitOptions> FromProto(const v1::FitOptions& options) {
   FitOptions out;
   switch (options.acceleration()) {
@@ -128,27 +86,6 @@ absl::StatusOr<FitOptions> FromProto(const v1::FitOptions& options) {
       options.n_init() == 0 ? 1 : static_cast<int>(std::min<uint32_t>(options.n_init(), 1u << 30));
   out.seed = options.seed();
   return out;
-}
-
-void ToProto(const gmm::GmmParams& params, v1::GaussianMixture* out) {
-  out->set_covariance_type(ToProto(params.covariance_type));
-  out->mutable_weights()->Assign(params.weights.data(),
-                                 params.weights.data() + params.weights.size());
-  ToProto(params.means, out->mutable_means());
-  ToProto(params.covariances, out->mutable_covariances());
-}
-
-absl::StatusOr<gmm::GmmParams> FromProto(const v1::GaussianMixture& model,
-                                         absl::string_view field) {
-  gmm::GmmParams p;
-  EMFIT_ASSIGN_OR_RETURN(p.covariance_type, FromProto(model.covariance_type(),
-                                                      absl::StrCat(field, ".covariance_type")));
-  p.weights = Eigen::Map<const Eigen::VectorXd>(model.weights().data(), model.weights_size());
-  EMFIT_ASSIGN_OR_RETURN(p.means, FromProto(model.means(), absl::StrCat(field, ".means")));
-  EMFIT_ASSIGN_OR_RETURN(p.covariances,
-                         FromProto(model.covariances(), absl::StrCat(field, ".covariances")));
-  EMFIT_RETURN_IF_ERROR(p.Validate(field));
-  return p;
 }
 
 v1::TerminationReason ToProto(TerminationReason reason) {
@@ -190,8 +127,10 @@ void ToProto(const FitSummary& s, v1::FitSummary* out) {
     o->set_converged(r.converged());
     o->set_reason(ToProto(r.reason));
     o->set_message(r.message);
+    for (const FitWarning& w : r.warnings) ToProto(w, o->add_warnings());
   }
   out->set_elapsed_seconds(s.elapsed_seconds);
+  for (const FitWarning& w : s.warnings) ToProto(w, out->add_warnings());
 }
 
 void ToProto(const IterationEvent& e, v1::Iteration* out) {
@@ -202,12 +141,20 @@ void ToProto(const IterationEvent& e, v1::Iteration* out) {
   out->set_change(e.change);
   out->set_elapsed_seconds(e.elapsed_seconds);
   out->set_accelerated(e.accelerated);
+  out->set_kl(e.kl);
+  if (e.sample_size > 0) {
+    out->set_sample_size(static_cast<uint64_t>(e.sample_size));
+    out->set_improvement(e.improvement);
+    out->set_improvement_se(e.improvement_se);
+    out->set_update_rejected(!e.update_accepted);
+  }
 }
 
 void ToProto(const FitWarning& w, v1::Warning* out) {
   out->set_code(w.code);
   out->set_message(w.message);
   out->set_restart(static_cast<uint32_t>(w.restart));
+  if (w.component >= 0) out->set_component(static_cast<uint32_t>(w.component));
 }
 
 }  // namespace emfit::server

@@ -1,12 +1,13 @@
-// Conversions between emfit.v1 messages and core types. Every function that reads client
-// input validates it and names the offending field.
-#ifndef EMFIT_SERVER_CONVERT_CONVERT_H_
-#define EMFIT_SERVER_CONVERT_CONVERT_H_
+// Conversions between emfit.v1 messages and core types shared by every model family: matrices,
+// options, summaries, events, warnings, enums used by several families. Every function that
+// reads client input validates it and names the offending field.
+#ifndef EMFIT_SERVER_CONVERT_COMMON_H_
+#define EMFIT_SERVER_CONVERT_COMMON_H_
 
 #include <Eigen/Core>
-#include <variant>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "emfit/em/observer.h"
 #include "emfit/em/options.h"
 #include "emfit/em/summary.h"
@@ -15,21 +16,14 @@
 
 namespace emfit::server {
 
-// The model families as a closed set, mirroring ModelSpec.family.
-using ModelSpecVariant = std::variant<gmm::GmmSpec>;
-
 void ToProto(const Eigen::Ref<const Eigen::MatrixXd>& m, v1::Matrix* out);
 absl::StatusOr<Eigen::MatrixXd> FromProto(const v1::Matrix& m, absl::string_view field);
 
-absl::StatusOr<ModelSpecVariant> FromProto(const v1::ModelSpec& spec);
-absl::StatusOr<gmm::GmmSpec> FromProto(const v1::GaussianMixtureSpec& spec);
 absl::StatusOr<FitOptions> FromProto(const v1::FitOptions& options);
 
+// Covariance types (mixtures and Gaussian HMM emissions).
 v1::CovarianceType ToProto(gmm::CovarianceType type);
 absl::StatusOr<gmm::CovarianceType> FromProto(v1::CovarianceType type, absl::string_view field);
-
-void ToProto(const gmm::GmmParams& params, v1::GaussianMixture* out);
-absl::StatusOr<gmm::GmmParams> FromProto(const v1::GaussianMixture& model, absl::string_view field);
 
 v1::TerminationReason ToProto(TerminationReason reason);
 void ToProto(const FitSummary& summary, v1::FitSummary* out);
@@ -38,4 +32,4 @@ void ToProto(const FitWarning& warning, v1::Warning* out);
 
 }  // namespace emfit::server
 
-#endif  // EMFIT_SERVER_CONVERT_CONVERT_H_
+#endif  // EMFIT_SERVER_CONVERT_COMMON_H_

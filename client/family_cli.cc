@@ -1,0 +1,166 @@
+#include "family_cli.h"
+
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "cli_flags.h"
+
+namespace emfit::client {
+
+// The families, one line each (defined in family_<name>.cc).
+const FamilyCli& GmmFamilyCli();
+
+namespace {
+
+const std::vector<const FamilyCli*>& Families() {
+  static const auto* families = new std::vector<const FamilyCli*>{&GmmFamilyCli()};
+  return *families;
+}
+
+// COVARIANCE_TYPE_ for CovarianceType: the proto's prefix convention for enum values.
+std::string Prefix(const google::protobuf::EnumDescriptor* type) {
+  std::string prefix;
+  for (char c : type->name()) {
+    if (absl::ascii_isupper(c) && !prefix.empty()) prefix += '_';
+    prefix += absl::ascii_toupper(c);
+  }
+  return prefix + "_";
+}
+
+}  // namespace
+
+RequestData LoadedData::View() const {
+  RequestData data(values);
+  data.sequence_lengths = sequence_lengths;
+  data.newick = newick;
+  data.row_names = row_names;
+  return data;
+}
+
+const FamilyCli* FindFamily(absl::string_view name) {
+  for (const FamilyCli* f : Families()) {
+    if (f->name() == name) return f;
+  }
+  return nullptr;
+}
+
+const FamilyCli* FamilyOf(const v1::Model& model) {
+  const google::protobuf::FieldDescriptor* field =
+      v1::Model::descriptor()->FindFieldByNumber(model.family_case());
+  return field == nullptr ? nullptr : FindFamily(field->name());
+}
+
+std::string FamilyNames() {
+  std::vector<std::string> names;
+  for (const FamilyCli* f : Families()) names.emplace_back(f->name());
+  return absl::StrJoin(names, ", ");
+}
+
+std::string ShortName(const google::protobuf::EnumDescriptor* type, int value) {
+  const google::protobuf::EnumValueDescriptor* v = type->FindValueByNumber(value);
+  if (v == nullptr) return absl::StrCat(value);
+  std::string name = v->name();
+  const std::string prefix = Prefix(type);
+  if (absl::StartsWith(name, prefix)) name = name.substr(prefix.size());
+  return absl::AsciiStrToLower(name);
+}
+
+std::string ShortNames(const google::protobuf::EnumDescriptor* type) {
+  std::vector<std::string> names;
+  for (int i = 0; i < type->value_count(); ++i) {
+    if (type->value(i)->number() == 0) continue;  // UNSPECIFIED
+    names.push_back(ShortName(type, type->value(i)->number()));
+  }
+  return absl::StrJoin(names, ", ");
+}
+
+absl::StatusOr<int> ParseShortName(const google::protobuf::EnumDescriptor* type,
+                                   absl::string_view name, absl::string_view flag) {
+  // "k-means++" and "kmeans++" are the usual spellings of KMEANS_PLUS_PLUS.
+  const std::string wanted =
+      absl::StrReplaceAll(absl::AsciiStrToUpper(name), {{"++", "_PLUS_PLUS"}, {"-", "_"}});
+  const google::protobuf::EnumValueDescriptor* v = type->FindValueByName(Prefix(type) + wanted);
+  if (v == nullptr || v->number() == 0) {
+    const std::string relaxed = absl::StrReplaceAll(wanted, {{"_", ""}});
+    for (int i = 0; i < type->value_count() && v == nullptr; ++i) {
+      const std::string candidate =
+          absl::StrReplaceAll(type->value(i)->name().substr(Prefix(type).size()), {{"_", ""}});
+      if (type->value(i)->number() != 0 && candidate == relaxed) v = type->value(i);
+    }
+  }
+  if (v == nullptr || v->number() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: must be one of %s; got '%s'", flag, ShortNames(type), name));
+  }
+  return v->number();
+}
+
+absl::StatusOr<std::vector<uint32_t>> ParseKList(const std::string& text) {
+  constexpr uint64_t kMaxCandidates = 10000;
+  std::vector<uint32_t> out;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    std::vector<absl::string_view> range = absl::StrSplit(part, "..");
+    uint64_t lo = 0, hi = 0;
+    if (range.size() == 1 && absl::SimpleAtoi(range[0], &lo)) {
+      hi = lo;
+    } else if (range.size() != 2 || !absl::SimpleAtoi(range[0], &lo) ||
+               !absl::SimpleAtoi(range[1], &hi) || hi < lo) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--k: expected a number, a list or a range like 1..9; got '%s'", text));
+    }
+    if (hi > UINT32_MAX || out.size() + (hi - lo + 1) > kMaxCandidates) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--k: at most %d values below 2^32; got '%s'", kMaxCandidates, text));
+    }
+    for (uint64_t k = lo; k <= hi; ++k) out.push_back(static_cast<uint32_t>(k));
+  }
+  if (out.empty() || *std::min_element(out.begin(), out.end()) == 0) {
+    return absl::InvalidArgumentError(absl::StrFormat("--k: must be >= 1; got '%s'", text));
+  }
+  return out;
+}
+
+absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& text) {
+  CsvOptions o;
+  const std::string header = absl::GetFlag(FLAGS_header);
+  o.header = header == "yes"  ? HeaderMode::kYes
+             : header == "no" ? HeaderMode::kNo
+                              : HeaderMode::kAuto;
+  absl::StatusOr<char> delimiter = ParseDelimiter(absl::GetFlag(FLAGS_delimiter));
+  if (!delimiter.ok()) return delimiter.status();
+  o.delimiter = *delimiter;
+  o.columns = absl::GetFlag(FLAGS_columns);
+  o.drop = absl::GetFlag(FLAGS_drop);
+  const std::string weights = absl::GetFlag(FLAGS_weights);
+  if (!weights.empty()) o.extra.push_back(weights);
+  o.text = text;
+  const std::string path = absl::GetFlag(FLAGS_data);
+  TableData out;
+  absl::StatusOr<Table> table = ReadCsvFile(path, o);
+  if (!table.ok()) return table.status();
+  out.table = *std::move(table);
+  const Table& t = out.table;
+  LoadedData& d = out.loaded;
+  d.shape.set_rows(t.rows);
+  d.shape.set_cols(static_cast<uint32_t>(t.features));
+  d.shape.set_weight_column(!weights.empty());
+  if (!t.column_names.empty()) {
+    for (size_t j = 0; j < t.features; ++j) d.shape.add_column_names(t.column_names[j]);
+  }
+  d.values = t.values;  // features then the weight, row by row: the streamed layout
+  d.description =
+      absl::StrFormat("read %s: %d rows x %d columns%s", path == "-" ? "standard input" : path,
+                      t.rows, t.features, weights.empty() ? "" : " and a column of weights");
+  return out;
+}
+
+std::string FormatDouble(double v) { return absl::StrFormat("%.17g", v); }
+
+}  // namespace emfit::client

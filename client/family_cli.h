@@ -1,0 +1,104 @@
+// A model family in the CLI: its flags, its data, its reports. Each family implements FamilyCli
+// once (family_gmm.cc, ...) and is listed in family_cli.cc's table; the commands (main.cc) are
+// written once for all of them (style.md, "Adding a family").
+#ifndef EMFIT_CLIENT_FAMILY_CLI_H_
+#define EMFIT_CLIENT_FAMILY_CLI_H_
+
+#include <google/protobuf/descriptor.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "csv.h"
+#include "emfit/v1/emfit.pb.h"
+#include "request_data.h"
+
+namespace emfit::client {
+
+enum class Command { kFit, kPosterior, kScore, kSelect };
+
+// A request's data as loaded from files: the streams and the shape that declares them.
+struct LoadedData {
+  v1::DataShape shape;
+  std::vector<double> values;
+  std::vector<uint64_t> sequence_lengths;
+  std::string newick;
+  std::vector<std::string> row_names;
+  std::string description;  // e.g. "read data/faithful.csv: 272 rows x 2 columns"
+
+  RequestData View() const;
+};
+
+// Receives a Posterior call's blocks and writes them (as CSV, ...).
+class PosteriorSink {
+ public:
+  virtual ~PosteriorSink() = default;
+  virtual absl::Status Block(const v1::PosteriorResponse& block) = 0;
+  // After the last block: what is not per row (e.g. per-sequence figures) and a line for the
+  // user (standard error).
+  virtual absl::StatusOr<std::string> Finish() = 0;
+};
+
+class FamilyCli {
+ public:
+  virtual ~FamilyCli() = default;
+  // The --family value, which is also the name of the family's case in Model and ModelSpec.
+  virtual absl::string_view name() const = 0;
+  // The family's own flags for `command`, listed by --help after the shared ones.
+  virtual std::vector<std::string> Flags(Command command) const = 0;
+  // Checks the family's flags for `command`; an error is a usage error (exit status 2), found
+  // before any file is read.
+  virtual absl::Status CheckFlags(Command command) const = 0;
+  // fit: the spec. select: the template spec and the grid.
+  virtual absl::StatusOr<v1::ModelSpec> SpecFromFlags() const = 0;
+  virtual absl::Status GridFromFlags(v1::SelectModelHeader* header) const = 0;
+  // The data of fit and select (`model` null) or of posterior and score (their model).
+  virtual absl::StatusOr<LoadedData> LoadData(Command command, const v1::Model* model) const = 0;
+  // The fitted parameters, readable (column names from the model's feature_names).
+  virtual std::string FormatModel(const v1::Model& model) const = 0;
+  // A select candidate's identity in the table (e.g. "3     tied").
+  virtual std::string CandidateLabel(const v1::Candidate& candidate) const = 0;
+  virtual std::string CandidateHeader() const = 0;
+  // Writes posterior blocks of `model` to `out`.
+  virtual std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model,
+                                                          std::FILE* out) const = 0;
+};
+
+// The family named `name` (nullptr: none), the family of a model, and the list of names.
+const FamilyCli* FindFamily(absl::string_view name);
+const FamilyCli* FamilyOf(const v1::Model& model);
+std::string FamilyNames();
+
+// ---- Helpers for the families ----
+
+// The lower-case name of an enum value without the prefix of its type (COVARIANCE_TYPE_FULL:
+// "full"), and its inverse ("full" -> COVARIANCE_TYPE_FULL; `flag` names the flag in errors).
+std::string ShortName(const google::protobuf::EnumDescriptor* type, int value);
+absl::StatusOr<int> ParseShortName(const google::protobuf::EnumDescriptor* type,
+                                   absl::string_view name, absl::string_view flag);
+// Every short name of `type` but UNSPECIFIED, comma-separated.
+std::string ShortNames(const google::protobuf::EnumDescriptor* type);
+
+// "1..9", "1,2,5" or "3" (--k of select).
+absl::StatusOr<std::vector<uint32_t>> ParseKList(const std::string& text);
+
+// Reads --data as CSV with --header, --delimiter, --columns, --drop and --weights (moved last
+// in each row: DataShape.weight_column), keeping the `text` columns (names or 1-based indices)
+// apart as text. `what` names the data in the description ("read FILE: ...").
+struct TableData {
+  LoadedData loaded;
+  Table table;  // the parsed CSV (its text columns among others)
+};
+absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& text = {});
+
+// A CSV writer for posterior rows: numbers at full precision.
+std::string FormatDouble(double v);
+
+}  // namespace emfit::client
+
+#endif  // EMFIT_CLIENT_FAMILY_CLI_H_

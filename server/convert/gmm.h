@@ -1,0 +1,50 @@
+// The Gaussian mixture in the server: its messages converted to and from core, and its part of
+// each job (jobs.h). Every family's converter provides the same set of functions, overloaded on
+// the family's core types, so that the generic job code is written once.
+#ifndef EMFIT_SERVER_CONVERT_GMM_H_
+#define EMFIT_SERVER_CONVERT_GMM_H_
+
+#include <functional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "data_receiver.h"
+#include "emfit/em/options.h"
+#include "emfit/gmm/gmm.h"
+#include "emfit/v1/emfit.pb.h"
+#include "service_limits.h"
+
+namespace emfit::server {
+
+using PosteriorEmitter = std::function<void(v1::PosteriorResponse)>;
+
+absl::StatusOr<gmm::GmmSpec> FromProto(const v1::GaussianMixtureSpec& spec);
+void ToProto(const gmm::GmmParams& params, v1::GaussianMixture* out);
+absl::StatusOr<gmm::GmmParams> FromProto(const v1::GaussianMixture& model, absl::string_view field);
+
+// Completes `spec` (converted from `sent`) with the starting model `init` (null: none; already
+// checked to be of this family) and checks both against the declared shape and the limits.
+absl::Status PlanSpec(gmm::GmmSpec* spec, const v1::ModelSpec& sent, const v1::Model* init,
+                      const v1::DataShape& shape, const ServiceLimits& limits);
+// Checks a model for Posterior and Score against the declared shape and the limits.
+absl::Status PlanModel(const gmm::GmmParams& model, const v1::DataShape& shape,
+                       const ServiceLimits& limits);
+absl::StatusOr<v1::FitResult> FitJob(const gmm::GmmSpec& spec, Upload upload,
+                                     const FitOptions& options, const FitControls& controls);
+// Emits the posteriors of the rows block by block, in row order.
+absl::Status PosteriorJob(const gmm::GmmParams& model, const Upload& upload,
+                          const FitControls& controls, const PosteriorEmitter& emit);
+absl::StatusOr<v1::ScoreResponse> ScoreJob(const gmm::GmmParams& model, const Upload& upload,
+                                           const FitControls& controls);
+// The candidates of a SelectModel grid from the template `base`: each k of the header for each
+// of its covariance types (FULL if none), checked against the shape and the limits.
+absl::StatusOr<std::vector<gmm::GmmSpec>> SelectGrid(const gmm::GmmSpec& base,
+                                                     const v1::SelectModelHeader& header,
+                                                     const ServiceLimits& limits);
+// A candidate's identity in SelectModel's table (k, covariance type, its whole spec).
+void Describe(const gmm::GmmSpec& spec, v1::Candidate* candidate);
+
+}  // namespace emfit::server
+
+#endif  // EMFIT_SERVER_CONVERT_GMM_H_

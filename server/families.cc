@@ -1,0 +1,35 @@
+#include "families.h"
+
+#include "absl/strings/str_cat.h"
+#include "convert/gmm.h"
+#include "emfit/base/status_macros.h"
+
+namespace emfit::server {
+
+absl::StatusOr<SpecVariant> SpecFromProto(const v1::ModelSpec& spec, absl::string_view field) {
+  switch (spec.family_case()) {
+    case v1::ModelSpec::kGmm: {
+      EMFIT_ASSIGN_OR_RETURN(gmm::GmmSpec g, FromProto(spec.gmm()));
+      return SpecVariant(std::move(g));
+    }
+    default:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ".family: no model family that this server knows is set; expected one of: gmm"));
+}
+
+absl::StatusOr<ModelVariant> ModelFromProto(const v1::Model& model, absl::string_view field) {
+  switch (model.family_case()) {
+    case v1::Model::kGmm: {
+      EMFIT_ASSIGN_OR_RETURN(gmm::GmmParams p, FromProto(model.gmm(), absl::StrCat(field, ".gmm")));
+      return ModelVariant(std::move(p));
+    }
+    default:
+      break;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": no model family that this server knows is set; expected one of: gmm"));
+}
+
+}  // namespace emfit::server

@@ -102,7 +102,10 @@ absl::Status DataReceiver::Append(const v1::DataChunk& chunk) {
   }
   if (chunk.sequence_lengths_size() > 0) {
     std::vector<int64_t>& offsets = data.sequence_offsets;
-    if (offsets.size() - 1 + chunk.sequence_lengths_size() > expected_sequences_) {
+    // offsets holds 0 and then one end per sequence received (nothing when none is declared).
+    const uint64_t received = offsets.empty() ? 0 : offsets.size() - 1;
+    if (expected_sequences_ == 0 ||
+        received + static_cast<uint64_t>(chunk.sequence_lengths_size()) > expected_sequences_) {
       return absl::InvalidArgumentError(absl::StrFormat(
           "chunk.sequence_lengths: more lengths than the header's shape.num_sequences (%d)",
           expected_sequences_));

@@ -72,6 +72,19 @@ class Robustness(unittest.TestCase):
             header.options.tol = rng.choice([0.0, 1e-3] if sane else [0.0, 1e-3, -1.0, float("inf")])
         header.options.n_init = rng.choice([0, 1, 2] if sane else [0, 1, 2, 9])
         header.options.acceleration = rng.choice([0, 1, 2] if sane else [0, 1, 2, 5])
+        # The other streams, declared or not, in amounts that do or do not add up.
+        extra = None
+        if not sane and rng.random() < 0.15:
+            if rng.random() < 0.5:
+                header.shape.num_sequences = rng.choice([0, 1, 3, rows, rows + 1, 2**40])
+            if rng.random() < 0.5:
+                header.shape.newick_bytes = rng.choice([0, 5, 10**9])
+            if rng.random() < 0.5:
+                header.shape.row_names = True
+            extra = pb.DataChunk(
+                sequence_lengths=rng.choice([[], [1], [0], [rows], [2**63], [1] * 5]),
+                newick=rng.choice([b"", b"(a:1,b:1);", b"\xff" * 7]),
+                row_names=rng.choice([[], ["a"], ["x" * 5000], ["r"] * 3]))
         per_row = max(cols, 0) + (1 if header.shape.weight_column else 0)
         total = min(rows * per_row, 20000) + (0 if sane else rng.choice([0, 0, 0, -1, 1, 7]))
         messages = []
@@ -91,6 +104,8 @@ class Robustness(unittest.TestCase):
         step = rng.choice([1, 7, 100, 5000])
         for i in range(0, len(values), step):
             messages.append(pb.FitRequest(chunk=pb.DataChunk(values=values[i:i + step])))
+        if extra is not None:
+            messages.insert(rng.randrange(len(messages) + 1), pb.FitRequest(chunk=extra))
         return messages
 
     def test_random_requests_get_deliberate_statuses_and_the_server_survives(self):

@@ -230,6 +230,73 @@ TEST(HmmPosteriors, GiveStateProbabilitiesViterbiAndPerSequenceLikelihoods) {
   }
 }
 
+TEST(HmmPosteriors, GroupsOfWholeSequencesGiveTheSameAsAllAtOnce) {
+  for (EmissionType type : kAllEmissions) {
+    // Pairs of sequences run in lockstep for k <= 6: groups that split a pair are covered.
+    const HmmParams p = SeparatedModel(type, 3, 2);
+    Dataset data = SampleHmm(p, {40, 1, 75, 30, 2, 90, 5}, 21);
+    data.x(10, 0) = kNaN;
+    absl::StatusOr<Posteriors> all = ComputePosteriors(p, data);
+    ASSERT_THAT(all, IsOk());
+    for (int64_t max_rows : {1, 50, 100, 1000}) {
+      std::vector<int64_t> firsts;
+      int64_t next_row = 0;
+      ASSERT_THAT(ForEachPosteriorGroup(
+                      p, data, max_rows, {},
+                      [&](int64_t first_sequence, int64_t first_row, const Posteriors& g) {
+                        firsts.push_back(first_sequence);
+                        EXPECT_EQ(first_row, next_row);
+                        EXPECT_EQ(first_row, data.sequence_offsets[first_sequence]);
+                        const Eigen::Index n = g.state_probabilities.rows();
+                        const Eigen::Index q = g.log_likelihood.size();
+                        EXPECT_TRUE(n <= max_rows || q == 1);
+                        // Two sequences may run in lockstep in one group and apart in
+                        // another: the same values up to rounding.
+                        EXPECT_LT((g.state_probabilities -
+                                   all->state_probabilities.middleRows(first_row, n))
+                                      .cwiseAbs()
+                                      .maxCoeff(),
+                                  1e-12);
+                        EXPECT_EQ(g.viterbi_path, all->viterbi_path.segment(first_row, n));
+                        EXPECT_TRUE(g.log_likelihood.isApprox(
+                            all->log_likelihood.segment(first_sequence, q), 1e-13));
+                        EXPECT_EQ(g.viterbi_log_probability,
+                                  all->viterbi_log_probability.segment(first_sequence, q));
+                        next_row += n;
+                        return absl::OkStatus();
+                      }),
+                  IsOk());
+      EXPECT_EQ(next_row, data.rows());
+      if (max_rows == 1) EXPECT_EQ(firsts.size(), 7u);
+      if (max_rows == 1000) EXPECT_EQ(firsts, std::vector<int64_t>{0});
+    }
+    // An error of the callback stops the walk.
+    int calls = 0;
+    EXPECT_THAT(ForEachPosteriorGroup(p, data, 1, {},
+                                      [&](int64_t, int64_t, const Posteriors&) {
+                                        ++calls;
+                                        return absl::CancelledError("stop");
+                                      }),
+                StatusIs(absl::StatusCode::kCancelled, "stop"));
+    EXPECT_EQ(calls, 1);
+  }
+}
+
+TEST(HmmPosteriors, GroupsNameTheRowsAndSequencesOfTheWholeData) {
+  HmmParams p = SeparatedModel(EmissionType::kCategorical, 2, 1, 2);
+  std::get<CategoricalEmissions>(p.emissions).probabilities << 1, 0, 1, 0;  // symbol 1: never
+  Dataset data;
+  data.x = RowMatrix::Zero(9, 1);
+  data.x(7, 0) = 1;
+  data.sequence_offsets = {0, 3, 6, 9};
+  auto ignore = [](int64_t, int64_t, const Posteriors&) { return absl::OkStatus(); };
+  EXPECT_THAT(ForEachPosteriorGroup(p, data, 3, {}, ignore),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "sequence 3"));
+  data.x(7, 0) = 2;
+  EXPECT_THAT(ForEachPosteriorGroup(p, data, 3, {}, ignore),
+              StatusIs(absl::StatusCode::kInvalidArgument, "row 8"));
+}
+
 TEST(HmmFit, SequencesOfLengthOneAreMixtureRows) {
   // Steps that never follow each other: no transitions to learn (rows kept, with a warning).
   const HmmParams p = SeparatedModel(EmissionType::kPoisson, 2, 1);

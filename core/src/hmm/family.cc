@@ -362,17 +362,30 @@ absl::StatusOr<HmmParams> HmmFamily<Emission>::Unpack(const Eigen::VectorXd& x,
 
 template <class Emission>
 absl::Status HmmFamily<Emission>::Infer(const Params& params, const FitControls& controls,
-                                        const SequenceOutputs& outputs, double* gamma) const {
+                                        SequenceOutputs outputs, double* gamma, int64_t first,
+                                        int64_t last) const {
+  const int64_t sequences = static_cast<int64_t>(offsets_.size()) - 1;
+  if (last < 0) last = sequences;
   const Chain chain = Chain::From(params.start, params.transitions);
   EMFIT_ASSIGN_OR_RETURN(std::unique_ptr<const typename Emission::Evaluator> e,
                          emission_.Prepare(std::get<EmissionParams>(params.emissions)));
-  const Stripes stripes = Stripes::OverSequences(block_offsets_);
+  const int64_t first_row = offsets_[first];
+  outputs.first_sequence = first;
+  outputs.first_row = first_row;
+  // The blocks of the range, formed as block_offsets_ are (pairs of sequences or single ones).
+  const int64_t step = pair_blocks_ ? 2 : 1;
+  std::vector<int64_t> blocks;
+  blocks.reserve(static_cast<size_t>((last - first) / step + 2));
+  for (int64_t q = first; q < last; q += step) blocks.push_back(offsets_[q]);
+  blocks.push_back(offsets_[last]);
+  const Stripes stripes = Stripes::OverSequences(blocks);
   ObjectPool<Work> pool;
   // Whole sequences when every step's output is wanted; checkpointed otherwise.
   const bool whole = gamma != nullptr || outputs.viterbi_log_probability != nullptr;
   const SequenceOptions options{spec_.forward_backward, whole ? 0 : spec_.segment_steps};
   return ForEachBlock(stripes, controls, [&](int, int64_t from, int64_t to) {
-    const auto [first, last] = SequencesOf(from, to);
+    const int64_t lo = first + step * from;
+    const int64_t hi = std::min(first + step * to, last);
     auto work = pool.Get();
     ChainStats unused;
     unused.Reset(k_);
@@ -380,7 +393,9 @@ absl::Status HmmFamily<Emission>::Infer(const Params& params, const FitControls&
       return LogDensities(*e, begin, end, g, controls, &pool);
     };
     auto on_gamma = [&](int64_t begin, int64_t end, const double* rows, bool) {
-      if (gamma != nullptr) std::copy(rows, rows + (end - begin) * k_, gamma + begin * k_);
+      if (gamma != nullptr) {
+        std::copy(rows, rows + (end - begin) * k_, gamma + (begin - first_row) * k_);
+      }
       return absl::OkStatus();
     };
     auto scaled_density = [&](int64_t begin, int64_t end, double* b, double* shift) {
@@ -388,7 +403,7 @@ absl::Status HmmFamily<Emission>::Infer(const Params& params, const FitControls&
     };
     const ScaledDensityFn scaled(scaled_density);
     return SequencesEStep(
-        chain, offsets_, first, last, Eigen::VectorXd(), options,
+        chain, offsets_, lo, hi, Eigen::VectorXd(), options,
         {log_density, on_gamma, [](bool) {}, Emission::kScaledDensities ? &scaled : nullptr},
         &unused, outputs, &work->sequence);
   });

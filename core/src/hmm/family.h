@@ -110,11 +110,13 @@ class HmmFamily {
   Eigen::VectorXd Pack(const Params& params) const;
   absl::StatusOr<Params> Unpack(const Eigen::VectorXd& x, const Params& like) const;
 
-  // Inference without statistics, sequences in parallel: each sequence's log-likelihood into
-  // outputs.log_likelihood, and if not null the state probabilities (rows x k, row-major) and
-  // (outputs.viterbi_*) the Viterbi path and its log-probability.
-  absl::Status Infer(const Params& params, const FitControls& controls,
-                     const SequenceOutputs& outputs, double* gamma) const;
+  // Inference without statistics on the sequences [first, last) (last < 0: to the end), in
+  // parallel: each sequence's log-likelihood into outputs.log_likelihood, and if not null the
+  // state probabilities (rows x k, row-major) and (outputs.viterbi_*) the Viterbi path and its
+  // log-probability. The outputs start at sequence `first` and its first row (their
+  // first_sequence and first_row are set here).
+  absl::Status Infer(const Params& params, const FitControls& controls, SequenceOutputs outputs,
+                     double* gamma, int64_t first = 0, int64_t last = -1) const;
 
   const Emission& emission() const { return emission_; }
   const std::vector<int64_t>& offsets() const { return offsets_; }

@@ -502,20 +502,52 @@ absl::Status WithFamily(const HmmParams& params, const Dataset& data, Fn&& fn) {
 
 }  // namespace
 
+namespace {
+
+// The posteriors of the sequences [first, last) of `family`'s data into *out (resized).
+template <class Family>
+absl::Status InferRange(const Family& family, const HmmParams& params, const FitControls& controls,
+                        int64_t first, int64_t last, Posteriors* out) {
+  const std::vector<int64_t>& offsets = family.offsets();
+  const int64_t rows = offsets[last] - offsets[first];
+  out->state_probabilities.resize(rows, params.k());
+  out->viterbi_path.resize(rows);
+  out->log_likelihood.resize(last - first);
+  out->viterbi_log_probability.resize(last - first);
+  internal::SequenceOutputs outputs;
+  outputs.log_likelihood = out->log_likelihood.data();
+  outputs.viterbi_log_probability = out->viterbi_log_probability.data();
+  outputs.viterbi_path = out->viterbi_path.data();
+  return family.Infer(params, controls, outputs, out->state_probabilities.data(), first, last);
+}
+
+}  // namespace
+
+absl::Status ForEachPosteriorGroup(
+    const HmmParams& params, const Dataset& data, int64_t max_rows, const FitControls& controls,
+    absl::FunctionRef<absl::Status(int64_t first_sequence, int64_t first_row, const Posteriors&)>
+        emit) {
+  return WithFamily(params, data, [&](const auto& family) -> absl::Status {
+    const std::vector<int64_t>& offsets = family.offsets();
+    const int64_t sequences = static_cast<int64_t>(offsets.size()) - 1;
+    Posteriors group;
+    for (int64_t first = 0; first < sequences;) {
+      int64_t last = first + 1;
+      while (last < sequences && offsets[last + 1] - offsets[first] <= max_rows) ++last;
+      EMFIT_RETURN_IF_ERROR(InferRange(family, params, controls, first, last, &group));
+      EMFIT_RETURN_IF_ERROR(emit(first, offsets[first], group));
+      first = last;
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::StatusOr<Posteriors> ComputePosteriors(const HmmParams& params, const Dataset& data,
                                              const FitControls& controls) {
   Posteriors out;
   EMFIT_RETURN_IF_ERROR(WithFamily(params, data, [&](const auto& family) -> absl::Status {
-    const int64_t sequences = static_cast<int64_t>(family.offsets().size()) - 1;
-    out.state_probabilities.resize(data.rows(), params.k());
-    out.viterbi_path.resize(data.rows());
-    out.log_likelihood.resize(sequences);
-    out.viterbi_log_probability.resize(sequences);
-    internal::SequenceOutputs outputs;
-    outputs.log_likelihood = out.log_likelihood.data();
-    outputs.viterbi_log_probability = out.viterbi_log_probability.data();
-    outputs.viterbi_path = out.viterbi_path.data();
-    return family.Infer(params, controls, outputs, out.state_probabilities.data());
+    return InferRange(family, params, controls, 0,
+                      static_cast<int64_t>(family.offsets().size()) - 1, &out);
   }));
   return out;
 }

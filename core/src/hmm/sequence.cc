@@ -72,7 +72,7 @@ struct Run {
     stats->m.noalias() += weight * m;
     for (int j = 0; j < k; ++j) stats->start[j] += weight * gamma_first[j];
     stats->log_likelihood += weight * ll;
-    if (out.log_likelihood != nullptr) out.log_likelihood[q] = ll;
+    if (out.log_likelihood != nullptr) out.log_likelihood[q - out.first_sequence] = ll;
   }
 };
 
@@ -172,10 +172,11 @@ absl::Status Batch(const Run& run, absl::Span<const int64_t> offsets, int64_t fi
   auto length = [&](int64_t q) { return offsets[q + 1] - offsets[q]; };
   if (run.out.viterbi_log_probability != nullptr) {
     for (int64_t q = first; q < last; ++q) {
-      const double v = Viterbi(run.chain, b + row_of(q) * k, length(q),
-                               run.out.viterbi_path + offsets[q], &s.back, work);
+      const double v =
+          Viterbi(run.chain, b + row_of(q) * k, length(q),
+                  run.out.viterbi_path + (offsets[q] - run.out.first_row), &s.back, work);
       if (!(v > -std::numeric_limits<double>::infinity())) return Impossible(q);
-      run.out.viterbi_log_probability[q] = v;
+      run.out.viterbi_log_probability[q - run.out.first_sequence] = v;
     }
   }
   // Each sequence's scaled densities; a sequence whose scaling fails goes to log space.

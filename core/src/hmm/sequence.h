@@ -50,11 +50,14 @@ struct SequenceOptions {
 };
 
 // Optional per-sequence and per-step outputs (null: not wanted), indexed by sequence and by
-// row of the whole data set.
+// row of the whole data set less first_sequence and first_row (the outputs of a range of
+// sequences start at that range's first sequence and row).
 struct SequenceOutputs {
   double* log_likelihood = nullptr;           // per sequence, unweighted
   double* viterbi_log_probability = nullptr;  // per sequence (runs Viterbi)
   int* viterbi_path = nullptr;                // per row (with viterbi_log_probability)
+  int64_t first_sequence = 0;
+  int64_t first_row = 0;
 };
 
 // log_density(begin, end, g): ln f_j(x_t) for rows [begin, end) into g ((end - begin) x k).

@@ -17,6 +17,7 @@
 #include <optional>
 #include <variant>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -167,6 +168,17 @@ struct Posteriors {
 // is impossible under the model (probability 0) is FAILED_PRECONDITION naming it.
 absl::StatusOr<Posteriors> ComputePosteriors(const HmmParams& params, const Dataset& data,
                                              const FitControls& controls = {});
+
+// ComputePosteriors for data too large to hold every step's outputs at once: the sequences in
+// order, in groups of whole sequences of at most `max_rows` steps together (a longer sequence
+// forms a group alone), each group's posteriors passed to `emit` with the index of its first
+// sequence and first row; an error from `emit` stops the walk and is returned. The data are
+// checked as a whole first (messages name rows and sequences of `data`). Memory: one group's
+// outputs.
+absl::Status ForEachPosteriorGroup(
+    const HmmParams& params, const Dataset& data, int64_t max_rows, const FitControls& controls,
+    absl::FunctionRef<absl::Status(int64_t first_sequence, int64_t first_row, const Posteriors&)>
+        emit);
 
 // Total log-likelihood of the sequences of `data` (weighted by the row weights, constant within
 // each sequence) with criteria. Steps with nothing observed are not counted in BIC's n.

@@ -654,6 +654,17 @@ TEST(HmmFit, BadInputIsInvalidArgumentNamingTheFieldAndRow) {
   big.k = 31;
   EXPECT_THAT(Fit(data, big, Iterations(1)),
               StatusIs(absl::StatusCode::kInvalidArgument, "spec.hmm.k"));
+  // The same checks before any data are read, from the shape alone.
+  EXPECT_THAT(spec.Validate(30, 1), IsOk());
+  EXPECT_THAT(unreachable.Validate(30, 1),
+              StatusIs(absl::StatusCode::kInvalidArgument, "state 1 cannot be reached"));
+  EXPECT_THAT(big.Validate(30, 1), StatusIs(absl::StatusCode::kInvalidArgument, "spec.hmm.k"));
+  EXPECT_THAT(spec.Validate(30, 2),
+              StatusIs(absl::StatusCode::kInvalidArgument, "one column of symbols"));
+  HmmSpec warm = spec;
+  warm.init_params = p;
+  warm.num_symbols = 4;
+  EXPECT_THAT(warm.Validate(30, 1), StatusIs(absl::StatusCode::kInvalidArgument, "has 3 symbols"));
   // Posteriors on data with the wrong number of columns.
   EXPECT_THAT(ComputePosteriors(pp, data),
               StatusIs(absl::StatusCode::kInvalidArgument, "reads 2 columns"));

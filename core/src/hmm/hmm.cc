@@ -204,13 +204,6 @@ absl::StatusOr<HmmFitResult> FitGaussian(Dataset data, const HmmSpec& spec,
                                          const FitOptions& options, const FitControls& controls) {
   EMFIT_RETURN_IF_ERROR(GaussianEmission::ValidateData(data));
   std::optional<HmmParams> init = spec.init_params;
-  if (init.has_value() &&
-      std::get<GaussianEmissions>(init->emissions).covariance_type != spec.covariance_type) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "init: the starting model has covariance %s; the spec asks for %s",
-        gmm::CovarianceTypeName(std::get<GaussianEmissions>(init->emissions).covariance_type),
-        gmm::CovarianceTypeName(spec.covariance_type)));
-  }
   // Centred once by the observed column means (algorithms.md §1.1); the log-likelihood does not
   // change and the means are shifted back on output.
   const Eigen::RowVectorXd center =
@@ -392,6 +385,38 @@ absl::Status HmmSpec::Validate() const {
   return absl::OkStatus();
 }
 
+absl::Status HmmSpec::Validate(int64_t rows, int64_t cols) const {
+  EMFIT_RETURN_IF_ERROR(Validate());
+  if (k > rows) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "spec.hmm.k: must be between 1 and the number of rows (%d), got %d", rows, k));
+  }
+  if (cols < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("data: must have at least 1 column, got %d", cols));
+  }
+  if (emission == EmissionType::kCategorical && cols != 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "data: categorical emissions read one column of symbols, got %d columns", cols));
+  }
+  EMFIT_RETURN_IF_ERROR(CheckInitEmissions(*this, cols));
+  if (init_params.has_value()) {
+    if (const auto* g = std::get_if<GaussianEmissions>(&init_params->emissions);
+        g != nullptr && g->covariance_type != covariance_type) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "init: the starting model has covariance %s; the spec asks for %s",
+          gmm::CovarianceTypeName(g->covariance_type), gmm::CovarianceTypeName(covariance_type)));
+    }
+    if (const auto* c = std::get_if<CategoricalEmissions>(&init_params->emissions);
+        c != nullptr && num_symbols != 0 && num_symbols != c->probabilities.cols()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("init: the starting model has %d symbols; spec.hmm.num_symbols is %d",
+                          c->probabilities.cols(), num_symbols));
+    }
+  }
+  return MakeChainSpec(*this).status();
+}
+
 int64_t NumFreeParameters(const HmmParams& params) {
   const int k = params.k();
   auto free_in = [](const Eigen::Ref<const Eigen::RowVectorXd>& row) {
@@ -418,12 +443,9 @@ absl::StatusOr<HmmFitResult> Fit(Dataset data, const HmmSpec& spec, const FitOpt
                                  const FitControls& controls) {
   const absl::Time start = absl::Now();
   EMFIT_RETURN_IF_ERROR(options.Validate());
-  EMFIT_RETURN_IF_ERROR(spec.Validate());
   EMFIT_RETURN_IF_ERROR(data.ValidateAllowingMissing());
+  EMFIT_RETURN_IF_ERROR(spec.Validate(data.rows(), data.cols()));
   EMFIT_RETURN_IF_ERROR(CheckSequenceWeights(data));
-  if (data.cols() < 1) {
-    return absl::InvalidArgumentError("data: must have at least 1 column");
-  }
   const int64_t observed = ObservedRows(data);
   if (spec.k > observed) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -431,7 +453,6 @@ absl::StatusOr<HmmFitResult> Fit(Dataset data, const HmmSpec& spec, const FitOpt
         "%d",
         observed, spec.k));
   }
-  EMFIT_RETURN_IF_ERROR(CheckInitEmissions(spec, data.cols()));
   absl::StatusOr<HmmFitResult> result;
   switch (spec.emission) {
     case EmissionType::kGaussian:
@@ -442,11 +463,6 @@ absl::StatusOr<HmmFitResult> Fit(Dataset data, const HmmSpec& spec, const FitOpt
       if (spec.init_params.has_value()) {
         symbols = static_cast<int>(
             std::get<CategoricalEmissions>(spec.init_params->emissions).probabilities.cols());
-        if (spec.num_symbols != 0 && spec.num_symbols != symbols) {
-          return absl::InvalidArgumentError(
-              absl::StrFormat("init: the starting model has %d symbols; spec.hmm.num_symbols is %d",
-                              symbols, spec.num_symbols));
-        }
       }
       if (symbols == 0 && data.cols() == 1) symbols = CategoricalEmission::SymbolsIn(data);
       EMFIT_RETURN_IF_ERROR(CategoricalEmission::ValidateData(data, symbols));

@@ -130,6 +130,11 @@ struct HmmSpec {
 
   // Checks the spec alone; the data are checked by Fit. Messages name spec.hmm.<field>.
   absl::Status Validate() const;
+  // Checks the spec against data of this shape before the data are read (as Fit does): k at
+  // most the rows, the emission's columns, the starting model (k, emission, columns,
+  // covariance, symbols) and the structural zeros (every state reachable, every row with an
+  // allowed transition).
+  absl::Status Validate(int64_t rows, int64_t cols) const;
 };
 
 // Free parameters of `params` for BIC and AIC: (k-1) + k(k-1) + emission parameters, less the

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "convert/gmm.h"
+#include "convert/hmm.h"
 #include "emfit/base/status_macros.h"
 
 namespace emfit::server {
@@ -12,11 +13,16 @@ absl::StatusOr<SpecVariant> SpecFromProto(const v1::ModelSpec& spec, absl::strin
       EMFIT_ASSIGN_OR_RETURN(gmm::GmmSpec g, FromProto(spec.gmm()));
       return SpecVariant(std::move(g));
     }
+    case v1::ModelSpec::kHmm: {
+      absl::StatusOr<HmmSpecAndNames> h = FromProto(spec.hmm());
+      if (!h.ok()) return h.status();
+      return SpecVariant(std::in_place_type<HmmSpecAndNames>, *std::move(h));
+    }
     default:
       break;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      field, ".family: no model family that this server knows is set; expected one of: gmm"));
+      field, ".family: no model family that this server knows is set; expected one of: gmm, hmm"));
 }
 
 absl::StatusOr<ModelVariant> ModelFromProto(const v1::Model& model, absl::string_view field) {
@@ -25,11 +31,16 @@ absl::StatusOr<ModelVariant> ModelFromProto(const v1::Model& model, absl::string
       EMFIT_ASSIGN_OR_RETURN(gmm::GmmParams p, FromProto(model.gmm(), absl::StrCat(field, ".gmm")));
       return ModelVariant(std::move(p));
     }
+    case v1::Model::kHmm: {
+      EMFIT_ASSIGN_OR_RETURN(HmmModelAndNames h,
+                             FromProto(model.hmm(), absl::StrCat(field, ".hmm")));
+      return ModelVariant(std::move(h));
+    }
     default:
       break;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": no model family that this server knows is set; expected one of: gmm"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": no model family that this server knows is set; expected one of: gmm, hmm"));
 }
 
 }  // namespace emfit::server

@@ -29,6 +29,11 @@ struct LoadedData {
   std::vector<uint64_t> sequence_lengths;
   std::string newick;
   std::vector<std::string> row_names;
+  // Hidden Markov models: each sequence's id (the --sequence_column's values), for reports.
+  std::vector<std::string> sequence_names;
+  // What the data add to the spec of fit and select (e.g. the names of categorical symbols),
+  // merged into it by the command.
+  v1::ModelSpec spec_from_data;
   std::string description;  // e.g. "read data/faithful.csv: 272 rows x 2 columns"
 
   RequestData View() const;
@@ -64,8 +69,9 @@ class FamilyCli {
   // A select candidate's identity in the table (e.g. "3     tied").
   virtual std::string CandidateLabel(const v1::Candidate& candidate) const = 0;
   virtual std::string CandidateHeader() const = 0;
-  // Writes posterior blocks of `model` to `out`.
+  // Writes posterior blocks of `model` on `data` to `out`.
   virtual std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model,
+                                                          const LoadedData& data,
                                                           std::FILE* out) const = 0;
 };
 
@@ -94,7 +100,20 @@ struct TableData {
   LoadedData loaded;
   Table table;  // the parsed CSV (its text columns among others)
 };
-absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& text = {});
+// With `text_features`, the selected columns are read as text too (Table::text after the
+// `text` ones; e.g. categorical symbols).
+absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& text = {},
+                                             bool text_features = false);
+
+// Gaussian parameters in reports (mixture components, HMM states): the row of column names
+// (the model's feature names, else x1, x2, ...), and component c's mean and covariance lines
+// (tied: none; TiedCovarianceLines gives the shared one).
+std::string FeatureHeader(const v1::Model& model, uint32_t d);
+std::string GaussianLines(v1::CovarianceType type, const v1::Matrix& means,
+                          const v1::Matrix& covariances, uint32_t c);
+std::string TiedCovarianceLines(const v1::Matrix& covariances);
+// One row of a matrix in columns of 12.
+std::string MatrixRow(const v1::Matrix& m, uint32_t r);
 
 // A CSV writer for posterior rows: numbers at full precision.
 std::string FormatDouble(double v);

@@ -357,6 +357,7 @@ int RunFit(const FamilyCli& family) {
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kFit, nullptr);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
+  header.mutable_spec()->MergeFrom(data->spec_from_data);
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
@@ -443,7 +444,7 @@ int RunPosterior(const std::set<std::string>& given) {
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();
   if (!channel.ok()) return Usage(channel.status());
   FitClient client(*channel);
-  std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(request->model, out);
+  std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(request->model, request->data, out);
   absl::Status written;
   absl::Status status = client.Posterior(
       header, data->View(),
@@ -492,6 +493,7 @@ int RunSelect(const FamilyCli& family) {
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kSelect, nullptr);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
+  header.mutable_spec()->MergeFrom(data->spec_from_data);
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = ConnectFromFlags();

@@ -16,12 +16,14 @@ namespace emfit::client {
 
 // The families, one line each (defined in family_<name>.cc).
 const FamilyCli& GmmFamilyCli();
+const FamilyCli& HmmFamilyCli();
 const FamilyCli& MkFamilyCli();
 
 namespace {
 
 const std::vector<const FamilyCli*>& Families() {
-  static const auto* families = new std::vector<const FamilyCli*>{&GmmFamilyCli(), &MkFamilyCli()};
+  static const auto* families =
+      new std::vector<const FamilyCli*>{&GmmFamilyCli(), &HmmFamilyCli(), &MkFamilyCli()};
   return *families;
 }
 
@@ -84,7 +86,8 @@ absl::StatusOr<std::vector<uint32_t>> ParseKList(const std::string& text) {
   return out;
 }
 
-absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& text) {
+absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& text,
+                                             bool text_features) {
   CsvOptions o;
   const std::string header = absl::GetFlag(FLAGS_header);
   o.header = header == "yes"  ? HeaderMode::kYes
@@ -98,6 +101,7 @@ absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& tex
   const std::string weights = absl::GetFlag(FLAGS_weights);
   if (!weights.empty()) o.extra.push_back(weights);
   o.text = text;
+  o.text_features = text_features;
   const std::string path = absl::GetFlag(FLAGS_data);
   TableData out;
   absl::StatusOr<Table> table = ReadCsvFile(path, o);
@@ -119,5 +123,55 @@ absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& tex
 }
 
 std::string FormatDouble(double v) { return absl::StrFormat("%.17g", v); }
+
+std::string MatrixRow(const v1::Matrix& m, uint32_t r) {
+  std::string s;
+  for (uint32_t j = 0; j < m.cols(); ++j) {
+    absl::StrAppend(&s, absl::StrFormat("%12.6g", m.values(r * m.cols() + j)));
+  }
+  return s;
+}
+
+std::string FeatureHeader(const v1::Model& model, uint32_t d) {
+  std::string header = "          ";
+  for (uint32_t j = 0; j < d; ++j) {
+    const std::string name = j < static_cast<uint32_t>(model.feature_names_size())
+                                 ? model.feature_names(j)
+                                 : absl::StrCat("x", j + 1);
+    absl::StrAppend(&header, absl::StrFormat("%12s", name.substr(0, 11)));
+  }
+  return header;
+}
+
+std::string GaussianLines(v1::CovarianceType type, const v1::Matrix& means, const v1::Matrix& cov,
+                          uint32_t c) {
+  const uint32_t d = means.cols();
+  std::string out = absl::StrCat("  mean    ", MatrixRow(means, c), "\n");
+  switch (type) {
+    case v1::COVARIANCE_TYPE_FULL:
+      for (uint32_t r = 0; r < d; ++r) {
+        absl::StrAppend(&out, r == 0 ? "  cov     " : "          ", MatrixRow(cov, c * d + r),
+                        "\n");
+      }
+      break;
+    case v1::COVARIANCE_TYPE_DIAG:
+      absl::StrAppend(&out, "  var     ", MatrixRow(cov, c), "\n");
+      break;
+    case v1::COVARIANCE_TYPE_SPHERICAL:
+      absl::StrAppend(&out, absl::StrFormat("  var     %12.6g\n", cov.values(c)));
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+std::string TiedCovarianceLines(const v1::Matrix& covariances) {
+  std::string out = "shared covariance\n";
+  for (uint32_t r = 0; r < covariances.rows(); ++r) {
+    absl::StrAppend(&out, "          ", MatrixRow(covariances, r), "\n");
+  }
+  return out;
+}
 
 }  // namespace emfit::client

@@ -30,6 +30,12 @@ struct LoadedData {
   std::vector<uint64_t> sequence_lengths;
   std::string newick;
   std::vector<std::string> row_names;
+  // Hidden Markov models: each sequence's id (the --sequence_column's values), for reports.
+  std::vector<std::string> sequence_names;
+  // What the data add to the spec of fit and select (e.g. the names of categorical symbols, the
+  // states of an Mk model and its rate matrix read against them), merged into it by the
+  // command.
+  v1::ModelSpec spec_from_data;
   std::string description;  // e.g. "read data/faithful.csv: 272 rows x 2 columns"
 
   RequestData View() const;
@@ -58,11 +64,6 @@ class FamilyCli {
   // fit: the spec. select: the template spec and the grid.
   virtual absl::StatusOr<v1::ModelSpec> SpecFromFlags() const = 0;
   virtual absl::Status GridFromFlags(v1::SelectModelHeader* header) const = 0;
-  // fit, select: completes the spec with what only the loaded data say (e.g. the states of an
-  // Mk model, named in the data); an error is a file error (exit status 1).
-  virtual absl::Status SpecFromData(const LoadedData&, v1::ModelSpec*) const {
-    return absl::OkStatus();
-  }
   // The data of fit and select (`model` null) or of posterior and score (their model).
   virtual absl::StatusOr<LoadedData> LoadData(Command command, const v1::Model* model) const = 0;
   // The fitted parameters, readable (column names from the model's feature_names).
@@ -70,8 +71,9 @@ class FamilyCli {
   // A select candidate's identity in the table (e.g. "3     tied").
   virtual std::string CandidateLabel(const v1::Candidate& candidate) const = 0;
   virtual std::string CandidateHeader() const = 0;
-  // Writes posterior blocks of `model` to `out`.
+  // Writes posterior blocks of `model` on `data` to `out`.
   virtual std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model,
+                                                          const LoadedData& data,
                                                           std::FILE* out) const = 0;
   // The command's shared flags that this family does not read (e.g. --data for a family whose
   // data are other files): refused when given, and left out of its --help.
@@ -106,7 +108,20 @@ struct TableData {
   LoadedData loaded;
   Table table;  // the parsed CSV (its text columns among others)
 };
-absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& text = {});
+// With `text_features`, the selected columns are read as text too (Table::text after the
+// `text` ones; e.g. categorical symbols).
+absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& text = {},
+                                             bool text_features = false);
+
+// Gaussian parameters in reports (mixture components, HMM states): the row of column names
+// (the model's feature names, else x1, x2, ...), and component c's mean and covariance lines
+// (tied: none; TiedCovarianceLines gives the shared one).
+std::string FeatureHeader(const v1::Model& model, uint32_t d);
+std::string GaussianLines(v1::CovarianceType type, const v1::Matrix& means,
+                          const v1::Matrix& covariances, uint32_t c);
+std::string TiedCovarianceLines(const v1::Matrix& covariances);
+// One row of a matrix in columns of 12.
+std::string MatrixRow(const v1::Matrix& m, uint32_t r);
 
 // A CSV writer for posterior rows: numbers at full precision.
 std::string FormatDouble(double v);

@@ -16,14 +16,6 @@
 namespace emfit::client {
 namespace {
 
-std::string Row(const v1::Matrix& m, uint32_t r) {
-  std::string s;
-  for (uint32_t j = 0; j < m.cols(); ++j) {
-    absl::StrAppend(&s, absl::StrFormat("%12.6g", m.values(r * m.cols() + j)));
-  }
-  return s;
-}
-
 absl::StatusOr<v1::CovarianceType> Covariance(absl::string_view name) {
   absl::StatusOr<int> v = ParseShortName(v1::CovarianceType_descriptor(), name, "--covariance");
   if (!v.ok()) return v.status();
@@ -149,42 +141,17 @@ class GmmCli final : public FamilyCli {
   std::string FormatModel(const v1::Model& model) const override {
     const v1::GaussianMixture& g = model.gmm();
     const uint32_t k = g.means().rows();
-    const uint32_t d = g.means().cols();
     std::string out =
         absl::StrFormat("Gaussian mixture, k=%u, covariance %s\n", k,
                         ShortName(v1::CovarianceType_descriptor(), g.covariance_type()));
-    std::string header = "          ";
-    for (uint32_t j = 0; j < d; ++j) {
-      const std::string name = j < static_cast<uint32_t>(model.feature_names_size())
-                                   ? model.feature_names(j)
-                                   : absl::StrCat("x", j + 1);
-      absl::StrAppend(&header, absl::StrFormat("%12s", name.substr(0, 11)));
-    }
+    const std::string header = FeatureHeader(model, g.means().cols());
     for (uint32_t c = 0; c < k; ++c) {
       absl::StrAppend(&out, absl::StrFormat("component %u: weight %.6f\n", c, g.weights(c)));
-      absl::StrAppend(&out, header, "\n  mean    ", Row(g.means(), c), "\n");
-      const v1::Matrix& cov = g.covariances();
-      switch (g.covariance_type()) {
-        case v1::COVARIANCE_TYPE_FULL:
-          for (uint32_t r = 0; r < d; ++r) {
-            absl::StrAppend(&out, r == 0 ? "  cov     " : "          ", Row(cov, c * d + r), "\n");
-          }
-          break;
-        case v1::COVARIANCE_TYPE_DIAG:
-          absl::StrAppend(&out, "  var     ", Row(cov, c), "\n");
-          break;
-        case v1::COVARIANCE_TYPE_SPHERICAL:
-          absl::StrAppend(&out, absl::StrFormat("  var     %12.6g\n", cov.values(c)));
-          break;
-        default:
-          break;
-      }
+      absl::StrAppend(&out, header, "\n",
+                      GaussianLines(g.covariance_type(), g.means(), g.covariances(), c));
     }
     if (g.covariance_type() == v1::COVARIANCE_TYPE_TIED) {
-      absl::StrAppend(&out, "shared covariance\n");
-      for (uint32_t r = 0; r < d; ++r) {
-        absl::StrAppend(&out, "          ", Row(g.covariances(), r), "\n");
-      }
+      absl::StrAppend(&out, TiedCovarianceLines(g.covariances()));
     }
     return out;
   }
@@ -197,7 +164,7 @@ class GmmCli final : public FamilyCli {
                            ShortName(v1::CovarianceType_descriptor(), c.covariance_type()));
   }
 
-  std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model,
+  std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model, const LoadedData&,
                                                   std::FILE* out) const override {
     return std::make_unique<GmmPosteriorSink>(model.gmm().means().rows(), out);
   }

@@ -370,30 +370,11 @@ class MkCli final : public FamilyCli {
             absl::StrJoin(states, ", ")));
       }
     }
-    return TipData(*in, states);
-  }
-
-  absl::Status SpecFromData(const LoadedData& data, v1::ModelSpec* spec) const override {
-    v1::MkSpec* mk = spec->mutable_mk();
-    const std::vector<std::string> states(data.shape.column_names().begin(),
-                                          data.shape.column_names().end());
-    mk->mutable_state_names()->Assign(states.begin(), states.end());
-    const size_t k = states.size();
-    for (const std::string& r : RateList()) {
-      if (Preset(r).ok()) continue;
-      absl::StatusOr<std::vector<double>> index = ReadStateTable(r, k, states, "--rates");
-      if (!index.ok()) return index.status();
-      mk->mutable_index()->set_rows(static_cast<uint32_t>(k));
-      mk->mutable_index()->set_cols(static_cast<uint32_t>(k));
-      mk->mutable_index()->mutable_values()->Assign(index->begin(), index->end());
-    }
-    if (const std::string root = absl::GetFlag(FLAGS_root); RootIsFile(root)) {
-      absl::StatusOr<std::vector<double>> probs = ReadStateTable(root, 1, states, "--root");
-      if (!probs.ok()) return probs.status();
-      mk->set_root(v1::ROOT_PRIOR_GIVEN);
-      mk->mutable_root_probs()->Assign(probs->begin(), probs->end());
-    }
-    return absl::OkStatus();
+    absl::StatusOr<LoadedData> data = TipData(*in, states);
+    if (!data.ok() || model != nullptr) return data;
+    absl::Status s = SpecFromData(*data, &data->spec_from_data);
+    if (!s.ok()) return s;
+    return data;
   }
 
   std::string FormatModel(const v1::Model& model) const override {
@@ -499,7 +480,7 @@ class MkCli final : public FamilyCli {
     return absl::StrFormat("%-8s", RateModelLabel(c.spec().mk().rate_model()));
   }
 
-  std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model,
+  std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model, const LoadedData&,
                                                   std::FILE* out) const override {
     return std::make_unique<MkPosteriorSink>(StatesOf(model), out);
   }
@@ -531,6 +512,31 @@ class MkCli final : public FamilyCli {
   }
 
  private:
+  // Completes the spec of fit and select with what the data say: the states, and the rate
+  // index matrix or root prior read from files against them.
+  static absl::Status SpecFromData(const LoadedData& data, v1::ModelSpec* spec) {
+    v1::MkSpec* mk = spec->mutable_mk();
+    const std::vector<std::string> states(data.shape.column_names().begin(),
+                                          data.shape.column_names().end());
+    mk->mutable_state_names()->Assign(states.begin(), states.end());
+    const size_t k = states.size();
+    for (const std::string& r : RateList()) {
+      if (Preset(r).ok()) continue;
+      absl::StatusOr<std::vector<double>> index = ReadStateTable(r, k, states, "--rates");
+      if (!index.ok()) return index.status();
+      mk->mutable_index()->set_rows(static_cast<uint32_t>(k));
+      mk->mutable_index()->set_cols(static_cast<uint32_t>(k));
+      mk->mutable_index()->mutable_values()->Assign(index->begin(), index->end());
+    }
+    if (const std::string root = absl::GetFlag(FLAGS_root); RootIsFile(root)) {
+      absl::StatusOr<std::vector<double>> probs = ReadStateTable(root, 1, states, "--root");
+      if (!probs.ok()) return probs.status();
+      mk->set_root(v1::ROOT_PRIOR_GIVEN);
+      mk->mutable_root_probs()->Assign(probs->begin(), probs->end());
+    }
+    return absl::OkStatus();
+  }
+
   // The template's settings shared by fit and select (the states come with the data).
   static void Common(v1::MkSpec* m) {
     const std::string root = absl::AsciiStrToLower(absl::GetFlag(FLAGS_root));

@@ -389,9 +389,7 @@ int RunFit(const FamilyCli& family) {
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kFit, nullptr);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
-  if (absl::Status s = family.SpecFromData(*data, header.mutable_spec()); !s.ok()) {
-    return Report(s);
-  }
+  header.mutable_spec()->MergeFrom(data->spec_from_data);
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
   Note("fitting on " + absl::GetFlag(FLAGS_server));
@@ -556,7 +554,8 @@ int RunPosterior(const CommandInfo& command, const std::set<std::string>& given)
   OutFile out(absl::GetFlag(FLAGS_out));
   if (!out.ok()) return Report(out.Error());
   FitClient client(request->channel);
-  std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(request->model, out.get());
+  std::unique_ptr<PosteriorSink> sink =
+      family.NewPosteriorSink(request->model, request->data, out.get());
   grpc::ClientContext context;
   CallOptions call = CallFlags();
   call.context = &context;
@@ -645,9 +644,7 @@ int RunSelect(const FamilyCli& family) {
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kSelect, nullptr);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
-  if (absl::Status s = family.SpecFromData(*data, header.mutable_spec()); !s.ok()) {
-    return Report(s);
-  }
+  header.mutable_spec()->MergeFrom(data->spec_from_data);
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
   FitClient client(*channel);

@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "convert/common.h"
 #include "convert/gmm.h"
+#include "convert/hmm.h"
 #include "convert/mk.h"
 #include "emfit/base/status_macros.h"
 #include "emfit/exec/thread_pool.h"

@@ -134,8 +134,8 @@ constexpr uint64_t kMaxStripes = 64;
 constexpr uint64_t kMaxPartialValues = uint64_t{1} << 25;
 constexpr uint64_t kDouble = sizeof(double);
 
-// Doubles of one set of parameters (weights, means, covariances) with k components in d
-// dimensions.
+}  // namespace
+
 uint64_t ParamValues(gmm::CovarianceType type, uint64_t k, uint64_t d) {
   switch (type) {
     case gmm::CovarianceType::kFull:
@@ -150,8 +150,6 @@ uint64_t ParamValues(gmm::CovarianceType type, uint64_t k, uint64_t d) {
   return k + k * d + k * d * d;
 }
 
-// Bytes of one E-step's partial sums and scratch over `rows` rows (core/src/gmm/family.cc,
-// BlockStripes: tied covariance keeps one scatter per component with missing values).
 uint64_t EStepBytes(gmm::CovarianceType type, uint64_t k, uint64_t d, uint64_t rows) {
   const bool scatter = type == gmm::CovarianceType::kFull || type == gmm::CovarianceType::kTied;
   const uint64_t partial = k * (d + 1) + (scatter ? k * d * d : d * d);
@@ -163,8 +161,6 @@ uint64_t EStepBytes(gmm::CovarianceType type, uint64_t k, uint64_t d, uint64_t r
   const uint64_t scratch = kBlockRows * (2 * k + 4 * d + 8) + 2 * ParamValues(type, k, d);
   return (stripes + 1) * (partial + scratch) * kDouble;
 }
-
-}  // namespace
 
 uint64_t ResultBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
                      const FitOptions& options) {

@@ -43,6 +43,11 @@ uint64_t WorkingBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
                       const FitOptions& options, int threads);
 // What a fit's result keeps once the fit has ended (its model and history), e.g. while other
 // SelectModel candidates run.
+// Doubles of one set of Gaussian components' parameters (weights, means, covariances) with k
+// components in d dimensions, and bytes of one E-step's partial sums and scratch over `rows`
+// rows (core/src/gmm/family.cc, BlockStripes): shared with the HMM's Gaussian emissions.
+uint64_t ParamValues(gmm::CovarianceType type, uint64_t k, uint64_t d);
+uint64_t EStepBytes(gmm::CovarianceType type, uint64_t k, uint64_t d, uint64_t rows);
 uint64_t ResultBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
                      const FitOptions& options);
 // Posterior and Score with `model`: the missing-value layout and per-stripe scratch of Score, or

@@ -116,8 +116,8 @@ absl::StatusOr<ModelVariant> PlanModel(const v1::PosteriorHeader& header,
   return model;
 }
 
-uint64_t ModelWorkingBytes(const ModelVariant& model, const v1::DataShape& shape) {
-  return std::visit([&](const auto& m) { return WorkingBytes(m, shape); }, model);
+uint64_t ModelWorkingBytes(const ModelVariant& model, const v1::DataShape& shape, int threads) {
+  return std::visit([&](const auto& m) { return WorkingBytes(m, shape, threads); }, model);
 }
 
 absl::Status RunPosterior(const ModelVariant& model, const Upload& upload,

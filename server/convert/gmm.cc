@@ -195,7 +195,7 @@ uint64_t WorkingBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
          ResultBytes(spec, shape, options);
 }
 
-uint64_t WorkingBytes(const gmm::GmmParams& model, const v1::DataShape& shape) {
+uint64_t WorkingBytes(const gmm::GmmParams& model, const v1::DataShape& shape, int) {
   const uint64_t k = static_cast<uint64_t>(model.k()), d = shape.cols(),
                  n = shape.rows();  // Score: the rows' pattern order and keys with missing values,
                                     // the stripes' scratch.

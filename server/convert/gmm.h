@@ -52,7 +52,7 @@ uint64_t ResultBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
                      const FitOptions& options);
 // Posterior and Score with `model`: the missing-value layout and per-stripe scratch of Score, or
 // the posterior blocks a Posterior call keeps in flight, whichever is larger.
-uint64_t WorkingBytes(const gmm::GmmParams& model, const v1::DataShape& shape);
+uint64_t WorkingBytes(const gmm::GmmParams& model, const v1::DataShape& shape, int threads);
 
 absl::StatusOr<v1::FitResult> FitJob(const gmm::GmmSpec& spec, Upload upload,
                                      const FitOptions& options, const FitControls& controls);

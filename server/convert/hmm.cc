@@ -398,8 +398,12 @@ uint64_t WorkingBytes(const HmmSpecAndNames& spec, const v1::DataShape& shape,
   const uint64_t params = HmmParamValues(spec.spec, k, shape.cols()) * kDouble;
   // Each running restart: its initialisation (a mixture's k-means on the steps: five values per
   // step) then its E-step, and its current, previous and (SQUAREM) extrapolated parameters.
+  // Each running restart's E-step keeps a forward-backward scratch for every thread that
+  // helped it (core/src/hmm/family.h, Work), which may be every thread of the job.
   const uint64_t per_restart =
-      std::max(5 * n * kDouble, HmmEStepBytes(spec.spec, shape, k, 1)) + 8 * params;
+      std::max(5 * n * kDouble,
+               HmmEStepBytes(spec.spec, shape, k, static_cast<uint64_t>(std::max(1, threads)))) +
+      8 * params;
   const uint64_t per_restart_kept = 2 * params + 2 * (max_iter + 1) * kDouble + 512;
   // The sequence offsets; the data's copy with gaps filled for the initialisation.
   const uint64_t layout =
@@ -408,7 +412,7 @@ uint64_t WorkingBytes(const HmmSpecAndNames& spec, const v1::DataShape& shape,
          ResultBytes(spec, shape, options);
 }
 
-uint64_t WorkingBytes(const HmmModelAndNames& model, const v1::DataShape& shape) {
+uint64_t WorkingBytes(const HmmModelAndNames& model, const v1::DataShape& shape, int threads) {
   const uint64_t k = static_cast<uint64_t>(model.params.k()), n = shape.rows();
   // Score: one E-step. Posterior: a group of whole sequences (about 2^22 / k steps, or one
   // longer sequence alone, which may be all but one step per other sequence) with its state
@@ -422,7 +426,7 @@ uint64_t WorkingBytes(const HmmModelAndNames& model, const v1::DataShape& shape)
   const uint64_t group = std::min(n, std::max((uint64_t{1} << 22) / k, longest));
   const uint64_t posterior = group * (3 * k * kDouble + k * sizeof(int32_t) + sizeof(int32_t)) +
                              2 * 6 * (uint64_t{1} << 20);
-  return std::max(HmmEStepBytes(spec, shape, k, 1), posterior);
+  return std::max(HmmEStepBytes(spec, shape, k, threads), posterior);
 }
 
 absl::StatusOr<v1::FitResult> FitJob(const HmmSpecAndNames& spec, Upload upload,

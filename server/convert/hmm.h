@@ -44,7 +44,7 @@ uint64_t ResultBytes(const HmmSpecAndNames& spec, const v1::DataShape& shape,
                      const FitOptions& options);
 uint64_t WorkingBytes(const HmmSpecAndNames& spec, const v1::DataShape& shape,
                       const FitOptions& options, int threads);
-uint64_t WorkingBytes(const HmmModelAndNames& model, const v1::DataShape& shape);
+uint64_t WorkingBytes(const HmmModelAndNames& model, const v1::DataShape& shape, int threads);
 absl::StatusOr<v1::FitResult> FitJob(const HmmSpecAndNames& spec, Upload upload,
                                      const FitOptions& options, const FitControls& controls);
 // Emits the state probabilities and Viterbi states of the steps block by block in input order,

@@ -219,6 +219,15 @@ MkDataPlan DataPlan(const v1::DataShape& shape, const ServiceLimits& limits) {
   return plan;
 }
 
+constexpr uint64_t kDouble = sizeof(double);
+
+// The most nodes a tree of `shape` can have: every node takes at least three bytes of Newick
+// text ("A:1," or "):0"), and a tree without unary nodes has fewer than twice its tips.
+uint64_t MaxNodes(const v1::DataShape& shape) {
+  const uint64_t by_text = shape.newick_bytes() / 3 + 1;
+  return std::max<uint64_t>(1, shape.newick_bytes() > 0 ? by_text : 2 * shape.rows());
+}
+
 // The spec against the declared data and the limits, before the data arrive (fits and grids).
 absl::Status PlanMkSpec(MkSpecPlan* plan, const v1::DataShape& shape, const ServiceLimits& limits,
                         absl::string_view field) {
@@ -239,16 +248,23 @@ absl::Status PlanMkSpec(MkSpecPlan* plan, const v1::DataShape& shape, const Serv
   }
   EMFIT_RETURN_IF_ERROR(CheckModelSize(static_cast<int64_t>(rates.size()), limits, field));
   plan->data = DataPlan(shape, limits);
+  if (spec.estep == mk::EStepMethod::kMonteCarlo) {
+    // The store of draws this fit reserves: what the client's max_sample_size needs, else
+    // kDefaultSampleStoreBytes (the default max_sample_size is lowered to fit it, as it is to
+    // fit the limit); never more than the limit.
+    uint64_t store = kDefaultSampleStoreBytes;
+    if (plan->max_sample_size_given) {
+      const uint64_t characters =
+          std::max<uint64_t>(1, shape.cols() / std::max<uint64_t>(1, spec.k()));
+      const double wanted = static_cast<double>(MaxNodes(shape)) * static_cast<double>(characters) *
+                            2.0 * static_cast<double>(spec.mcem.max_sample_size);
+      store = wanted >= static_cast<double>(plan->data.max_sample_bytes)
+                  ? plan->data.max_sample_bytes
+                  : static_cast<uint64_t>(wanted);
+    }
+    plan->data.max_sample_bytes = std::min(plan->data.max_sample_bytes, store);
+  }
   return absl::OkStatus();
-}
-
-constexpr uint64_t kDouble = sizeof(double);
-
-// The most nodes a tree of `shape` can have: every node takes at least three bytes of Newick
-// text ("A:1," or "):0"), and a tree without unary nodes has fewer than twice its tips.
-uint64_t MaxNodes(const v1::DataShape& shape) {
-  const uint64_t by_text = shape.newick_bytes() / 3 + 1;
-  return std::max<uint64_t>(1, shape.newick_bytes() > 0 ? by_text : 2 * shape.rows());
 }
 
 // The parsed tree (labels, parents, lengths, children) and the pruning tables of one pass
@@ -295,8 +311,8 @@ absl::Status FitSampleStore(const MkSpecPlan& plan, const MkInput& in, McemOptio
   }
   return absl::ResourceExhaustedError(absl::StrFormat(
       "spec.mk.mcem.max_sample_size: %d draws of the states of %d nodes x %d characters (2 bytes "
-      "each) would take %d bytes; this server allows %d per request (--max_values x 8 bytes), "
-      "i.e. at most %d draws",
+      "each) would take %d bytes; this fit may use %d (at most --max_values x 8 bytes), i.e. at "
+      "most %d draws",
       mcem->max_sample_size, in.tree.num_nodes(), characters, mcem->max_sample_size * per_draw,
       plan.data.max_sample_bytes, fits));
 }
@@ -468,7 +484,8 @@ uint64_t WorkingBytes(const MkSpecPlan& plan, const v1::DataShape& shape, const 
   const uint64_t running =
       std::min<uint64_t>(restarts, static_cast<uint64_t>(std::max(1, threads)));
   // Each running restart prunes on its own tables; Monte Carlo EM also keeps the draws' node
-  // states (2 bytes per node and character), at most max_sample_bytes (FitSampleStore).
+  // states (2 bytes per node and character) in a store of max_sample_bytes (PlanMkSpec,
+  // FitSampleStore).
   uint64_t per_restart = TreeBytes(shape, k);
   if (plan.spec.estep == mk::EStepMethod::kMonteCarlo) {
     const uint64_t characters = std::max<uint64_t>(1, shape.cols() / std::max<uint64_t>(1, k));
@@ -484,16 +501,16 @@ uint64_t WorkingBytes(const MkSpecPlan& plan, const v1::DataShape& shape, const 
          ResultBytes(plan, shape, options);
 }
 
-uint64_t WorkingBytes(const MkModelPlan& model, const v1::DataShape& shape) {
+uint64_t WorkingBytes(const MkModelPlan& model, const v1::DataShape& shape, int) {
   // One pruning pass, and about 1 MiB of node posteriors per block, up to five queued or in
   // flight, each also as a message.
   return TreeBytes(shape, static_cast<uint64_t>(model.params.k())) + 2 * 6 * (uint64_t{1} << 20);
 }
 
-uint64_t WorkingBytes(const HistoriesPlan& plan, const v1::DataShape& shape) {
+uint64_t WorkingBytes(const HistoriesPlan& plan, const v1::DataShape& shape, int threads) {
   // The Posterior's pruning, plus SIMMAP batches of about 1 MiB, four in flight and one being
   // written, each also as a message.
-  return WorkingBytes(plan.model, shape) + 2 * 5 * (uint64_t{1} << 20);
+  return WorkingBytes(plan.model, shape, threads) + 2 * 5 * (uint64_t{1} << 20);
 }
 
 absl::Status PosteriorJob(const MkModelPlan& model, const Upload& upload,

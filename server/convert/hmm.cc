@@ -358,19 +358,34 @@ uint64_t HmmParamValues(const hmm::HmmSpec& spec, uint64_t k, uint64_t d) {
   return k + k * k + emissions;
 }
 
-// One E-step over `threads` threads: each thread's forward-backward buffers (a segment at most)
-// and block densities, the stripes' partial sums (for Gaussian emissions, the mixture's), the
-// per-sequence log-likelihoods.
+// Doubles of one set of emission statistics (core/src/emission/: per state, the weight and the
+// weighted sums; Gaussian emissions the mixture's partial sums, categorical a count per symbol).
+uint64_t EmissionStatsValues(const hmm::HmmSpec& spec, uint64_t k, uint64_t d) {
+  switch (spec.emission) {
+    case hmm::EmissionType::kGaussian:
+      return k * (d + 1) + k * d * d;
+    case hmm::EmissionType::kCategorical:
+      return k * static_cast<uint64_t>(std::max(1, spec.num_symbols)) + k;
+    case hmm::EmissionType::kPoisson:
+      return 2 * k * d + k;
+  }
+  return k * (d + 1) + k * d * d;
+}
+
+// One E-step whose work `threads` threads share (core/src/hmm/family.h): each thread's Work
+// (forward-backward buffers of a segment at most, block densities and scratch, a long
+// sequence's provisional statistics and up to 64 inner partials of its blocks), the stripes'
+// partial sums, the per-sequence log-likelihoods.
 uint64_t HmmEStepBytes(const hmm::HmmSpec& spec, const v1::DataShape& shape, uint64_t k,
                        uint64_t threads) {
   const uint64_t n = shape.rows(), d = shape.cols();
   const uint64_t sequences = std::max<uint64_t>(1, shape.num_sequences());
-  const uint64_t buffers =
-      2 * std::min(n * k, kSegmentValues + kBlockRows * k) + kBlockRows * (k + d) + k * k * 4;
-  const uint64_t stripes = spec.emission == hmm::EmissionType::kGaussian
-                               ? EStepBytes(spec.covariance_type, k, d, n)
-                               : 65 * (k * k + 2 * HmmParamValues(spec, k, d)) * kDouble;
-  return threads * buffers * kDouble + stripes + 2 * sequences * kDouble;
+  const uint64_t stats = EmissionStatsValues(spec, k, d);
+  const uint64_t inner = std::min<uint64_t>(64, (n + kBlockRows - 1) / kBlockRows);
+  const uint64_t work = 2 * std::min(n * k, kSegmentValues + kBlockRows * k) +
+                        kBlockRows * (3 * k + 4 * d + 8) + k * k * 4 + (2 + inner) * stats;
+  const uint64_t stripes = std::min<uint64_t>(64, (n + kBlockRows - 1) / kBlockRows) + 1;
+  return (threads * work + stripes * (k * k + k + stats) + 2 * sequences) * kDouble;
 }
 
 }  // namespace

@@ -174,6 +174,21 @@ TEST_F(WorkingMemoryTest, AHiddenMarkovModelFitStaysWithinItsEstimate) {
   header.mutable_spec()->mutable_hmm()->set_emission(v1::EMISSION_TYPE_POISSON);
   *header.mutable_shape() = ShapeOf(counts);
   ExpectFitWithinEstimate(header, std::move(counts));
+
+  // Many symbols in long sequences: every thread's partial statistics are large.
+  Upload symbols;
+  symbols.data.x = RowMatrix(80000, 1);
+  for (Eigen::Index i = 0; i < symbols.data.x.rows(); ++i) {
+    symbols.data.x(i, 0) = static_cast<double>((i * 7919 + (i / 500) * 13) % 20000);
+  }
+  for (int64_t s = 0; s <= 4; ++s) symbols.data.sequence_offsets.push_back(s * 20000);
+  header.mutable_spec()->mutable_hmm()->set_k(2);
+  header.mutable_spec()->mutable_hmm()->set_emission(v1::EMISSION_TYPE_CATEGORICAL);
+  header.mutable_spec()->mutable_hmm()->set_n_symbols(20000);
+  header.mutable_options()->set_n_init(2);
+  header.mutable_options()->set_max_iter(3);
+  *header.mutable_shape() = ShapeOf(symbols);
+  ExpectFitWithinEstimate(header, std::move(symbols));
 }
 
 // An Mk request on a random tree: the tips' likelihoods of k states, one state observed each.
@@ -205,10 +220,15 @@ TEST_F(WorkingMemoryTest, AnMkFitStaysWithinItsEstimateExactlyAndByMonteCarlo) {
   const v1::FitHeader ard = MkHeader(exact, 4, v1::RATE_MODEL_ARD);
   ExpectFitWithinEstimate(ard, std::move(exact));
 
-  Upload mc = MkUpload(400, 3, 12);
-  v1::FitHeader header = MkHeader(mc, 3, v1::RATE_MODEL_SYM);
+  // Monte Carlo EM with a sample size the client sets: the draws' states and tallies (56
+  // rates: each draw's rows of the rate covariance) within what the fit reserved for them.
+  Upload mc = MkUpload(60, 8, 12);
+  v1::FitHeader header = MkHeader(mc, 8, v1::RATE_MODEL_ARD);
   header.mutable_spec()->mutable_mk()->set_estep(v1::E_STEP_METHOD_MONTE_CARLO);
-  header.mutable_options()->set_max_iter(5);
+  header.mutable_spec()->mutable_mk()->mutable_mcem()->set_initial_sample_size(20000);
+  header.mutable_spec()->mutable_mk()->mutable_mcem()->set_max_sample_size(20000);
+  header.mutable_options()->set_n_init(1);
+  header.mutable_options()->set_max_iter(2);
   header.mutable_options()->set_tol(1e-3);
   ExpectFitWithinEstimate(header, std::move(mc));
 }

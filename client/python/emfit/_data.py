@@ -115,3 +115,24 @@ def array(m, shape=None):
     """A Matrix message as a numpy array of shape (rows, cols), or the given shape."""
     a = np.asarray(m.values, dtype=np.float64)
     return a.reshape(shape if shape is not None else (m.rows, m.cols))
+
+
+# Gaussian parameters (mixtures and Gaussian HMM emissions share the proto's layout).
+COVARIANCE = {"full": pb.COVARIANCE_TYPE_FULL, "diag": pb.COVARIANCE_TYPE_DIAG,
+              "tied": pb.COVARIANCE_TYPE_TIED, "spherical": pb.COVARIANCE_TYPE_SPHERICAL}
+COVARIANCE_NAME = {v: k for k, v in COVARIANCE.items()}
+COVARIANCE_NAME[pb.COVARIANCE_TYPE_UNSPECIFIED] = "full"
+
+
+def covariances_array(m, covariance_type, k, d):
+    """A covariances Matrix message as scikit-learn's covariances_: full (k, d, d), tied
+    (d, d), diag (k, d), spherical (k,)."""
+    return array(m, {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
+                     "spherical": (k,)}[covariance_type])
+
+
+def covariances_matrix(covariances, covariance_type, k, d):
+    """scikit-learn's covariances_ as the Matrix message: full (k*d) x d, tied d x d, diag
+    k x d, spherical k x 1."""
+    flat = {"full": (k * d, d), "tied": (d, d), "diag": (k, d), "spherical": (k, 1)}
+    return matrix(np.asarray(covariances, dtype=np.float64).reshape(flat[covariance_type]))

@@ -158,11 +158,27 @@ class HmmMatchesTheCli(HmmServerTest):
         cli = self.cli_json("fit", "--family=hmm", "--emission=poisson", "--k=2",
                             "--data=" + data("discoveries.csv"), "--columns=count",
                             "--n_init=10", "--seed=1")
-        model = self.hmm(emfit.PoissonHMM, 2, n_init=10, random_state=1).fit(discoveries())
+        events = []
+        model = self.hmm(emfit.PoissonHMM, 2, n_init=10, random_state=1,
+                         callback=events.append).fit(discoveries())
         self.assert_same_chain(model, cli)
         np.testing.assert_array_equal(model.lambdas_,
                                       matrix(cli["model"]["hmm"]["poisson"]["rates"]))
         self.assertEqual(model.lambdas_.shape, (2, 1))
+        # The callback sees the restarts' iterations in order (the server may drop
+        # intermediate ones for a reader slower than the fit), each with its log-likelihood.
+        self.assertTrue(events)
+        self.assertTrue({e.restart for e in events} <= set(range(10)))
+        for restart in range(10):
+            iterations = [e.iteration for e in events if e.restart == restart]
+            self.assertEqual(iterations, sorted(set(iterations)))
+        for e in events:
+            if e.restart == model.summary_.best_restart:
+                self.assertEqual(e.log_likelihood, model.monitor_.history[e.iteration])
+        # SQUAREM reaches the same maximum.
+        fast = self.hmm(emfit.PoissonHMM, 2, n_init=10, random_state=1,
+                        acceleration="squarem").fit(discoveries())
+        self.assertAlmostEqual(fast.score(discoveries()), model.score(discoveries()), delta=1e-4)
 
     def test_predict_is_the_clis_viterbi_column_and_score_the_clis_score(self):
         for name, flags, cls, x in [
@@ -305,6 +321,14 @@ class HmmCategoricalSymbols(HmmServerTest):
         with self.assertRaisesRegex(ValueError, "row 2: symbol 'snow' is not one of the "
                                                 "model's 3 symbols \\(fog, rain, sun\\)"):
             model.score(["rain", "snow"])
+        # init_params='' continues the fit, its names kept.
+        last = model.monitor_.history[-1]
+        model.set_params(init_params="", max_iter=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", emfit.ConvergenceWarning)
+            model.fit(symbols, lengths)
+        self.assertEqual(model.monitor_.history[0], last)
+        self.assertEqual(list(model.symbols_), ["fog", "rain", "sun"])
         # Missing symbols advance the chain: None, NaN and '' alike.
         self.assertEqual(model.score(["rain", None, "sun"]), model.score(["rain", "", "sun"]))
         self.assertEqual(model.score(["rain", float("nan"), "sun"]),

@@ -120,7 +120,7 @@ class _BaseHMM(_base.EmfitEstimator):
         fixed = every - updated
         start = None
         if given == every:
-            start = self._given_model(given)
+            start = self._model(int(self.n_components))
         elif given or fixed:
             start = self._initialised_model(spec, options, values, weights, names, lengths)
             self._put(start.hmm, given, int(self.n_components))
@@ -144,13 +144,9 @@ class _BaseHMM(_base.EmfitEstimator):
         with self._client() as client:
             return client.fit(header, values, weights, names, sequence_lengths=lengths).model
 
-    def _given_model(self, letters):
-        """A Model whose `letters` come from the attributes (the others left empty)."""
-        model = pb.Model()
-        self._put(model.hmm, letters, int(self.n_components))
-        return model
-
     def _put(self, hmm, letters, k):
+        """Writes the parameters of `letters` from the attributes into hmm (a
+        HiddenMarkovModel message), checking their shapes for k states."""
         if "s" in letters:
             start = np.asarray(self.startprob_, dtype=np.float64)
             _check_shape(start, (k,), "startprob_")
@@ -183,11 +179,12 @@ class _BaseHMM(_base.EmfitEstimator):
             iter=int(summary.iterations), converged=bool(summary.converged))
         self._set_summary(summary)
 
-    def _model(self):
-        """The parameters (the attributes, fitted or set by hand) as a Model."""
+    def _model(self, k=None):
+        """The parameters (the attributes, fitted or set by hand) as a Model of k states
+        (default: startprob_'s)."""
         self._check_is_fitted("startprob_")
         model = pb.Model()
-        self._put(model.hmm, set(self._LETTERS), len(np.ravel(self.startprob_)))
+        self._put(model.hmm, set(self._LETTERS), len(np.ravel(self.startprob_)) if k is None else k)
         return model
 
     # --- the E-step as a service ------------------------------------------------------------
@@ -273,17 +270,22 @@ class _BaseHMM(_base.EmfitEstimator):
         rng = _base.random_state_of(self.random_state if random_state is None else random_state)
         transmat_cdf = np.cumsum(self.transmat_, axis=1)
         if currstate is None:
-            currstate = int((np.cumsum(self.startprob_) > rng.rand()).argmax())
+            currstate = int((np.cumsum(self.startprob_) > _uniform(rng)).argmax())
         states = [currstate]
         rows = [self._draw(currstate, rng)]
         for _ in range(n_samples - 1):
-            currstate = int((transmat_cdf[currstate] > rng.rand()).argmax())
+            currstate = int((transmat_cdf[currstate] > _uniform(rng)).argmax())
             states.append(currstate)
             rows.append(self._draw(currstate, rng))
         return self._sampled(rows), np.array(states, dtype=int)
 
     def _sampled(self, rows):
         return np.atleast_2d(np.asarray(rows))
+
+
+def _uniform(rng):
+    """A uniform draw in [0, 1) from a RandomState (hmmlearn's rand()) or a Generator."""
+    return rng.random() if isinstance(rng, np.random.Generator) else rng.rand()
 
 
 def _check_shape(a, shape, name):
@@ -581,7 +583,7 @@ class CategoricalHMM(_BaseHMM):
 
     def _draw(self, state, rng):
         cdf = np.cumsum(self.emissionprob_[state, :])
-        return [(cdf > rng.rand()).argmax()]
+        return [(cdf > _uniform(rng)).argmax()]
 
     def _sampled(self, rows):
         index = np.asarray(rows, dtype=np.int64).reshape(-1, 1)

@@ -72,8 +72,8 @@ absl::Status CheckOptions(const v1::FitOptions& options, const ServiceLimits& li
 
 absl::Status CheckK(uint32_t k, const ServiceLimits& limits, absl::string_view field) {
   if (k > static_cast<uint32_t>(limits.max_k)) {
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("%s: at most %d components (--max_k), got %d", field, limits.max_k, k));
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s: at most %d components or states (--max_k), got %d", field, limits.max_k, k));
   }
   return absl::OkStatus();
 }

@@ -302,6 +302,12 @@ absl::Status PlanSpec(HmmSpecAndNames* spec, const v1::ModelSpec& sent, const v1
                        limits, "spec.hmm.n_symbols"));
   if (init != nullptr) {
     EMFIT_ASSIGN_OR_RETURN(HmmModelAndNames start, FromProto(init->hmm(), "header.init.hmm"));
+    EMFIT_RETURN_IF_ERROR(
+        CheckK(static_cast<uint32_t>(start.params.k()), limits, "header.init.hmm"));
+    if (const auto* c = std::get_if<hmm::CategoricalEmissions>(&start.params.emissions)) {
+      EMFIT_RETURN_IF_ERROR(CheckSymbolCount(static_cast<uint64_t>(c->probabilities.cols()), limits,
+                                             "header.init.hmm.categorical.probabilities"));
+    }
     if (!start.symbols.empty()) {
       if (!spec->symbols.empty() && spec->symbols != start.symbols) {
         return absl::InvalidArgumentError(

@@ -242,7 +242,8 @@ bool BackwardScaledAny(const Chain& chain, const double* b, double* alpha, const
                        int64_t n, const double* before, double* beta, double* m) {
   constexpr int64_t kChunk = 128;
   const int k = chain.k;
-  thread_local std::vector<double> w_chunk, beta_chunk;
+  // Aligned (sequence.h, SequenceScratch): results must not depend on heap addresses.
+  thread_local std::vector<double, Eigen::aligned_allocator<double>> w_chunk, beta_chunk;
   w_chunk.resize(static_cast<size_t>(kChunk * k));
   beta_chunk.resize(static_cast<size_t>(kChunk * k));
   Eigen::Map<RowMatrix> mm(m, k, k);

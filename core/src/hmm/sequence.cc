@@ -51,8 +51,8 @@ double SumOf(const double* v, int64_t n) { return Eigen::Map<const Eigen::ArrayX
 // Work memory of the recursions (the most BackwardLog needs, 2k + k^2) plus k for beta.
 int64_t WorkSize(int k) { return 3 * static_cast<int64_t>(k) + static_cast<int64_t>(k) * k; }
 
-template <class T>
-T* Sized(std::vector<T>* v, int64_t n) {
+template <class T, class A>
+T* Sized(std::vector<T, A>* v, int64_t n) {
   if (static_cast<int64_t>(v->size()) < n) v->resize(static_cast<size_t>(n));
   return v->data();
 }

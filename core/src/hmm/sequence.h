@@ -33,7 +33,11 @@ struct ChainStats {
 
 // Work memory of SequencesEStep, reused across blocks.
 struct SequenceScratch {
-  std::vector<double> b, alpha, c, shift, work, checkpoints;
+  // Aligned as Eigen aligns its own arrays (EIGEN_MAX_ALIGN_BYTES): Eigen's vectorised sums
+  // over these buffers peel their first elements by the address's alignment, so a buffer at
+  // an arbitrary heap address would make results depend on where malloc put it (seen in the
+  // x86-64-v4 build: the last bits of a fit changed with the request's column names).
+  std::vector<double, Eigen::aligned_allocator<double>> b, alpha, c, shift, work, checkpoints;
   RowMatrix m, m2;  // one (or two) sequences' M, added to the statistics once they succeed
   std::vector<uint8_t> scaled;  // per sequence of a batch: its scaled densities are ready
   std::vector<int32_t> back;

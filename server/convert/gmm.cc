@@ -241,15 +241,8 @@ absl::Status PosteriorJob(const gmm::GmmParams& model, const Upload& upload,
 
 absl::StatusOr<v1::ScoreResponse> ScoreJob(const gmm::GmmParams& model, const Upload& upload,
                                            const FitControls& controls) {
-  EMFIT_ASSIGN_OR_RETURN(gmm::ScoreResult s, gmm::Score(model, upload.data, controls));
-  v1::ScoreResponse out;
-  out.set_log_likelihood(s.log_likelihood);
-  out.set_mean_log_likelihood(s.mean_log_likelihood);
-  out.set_bic(s.bic);
-  out.set_aic(s.aic);
-  out.set_num_free_parameters(static_cast<uint64_t>(s.num_free_parameters));
-  out.set_rows(static_cast<uint64_t>(s.rows_used));
-  return out;
+  EMFIT_ASSIGN_OR_RETURN(auto s, gmm::Score(model, upload.data, controls));
+  return ScoreToProto(s);
 }
 
 absl::StatusOr<std::vector<gmm::GmmSpec>> SelectGrid(const gmm::GmmSpec& base,

@@ -501,15 +501,8 @@ absl::Status PosteriorJob(const HmmModelAndNames& model, const Upload& upload,
 
 absl::StatusOr<v1::ScoreResponse> ScoreJob(const HmmModelAndNames& model, const Upload& upload,
                                            const FitControls& controls) {
-  EMFIT_ASSIGN_OR_RETURN(hmm::ScoreResult s, hmm::Score(model.params, upload.data, controls));
-  v1::ScoreResponse out;
-  out.set_log_likelihood(s.log_likelihood);
-  out.set_mean_log_likelihood(s.mean_log_likelihood);
-  out.set_bic(s.bic);
-  out.set_aic(s.aic);
-  out.set_num_free_parameters(static_cast<uint64_t>(s.num_free_parameters));
-  out.set_rows(static_cast<uint64_t>(s.rows_used));
-  return out;
+  EMFIT_ASSIGN_OR_RETURN(auto s, hmm::Score(model.params, upload.data, controls));
+  return ScoreToProto(s);
 }
 
 absl::StatusOr<std::vector<HmmSpecAndNames>> SelectGrid(const HmmSpecAndNames& base,

@@ -162,6 +162,11 @@ uint64_t EStepBytes(gmm::CovarianceType type, uint64_t k, uint64_t d, uint64_t r
   return (stripes + 1) * (partial + scratch) * kDouble;
 }
 
+IterationCost CostOfIteration(const gmm::GmmSpec&, const v1::DataShape& shape) {
+  return {static_cast<double>(shape.rows()) * static_cast<double>(shape.cols()),
+          absl::StrFormat("%d rows x %d columns", shape.rows(), shape.cols())};
+}
+
 uint64_t ResultBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
                      const FitOptions& options) {
   const uint64_t k = static_cast<uint64_t>(spec.k), d = shape.cols();

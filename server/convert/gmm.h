@@ -22,6 +22,9 @@ absl::StatusOr<gmm::GmmSpec> FromProto(const v1::GaussianMixtureSpec& spec);
 void ToProto(const gmm::GmmParams& params, v1::GaussianMixture* out);
 absl::StatusOr<gmm::GmmParams> FromProto(const v1::GaussianMixture& model, absl::string_view field);
 
+// What one EM iteration visits, for --max_work (service_limits.h).
+IterationCost CostOfIteration(const gmm::GmmSpec& spec, const v1::DataShape& shape);
+
 // Completes `spec` (converted from `sent`) with the starting model `init` (null: none; already
 // checked to be of this family) and checks both against the declared shape and the limits.
 absl::Status PlanSpec(gmm::GmmSpec* spec, const v1::ModelSpec& sent, const v1::Model* init,

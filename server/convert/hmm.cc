@@ -396,6 +396,14 @@ uint64_t HmmEStepBytes(const hmm::HmmSpec& spec, const v1::DataShape& shape, uin
 
 }  // namespace
 
+IterationCost CostOfIteration(const HmmSpecAndNames& spec, const v1::DataShape& shape) {
+  // Each step's values, and the forward-backward's k x k transitions.
+  const double k = spec.spec.k;
+  return {static_cast<double>(shape.rows()) * (static_cast<double>(shape.cols()) + k * k),
+          absl::StrFormat("%d steps x (%d columns + k^2 = %.0f transitions)", shape.rows(),
+                          shape.cols(), k * k)};
+}
+
 uint64_t ResultBytes(const HmmSpecAndNames& spec, const v1::DataShape& shape,
                      const FitOptions& options) {
   const uint64_t k = static_cast<uint64_t>(spec.spec.k);

@@ -35,6 +35,9 @@ void ToProto(const hmm::HmmParams& params, const std::vector<std::string>& symbo
 absl::StatusOr<HmmModelAndNames> FromProto(const v1::HiddenMarkovModel& model,
                                            absl::string_view field);
 
+// What one EM iteration visits, for --max_work (service_limits.h).
+IterationCost CostOfIteration(const HmmSpecAndNames& spec, const v1::DataShape& shape);
+
 absl::Status PlanSpec(HmmSpecAndNames* spec, const v1::ModelSpec& sent, const v1::Model* init,
                       const v1::DataShape& shape, const ServiceLimits& limits);
 absl::Status PlanModel(HmmModelAndNames* model, const v1::DataShape& shape,

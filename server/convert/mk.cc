@@ -281,12 +281,13 @@ absl::Status PlanMkSpec(MkSpecPlan* plan, const v1::DataShape& shape, const Serv
   return absl::OkStatus();
 }
 
-// The parsed tree (labels, parents, lengths, children) and the pruning tables of one pass
-// (partial likelihoods up and down, the node posteriors, the branches' transition matrices)
-// for `columns` = k x characters.
+// The parsed tree (labels, parents, lengths, children) and the pruning tables of one pass for
+// `columns` = k x characters (core/src/mk/pruning.cc: the tips' table and its copy, the
+// upward partials and messages, the outside pass's two tables, the node posteriors, the
+// suffix products of polytomies: eight at most), and the branches' transition matrices.
 uint64_t TreeBytes(const v1::DataShape& shape, uint64_t k) {
   const uint64_t nodes = MaxNodes(shape), columns = std::max<uint64_t>(shape.cols(), k);
-  return shape.newick_bytes() + nodes * 96 + nodes * columns * kDouble * 4 +
+  return shape.newick_bytes() + nodes * 96 + nodes * columns * kDouble * 8 +
          nodes * k * k * kDouble * 2;
 }
 
@@ -476,6 +477,25 @@ absl::StatusOr<v1::FitResult> FitJob(const MkSpecPlan& plan, Upload upload,
       fit.rate_standard_errors.data(),
       fit.rate_standard_errors.data() + fit.rate_standard_errors.size());
   return out;
+}
+
+IterationCost CostOfIteration(const MkSpecPlan& plan, const v1::DataShape& shape) {
+  // Pruning: each node's k x characters values against a k x k matrix; Monte Carlo EM also
+  // visits each draw's node states for every rate (the increments and the rates' covariance),
+  // counted at the first iteration's sample size (the later ones grow as the ascent rule
+  // needs, within the store the fit reserved and --max_job_seconds).
+  const double k = plan.spec.k(), nodes = static_cast<double>(MaxNodes(shape));
+  const double columns = std::max<double>(static_cast<double>(shape.cols()), k);
+  IterationCost cost{nodes * columns * k,
+                     absl::StrFormat("%.0f nodes x %.0f columns x k=%.0f", nodes, columns, k)};
+  if (plan.spec.estep == mk::EStepMethod::kMonteCarlo) {
+    const double draws = static_cast<double>(plan.spec.mcem.initial_sample_size);
+    const double rates = static_cast<double>(NumRates(plan.spec));
+    cost.values += draws * nodes * (columns / k) * (rates + 1);
+    absl::StrAppend(&cost.what, absl::StrFormat(" + %.0f draws x %.0f nodes x (%.0f rates + 1)",
+                                                draws, nodes, rates));
+  }
+  return cost;
 }
 
 uint64_t ResultBytes(const MkSpecPlan& plan, const v1::DataShape& shape,

@@ -53,6 +53,9 @@ absl::StatusOr<MkSpecPlan> FromProto(const v1::MkSpec& spec);
 void ToProto(const mk::MkParams& params, v1::MkModel* out);
 absl::StatusOr<MkModelPlan> FromProto(const v1::MkModel& model, absl::string_view field);
 
+// What one EM iteration visits, for --max_work (service_limits.h).
+IterationCost CostOfIteration(const MkSpecPlan& spec, const v1::DataShape& shape);
+
 // Admission (convert/gmm.h): upper bounds of a job's memory beyond its uploaded data, from the
 // declared shape (tips, k x characters columns, Newick bytes) before any data arrive.
 uint64_t ResultBytes(const MkSpecPlan& spec, const v1::DataShape& shape, const FitOptions& options);

@@ -47,7 +47,8 @@ ABSL_FLAG(std::optional<double>, tol, std::nullopt,
 ABSL_FLAG(int, n_init, 1, "Restarts; the best final log-likelihood is kept.");
 ABSL_FLAG(uint64_t, seed, 0, "Seed of all random choices.");
 ABSL_FLAG(std::string, model, "",
-          "posterior, score: the model JSON (a result written by --out, or a model).");
+          "posterior, score, simmap: the model JSON (a result written by --out, or a model; "
+          "simmap: an Mk model).");
 ABSL_FLAG(bool, ignore_feature_names, false,
           "Use --model or --init_model even if its column names differ from the data's.");
 ABSL_FLAG(std::string, criterion, "bic", "select: bic or aic (lower is better).");
@@ -93,5 +94,5 @@ ABSL_FLAG(std::string, sampler, "auto",
           "uniformization.");
 ABSL_FLAG(std::string, summary_out, "",
           "A summary besides the main output. hmm posterior: each sequence's log-likelihood and "
-          "Viterbi log-probability (CSV); simmap: the maps' summary (JSON; \"-\": standard "
-          "output).");
+          "Viterbi log-probability (CSV); simmap: the maps' summary (JSON). \"-\": standard "
+          "output, when --out is a file.");

@@ -20,11 +20,11 @@
 #include "absl/strings/str_join.h"
 
 namespace emfit::client {
-namespace {
-
 bool IsMissing(absl::string_view cell) {
   return cell.empty() || cell == "NA" || cell == "NaN" || cell == "nan" || cell == "na";
 }
+
+namespace {
 
 // Parses one cell (optionally in double quotes); false if it is not a number or a missing
 // marker. The common case, a plain number, is one from_chars call.

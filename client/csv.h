@@ -47,6 +47,10 @@ struct CsvOptions {
   bool text_features = false;
 };
 
+// Whether a cell is a missing-value marker: empty, "NA", "na", "NaN" or "nan" (numbers and text
+// cells alike, e.g. an HMM's symbols).
+bool IsMissing(absl::string_view cell);
+
 // The delimiter a flag names: one character, or "tab", "comma", "semicolon", "space", "pipe".
 absl::StatusOr<char> ParseDelimiter(absl::string_view name);
 

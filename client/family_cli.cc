@@ -1,5 +1,6 @@
 #include "family_cli.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -86,8 +87,57 @@ absl::StatusOr<std::vector<uint32_t>> ParseKList(const std::string& text) {
   return out;
 }
 
-absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& text,
-                                             bool text_features) {
+absl::StatusOr<v1::CovarianceType> ParseCovariance(absl::string_view name) {
+  absl::StatusOr<int> v = ParseShortName(v1::CovarianceType_descriptor(), name, "--covariance");
+  if (!v.ok()) return v.status();
+  return static_cast<v1::CovarianceType>(*v);
+}
+
+absl::StatusOr<std::vector<v1::CovarianceType>> CovarianceListFlag() {
+  std::vector<v1::CovarianceType> types;
+  for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_covariance), ',')) {
+    absl::StatusOr<v1::CovarianceType> type = ParseCovariance(t);
+    if (!type.ok()) return type.status();
+    types.push_back(*type);
+  }
+  return types;
+}
+
+absl::Status CheckGaussianFitFlags(Command command, const std::vector<std::string>& fixable) {
+  const std::vector<std::string> fix = absl::GetFlag(FLAGS_fix);
+  if (command == Command::kSelect) {
+    if (absl::Status s = ParseKList(absl::GetFlag(FLAGS_k)).status(); !s.ok()) return s;
+    if (absl::Status s = CovarianceListFlag().status(); !s.ok()) return s;
+    if (!fix.empty()) {
+      return absl::InvalidArgumentError("--fix: select has no starting model to hold");
+    }
+  } else {
+    uint32_t k = 0;
+    if (!absl::SimpleAtoi(absl::GetFlag(FLAGS_k), &k) || k < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--k: must be a number >= 1 for fit; got '%s'", absl::GetFlag(FLAGS_k)));
+    }
+    if (absl::Status s = ParseCovariance(absl::GetFlag(FLAGS_covariance)).status(); !s.ok()) {
+      return s;
+    }
+    for (const std::string& f : fix) {
+      if (std::find(fixable.begin(), fixable.end(), f) == fixable.end()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "--fix: expected a comma list of %s; got '%s'", absl::StrJoin(fixable, ", "), f));
+      }
+    }
+    if (!fix.empty() && absl::GetFlag(FLAGS_init_model).empty()) {
+      return absl::InvalidArgumentError(
+          "--fix: parameters are held at the values of a starting model: give --init_model");
+    }
+  }
+  if (const auto reg = absl::GetFlag(FLAGS_reg_covar); reg.has_value() && !(*reg >= 0)) {
+    return absl::InvalidArgumentError("--reg_covar: must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CsvOptions> CsvOptionsFromFlags() {
   CsvOptions o;
   const std::string header = absl::GetFlag(FLAGS_header);
   o.header = header == "yes"  ? HeaderMode::kYes
@@ -96,6 +146,14 @@ absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& tex
   absl::StatusOr<char> delimiter = ParseDelimiter(absl::GetFlag(FLAGS_delimiter));
   if (!delimiter.ok()) return delimiter.status();
   o.delimiter = *delimiter;
+  return o;
+}
+
+absl::StatusOr<TableData> LoadTableFromFlags(const std::vector<std::string>& text,
+                                             bool text_features) {
+  absl::StatusOr<CsvOptions> options = CsvOptionsFromFlags();
+  if (!options.ok()) return options.status();
+  CsvOptions& o = *options;
   o.columns = absl::GetFlag(FLAGS_columns);
   o.drop = absl::GetFlag(FLAGS_drop);
   const std::string weights = absl::GetFlag(FLAGS_weights);

@@ -2,7 +2,6 @@
 // --sequence_column; categorical symbols as names mapped to indices), its report and its
 // posterior CSV (and the per-sequence summary of --summary_out).
 #include <algorithm>
-#include <cstdio>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -16,19 +15,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "cli_flags.h"
 #include "family_cli.h"
 #include "model_io.h"
 
 namespace emfit::client {
 namespace {
-
-absl::StatusOr<v1::CovarianceType> Covariance(absl::string_view name) {
-  absl::StatusOr<int> v = ParseShortName(v1::CovarianceType_descriptor(), name, "--covariance");
-  if (!v.ok()) return v.status();
-  return static_cast<v1::CovarianceType>(*v);
-}
 
 absl::StatusOr<v1::EmissionType> Emission(absl::string_view name) {
   absl::StatusOr<int> v = ParseShortName(v1::EmissionType_descriptor(), name, "--emission");
@@ -45,11 +37,6 @@ absl::StatusOr<v1::InitMethod> Init(absl::string_view name) {
         "--init: hidden Markov models start from kmeans (the data) or random; got '%s'", name));
   }
   return static_cast<v1::InitMethod>(*v);
-}
-
-// The CSV's missing-value markers (csv.h), for symbols read as text.
-bool IsMissing(absl::string_view cell) {
-  return cell.empty() || cell == "NA" || cell == "NaN" || cell == "nan" || cell == "na";
 }
 
 // The symbols' names of categorical data without a model: sorted as numbers when they all are
@@ -110,12 +97,12 @@ absl::Status Sequences(const std::vector<std::string>& ids, const std::string& c
 // the state on the Viterbi path (0-based); the per-sequence figures to --summary_out.
 class HmmPosteriorSink final : public PosteriorSink {
  public:
-  HmmPosteriorSink(uint32_t k, const LoadedData& data, std::FILE* out)
+  HmmPosteriorSink(uint32_t k, const LoadedData& data, OutFile* out)
       : out_(out), names_(data.sequence_names), lengths_(data.sequence_lengths) {
     if (lengths_.empty()) lengths_.push_back(data.shape.rows());
-    std::fprintf(out_, "sequence,step,");
-    for (uint32_t c = 0; c < k; ++c) std::fprintf(out_, "p%u,", c);
-    std::fprintf(out_, "state\n");
+    std::string header = "sequence,step,";
+    for (uint32_t c = 0; c < k; ++c) absl::StrAppend(&header, "p", c, ",");
+    out_->Write(absl::StrCat(header, "state\n"));
   }
 
   absl::Status Block(const v1::PosteriorResponse& r) override {
@@ -130,7 +117,7 @@ class HmmPosteriorSink final : public PosteriorSink {
         absl::StrAppend(&line, FormatDouble(m.values(i * m.cols() + c)), ",");
       }
       absl::StrAppend(&line, r.labels(i), "\n");
-      if (std::fputs(line.c_str(), out_) < 0) return absl::UnavailableError("write failed");
+      out_->Write(line);
     }
     rows_ += m.rows();
     const v1::HmmSequencePosteriors& s = r.hmm();
@@ -138,33 +125,26 @@ class HmmPosteriorSink final : public PosteriorSink {
       log_likelihood_.push_back(s.log_likelihood(j));
       viterbi_.push_back(s.viterbi_log_probability(j));
     }
-    return absl::OkStatus();
+    return out_->ok() ? absl::OkStatus() : out_->Error();
   }
 
-  absl::StatusOr<std::string> Finish() override {
-    std::string done = absl::StrFormat("posteriors of %d steps in %d sequence%s", rows_,
-                                       lengths_.size(), lengths_.size() == 1 ? "" : "s");
-    const std::string path = absl::GetFlag(FLAGS_summary_out);
-    if (path.empty()) return done;
-    std::string csv = "sequence,steps,log_likelihood,viterbi_log_probability\n";
+  PosteriorDone Finish() override {
+    PosteriorDone done;
+    done.note = absl::StrFormat("posteriors of %d steps in %d sequence%s", rows_, lengths_.size(),
+                                lengths_.size() == 1 ? "" : "s");
+    done.summary = "sequence,steps,log_likelihood,viterbi_log_probability\n";
     for (size_t q = 0; q < log_likelihood_.size() && q < lengths_.size(); ++q) {
-      absl::StrAppend(&csv, Name(q), ",", lengths_[q], ",", FormatDouble(log_likelihood_[q]), ",",
-                      FormatDouble(viterbi_[q]), "\n");
+      absl::StrAppend(&done.summary, Name(q), ",", lengths_[q], ",",
+                      FormatDouble(log_likelihood_[q]), ",", FormatDouble(viterbi_[q]), "\n");
     }
-    std::FILE* f = path == "-" ? stdout : std::fopen(path.c_str(), "w");
-    const bool ok = f != nullptr && std::fputs(csv.c_str(), f) >= 0 &&
-                    (f == stdout ? std::fflush(f) == 0 : std::fclose(f) == 0);
-    if (!ok) {
-      return absl::FailedPreconditionError(
-          absl::StrFormat("--summary_out: cannot write '%s'", path));
-    }
-    return absl::StrCat(done, " (each sequence's log-likelihood in ", path, ")");
+    done.summary_what = "each sequence's log-likelihood";
+    return done;
   }
 
  private:
   std::string Name(size_t q) const { return q < names_.size() ? names_[q] : absl::StrCat(q + 1); }
 
-  std::FILE* out_;
+  OutFile* out_;
   std::vector<std::string> names_;
   std::vector<uint64_t> lengths_;
   size_t sequence_ = 0;
@@ -195,38 +175,26 @@ class HmmCli final : public FamilyCli {
   }
 
   absl::Status CheckFlags(Command command) const override {
+    if (absl::Status s = RequireDataFlag(); !s.ok()) return s;
     if (command == Command::kPosterior || command == Command::kScore) return absl::OkStatus();
     if (absl::Status s = Emission(absl::GetFlag(FLAGS_emission)).status(); !s.ok()) return s;
-    if (command == Command::kSelect) {
-      if (absl::Status s = ParseKList(absl::GetFlag(FLAGS_k)).status(); !s.ok()) return s;
-      for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_covariance), ',')) {
-        if (absl::Status s = Covariance(t).status(); !s.ok()) return s;
-      }
-      if (!absl::GetFlag(FLAGS_fix).empty()) {
-        return absl::InvalidArgumentError("--fix: select has no starting model to hold");
-      }
-    } else {
-      uint32_t k = 0;
-      if (!absl::SimpleAtoi(absl::GetFlag(FLAGS_k), &k) || k < 1) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "--k: must be a number >= 1 for fit; got '%s'", absl::GetFlag(FLAGS_k)));
-      }
-      if (absl::Status s = Covariance(absl::GetFlag(FLAGS_covariance)).status(); !s.ok()) return s;
-      for (const std::string& f : absl::GetFlag(FLAGS_fix)) {
-        if (f != "start" && f != "transitions" && f != "emissions") {
-          return absl::InvalidArgumentError(absl::StrFormat(
-              "--fix: expected a comma list of start, transitions, emissions; got '%s'", f));
-        }
-      }
-      if (!absl::GetFlag(FLAGS_fix).empty() && absl::GetFlag(FLAGS_init_model).empty()) {
-        return absl::InvalidArgumentError(
-            "--fix: parameters are held at the --init_model values; give --init_model");
-      }
-    }
-    if (const auto reg = absl::GetFlag(FLAGS_reg_covar); reg.has_value() && !(*reg >= 0)) {
-      return absl::InvalidArgumentError("--reg_covar: must be >= 0");
+    if (absl::Status s = CheckGaussianFitFlags(command, {"start", "transitions", "emissions"});
+        !s.ok()) {
+      return s;
     }
     return Init(absl::GetFlag(FLAGS_init)).status();
+  }
+
+  // Only Gaussian emissions have covariances.
+  std::vector<std::string> IgnoredFlags(Command command) const override {
+    if ((command == Command::kFit || command == Command::kSelect) && !Gaussian()) {
+      return {"covariance", "reg_covar"};
+    }
+    return {};
+  }
+
+  std::string Variant() const override {
+    return absl::StrCat("--family=hmm --emission=", absl::GetFlag(FLAGS_emission));
   }
 
   absl::StatusOr<v1::ModelSpec> SpecFromFlags() const override {
@@ -236,7 +204,7 @@ class HmmCli final : public FamilyCli {
     if (absl::SimpleAtoi(absl::GetFlag(FLAGS_k), &k)) h->set_k(k);
     Common(h);
     if (h->emission() == v1::EMISSION_TYPE_GAUSSIAN) {
-      absl::StatusOr<v1::CovarianceType> type = Covariance(absl::GetFlag(FLAGS_covariance));
+      absl::StatusOr<v1::CovarianceType> type = ParseCovariance(absl::GetFlag(FLAGS_covariance));
       if (type.ok()) h->set_covariance_type(*type);
     }
     for (const std::string& f : absl::GetFlag(FLAGS_fix)) {
@@ -254,11 +222,9 @@ class HmmCli final : public FamilyCli {
     if (!ks.ok()) return ks.status();
     for (uint32_t k : *ks) header->add_k(k);
     if (h->emission() == v1::EMISSION_TYPE_GAUSSIAN) {
-      for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_covariance), ',')) {
-        absl::StatusOr<v1::CovarianceType> type = Covariance(t);
-        if (!type.ok()) return type.status();
-        header->add_covariance_types(*type);
-      }
+      absl::StatusOr<std::vector<v1::CovarianceType>> types = CovarianceListFlag();
+      if (!types.ok()) return types.status();
+      for (v1::CovarianceType t : *types) header->add_covariance_types(t);
     }
     return absl::OkStatus();
   }
@@ -410,7 +376,7 @@ class HmmCli final : public FamilyCli {
   }
 
   std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model, const LoadedData& data,
-                                                  std::FILE* out) const override {
+                                                  OutFile* out) const override {
     return std::make_unique<HmmPosteriorSink>(static_cast<uint32_t>(model.hmm().startprob_size()),
                                               data, out);
   }

@@ -247,12 +247,97 @@ class HmmEndToEnd(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         r = self.emfit("fit", "--family=hmm", "--fix=transitions", "--data=" + shuffled)
         self.assertEqual(r.returncode, 2)
-        self.assertIn("--init_model", r.stderr)
+        self.assertIn("--fix: parameters are held at the values of a starting model: give "
+                      "--init_model", r.stderr)
+        r = self.emfit("fit", "--family=gmm", "--fix=means", "--data=" + shuffled)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--fix: parameters are held at the values of a starting model: give "
+                      "--init_model", r.stderr)
         r = subprocess.run([ARGS.emfit, "fit", "--family=hmm", "--help"], capture_output=True,
                            text=True, timeout=60)
         self.assertEqual(r.returncode, 0)
         for flag in ["--emission", "--sequence_column", "--fix"]:
             self.assertIn(flag, r.stdout)
+
+    def fitted_geyser(self):
+        out = self.path("geyser_for_outputs.json")
+        if not os.path.exists(out):
+            r = self.emfit("fit", "--family=hmm", "--k=2", "--data=" + data("geyser.csv"),
+                           "--seed=1", "--progress=none", "--out=" + out)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        return out
+
+    def test_posterior_writes_its_summary_only_after_a_good_call_and_keeps_the_posteriors(self):
+        model = self.fitted_geyser()
+        states, per_sequence = self.path("out_states.csv"), self.path("out_seq.csv")
+        # The server refuses the data (faithful's columns are geyser's the other way round):
+        # neither output is written, not even a header.
+        r = self.emfit("posterior", "--model=" + model, "--data=" + data("faithful.csv"),
+                       "--out=" + states, "--summary_out=" + per_sequence)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT", r.stderr)
+        self.assertFalse(os.path.exists(states))
+        self.assertFalse(os.path.exists(per_sequence))
+        # A summary path that cannot be opened is refused before the call, naming its flag.
+        missing = self.path("no-such-dir/seq.csv")
+        r = self.emfit("posterior", "--model=" + model, "--data=" + data("geyser.csv"),
+                       "--out=" + states, "--summary_out=" + missing)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--summary_out: cannot write '%s'" % missing, r.stderr)
+        self.assertNotIn("--out:", r.stderr)
+        self.assertFalse(os.path.exists(states))
+        # A summary that fails once written (renamed onto a directory): the error names
+        # --summary_out and the good posteriors are kept, whole.
+        taken = self.path("taken_dir")
+        os.makedirs(taken, exist_ok=True)
+        r = self.emfit("posterior", "--model=" + model, "--data=" + data("geyser.csv"),
+                       "--out=" + states, "--summary_out=" + taken)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--summary_out: cannot write '%s': Is a directory" % taken, r.stderr)
+        post = np.loadtxt(states, delimiter=",", skiprows=1)
+        self.assertEqual(post.shape, (299, 5))
+        self.assertEqual([f for f in os.listdir(self.server.dir) if ".partial" in f], [])
+        # Two outputs on standard output are a usage error; one of them in a file is fine.
+        r = self.emfit("posterior", "--model=" + model, "--data=" + data("geyser.csv"),
+                       "--out=-", "--summary_out=-")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--summary_out=-", r.stderr)
+        r = self.emfit("posterior", "--model=" + model, "--data=" + data("geyser.csv"),
+                       "--summary_out=-")
+        self.assertEqual(r.returncode, 2)
+        r = self.emfit("posterior", "--model=" + model, "--data=" + data("geyser.csv"),
+                       "--out=" + states, "--summary_out=-")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("sequence,steps,log_likelihood,"), r.stdout)
+
+    def test_flags_that_the_emission_does_not_use_and_a_missing_data_are_usage_errors(self):
+        missing = self.path("not-there.csv")  # found before any file is read
+        cases = [
+            (("fit", "--emission=poisson", "--covariance=diag"), "--covariance"),
+            (("fit", "--emission=categorical", "--reg_covar=0.1"), "--reg_covar"),
+            (("select", "--emission=poisson", "--k=1..3", "--covariance=full,diag"),
+             "--covariance"),
+            (("select", "--emission=categorical", "--reg_covar=0"), "--reg_covar"),
+        ]
+        for flags, named in cases:
+            with self.subTest(flags=flags):
+                r = self.emfit(*flags, "--family=hmm", "--data=" + missing)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("%s: does not apply to --family=hmm --emission=" % named, r.stderr)
+        # Gaussian emissions take both.
+        r = self.emfit("fit", "--family=hmm", "--covariance=diag", "--reg_covar=0.1",
+                       "--data=" + missing)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(missing, r.stderr)
+        for command in ("fit", "select"):
+            r = self.emfit(command, "--family=hmm", "--k=2")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("--data: a CSV file is required", r.stderr)
+        r = subprocess.run([ARGS.emfit, "fit", "--family=hmm", "--emission=poisson", "--help"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0)
+        self.assertNotIn("--covariance", r.stdout)
+        self.assertIn("--sequence_column", r.stdout)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,9 @@ class CallRecord {
   void AddIterations(uint64_t n);
   // The call ended with `status` (the reactor's OnDone).
   void Done(const grpc::Status& status);
+  // Whether the client cancelled the call, or its deadline passed, or its connection broke,
+  // as far as gRPC knows yet (a failed read may come before OnCancel). Until Done().
+  bool Cancelled() const { return context_->IsCancelled(); }
 
  private:
   enum class JobState { kNone, kQueued, kRunning, kFinished };

@@ -71,6 +71,7 @@ class JobReactor final
 
   void OnReadDone(bool ok) override {
     if (session_->finish_requested()) return;  // cancelled meanwhile
+    if (!ok && record_->Cancelled()) return;   // not a half-close: OnCancel ends the call
     if (ok) record_->Received(request_.ByteSizeLong());
     const bool header = ok && !receiver_->started();
     absl::Status status = ok ? ConsumeUpload(request_, &*receiver_,

@@ -54,6 +54,37 @@ void CallTracker::SetAbort(uint64_t id, Abort abort) {
 void CallTracker::End(uint64_t id) {
   absl::MutexLock lock(&mu_);
   active_.erase(id);
+  if (!active_.empty() || quiet_timers_ == nullptr) return;
+  idle_since_ = absl::Now();
+  quiet_done_ = false;
+  if (!quiet_check_pending_) ScheduleQuietCheckLocked(idle_since_ + quiet_);
+}
+
+void CallTracker::OnQuiet(Timers* timers, absl::Duration quiet, std::function<void()> fn) {
+  quiet_timers_ = timers;
+  quiet_ = quiet;
+  on_quiet_ = std::move(fn);
+}
+
+void CallTracker::ScheduleQuietCheckLocked(absl::Time when) {
+  quiet_check_pending_ = true;
+  // Pending callbacks die with the timers, which this tracker outlives.
+  quiet_timers_->Schedule(when, [this] { CheckQuiet(); });
+}
+
+void CallTracker::CheckQuiet() {
+  {
+    absl::MutexLock lock(&mu_);
+    quiet_check_pending_ = false;
+    // Calls are active (the last to end schedules the next check), or done for this spell.
+    if (!active_.empty() || quiet_done_) return;
+    if (absl::Now() < idle_since_ + quiet_) {  // calls came and went since the check was set
+      ScheduleQuietCheckLocked(idle_since_ + quiet_);
+      return;
+    }
+    quiet_done_ = true;
+  }
+  on_quiet_();
 }
 
 int CallTracker::active() const {

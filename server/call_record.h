@@ -17,6 +17,7 @@
 #include "emfit/v1/emfit.pb.h"
 #include "metrics.h"
 #include "rpc_method.h"
+#include "timers.h"
 
 namespace emfit::server {
 
@@ -51,6 +52,10 @@ class CallTracker {
   void AbortAll(const grpc::Status& status);
   // Ends call `id` with `status` if it is still active and has set how (no-op otherwise).
   void AbortOne(uint64_t id, const grpc::Status& status);
+  // Runs `fn` on `timers` once no call has been active for `quiet`, once per such quiet spell
+  // (e.g. to give the memory of a burst of calls back). Set before any call begins; `timers`
+  // must not outlive this tracker.
+  void OnQuiet(Timers* timers, absl::Duration quiet, std::function<void()> fn);
 
   Metrics& metrics() const { return *metrics_; }
   absl::Duration retry_after() const { return retry_after_; }
@@ -59,6 +64,9 @@ class CallTracker {
   friend class CallRecord;
   void SetAbort(uint64_t id, Abort abort);
   void End(uint64_t id);
+  // The timer of OnQuiet: runs its function if the spell of quiet has lasted, else waits on.
+  void CheckQuiet();
+  void ScheduleQuietCheckLocked(absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Metrics* const metrics_;
   const TokenStore* const tokens_;
@@ -67,6 +75,14 @@ class CallTracker {
   std::map<uint64_t, Abort> active_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   bool hurry_ ABSL_GUARDED_BY(mu_) = false;
+  // OnQuiet's settings (set before calls begin) and its spell: since when no call has been
+  // active, whether a check is scheduled, and whether `on_quiet_` ran for this spell.
+  Timers* quiet_timers_ = nullptr;
+  absl::Duration quiet_;
+  std::function<void()> on_quiet_;
+  absl::Time idle_since_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  bool quiet_check_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool quiet_done_ ABSL_GUARDED_BY(mu_) = true;
 };
 
 // What one call did. Shared by its reactor (which reports the call's progress and end) and its
@@ -105,6 +121,9 @@ class CallRecord {
   void AddIterations(uint64_t n);
   // The call ended with `status` (the reactor's OnDone).
   void Done(const grpc::Status& status);
+  // Whether the client cancelled the call, or its deadline passed, or its connection broke,
+  // as far as gRPC knows yet (a failed read may come before OnCancel). Until Done().
+  bool Cancelled() const { return context_->IsCancelled(); }
 
  private:
   enum class JobState { kNone, kQueued, kRunning, kFinished };

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "call_limits.h"
 #include "call_record.h"
@@ -70,6 +71,7 @@ class JobReactor final
 
   void OnReadDone(bool ok) override {
     if (session_->finish_requested()) return;  // cancelled meanwhile
+    if (!ok && record_->Cancelled()) return;   // not a half-close: OnCancel ends the call
     if (ok) record_->Received(request_.ByteSizeLong());
     const bool header = ok && !receiver_->started();
     absl::Status status = ok ? ConsumeUpload(request_, &*receiver_,
@@ -137,6 +139,16 @@ class JobReactor final
       // pages (a TLB shootdown on every core) that the next calls fault in again, which cost
       // small fits a tenth of the pool's throughput (docs/benchmarks.md).
       if (data_bytes >= kTrimAfterBytes) malloc_trim(0);
+      // A call ended under its job (a stalled reader, --max_job_seconds, a cancel) is said so
+      // now: its "call" record waits for the call to be done, which for a reader that stopped
+      // reading is when it reads again, or disconnects.
+      if (const grpc::Status ended = session->status(); !ended.ok()) {
+        Log(spdlog::level::info, "job stopped",
+            {{"job_id", job_id},
+             {"outcome",
+              absl::StatusCodeToString(static_cast<absl::StatusCode>(ended.error_code()))},
+             {"message", ended.error_message()}});
+      }
       record->Finished();
       session->Finish(status);
     };

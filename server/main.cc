@@ -156,10 +156,13 @@ void MaybeDispatch(char** argv) {
 int main(int argc, char** argv) {
   MaybeDispatch(argv);
   // Request chunks (hundreds of KiB) are allocated and freed on gRPC's many threads; with one
-  // glibc heap per thread they fragmented and the server's peak crept up call after call. Two
-  // shared heaps reuse the freed chunks (docs/benchmarks.md). A fixed mmap threshold would also
-  // do, but it sends Eigen's matrix-product buffers through mmap and slows fits down.
-  mallopt(M_ARENA_MAX, 2);
+  // glibc heap per thread they fragmented and the server's peak crept up call after call. One
+  // shared heap reuses the freed chunks, and malloc_trim (after large jobs, and once the server
+  // is quiet: server.cc) can give all of its free memory back: glibc trims the top of the main
+  // heap only, so with a second heap whatever lay at its top stayed resident (docs/benchmarks.md,
+  // "emfitd's memory over repeated calls"). A fixed mmap threshold would also keep the heaps
+  // small, but it sends Eigen's matrix-product buffers through mmap and slows fits down.
+  mallopt(M_ARENA_MAX, 1);
   // Debian's Abseil is built without NDEBUG, so by default every absl::Mutex acquisition also
   // updates a process-wide lock-order graph (deadlock detection, a debugging aid) under a global
   // lock. The tests keep it; the server does not pay for it on every call.

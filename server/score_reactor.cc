@@ -51,6 +51,7 @@ void ScoreReactor::OnReadDone(bool ok) {
     absl::MutexLock lock(&state_->mu);
     if (state_->finished) return;
   }
+  if (!ok && record_->Cancelled()) return;  // not a half-close: OnCancel ends the call
   if (ok) record_->Received(request_.ByteSizeLong());
   const bool header = ok && !receiver_->started();
   absl::Status status =

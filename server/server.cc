@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <malloc.h>
 
 #include <algorithm>
 
@@ -15,6 +16,9 @@ namespace {
 // gRPC's own shutdown deadline comes this long after our grace period: by then our calls have
 // been ended with a status that says why; gRPC's forced cancel is a backstop only.
 constexpr absl::Duration kShutdownBackstop = absl::Seconds(5);
+
+// How long the server must have had no call before it gives freed memory back to the system.
+constexpr absl::Duration kQuietTrimAfter = absl::Seconds(1);
 
 // The keepalive interval for --max_stall: a quarter of it, between 20 ms and 5 minutes.
 int KeepaliveMillis(absl::Duration max_stall) {
@@ -103,6 +107,7 @@ absl::Status Server::Start(const ServerOptions& options) {
                             std::move(processor));
   if (!credentials.ok()) return credentials.status();
 
+  timers_.reset();  // a pending callback of an earlier Start may refer to its tracker
   calls_ = std::make_unique<CallTracker>(metrics_.get(), tokens_.get(), options.retry_after);
   admission_ = std::make_unique<Admission>(Admission::Limits{
       limits.max_inflight_bytes, limits.max_inflight_bytes_per_peer, limits.max_calls_per_peer});
@@ -111,6 +116,15 @@ absl::Status Server::Start(const ServerOptions& options) {
   queue_ = std::make_unique<JobQueue>(options.workers, options.queue, options.heartbeat);
   service_ = std::make_unique<FitService>(limits, queue_.get(), pool_.get(), calls_.get(),
                                           admission_.get(), timers_.get());
+  // Calls free their memory on many threads, into heaps that glibc does not shrink by itself:
+  // after a burst of calls the freed memory would stay resident. Once the server has been
+  // quiet for a moment, give it back (malloc_trim also releases the free pages inside the
+  // heaps). Not while calls run: see kTrimAfterBytes (job_reactor.h).
+  calls_->OnQuiet(timers_.get(), kQuietTrimAfter, [] {
+    malloc_trim(0);
+    Log(spdlog::level::debug, "memory trimmed: no call for a while",
+        {{"quiet_s", absl::ToDoubleSeconds(kQuietTrimAfter)}});
+  });
 
   metrics_->SetSampler([this] {
     Metrics::Sample s;

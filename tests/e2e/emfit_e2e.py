@@ -37,9 +37,10 @@ class Emfitd:
         self.address = "127.0.0.1:%d" % self.port
 
     def read_log(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
+        # Through a file object of its own: emfitd writes through the same open file as
+        # self.log, so seeking self.log would move emfitd's write offset too.
+        with open(self.log.name) as f:
+            return f.read()
 
     def calls(self):
         """The calls the log says have ended, in order: dicts with job_id, outcome (a status

@@ -6,6 +6,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/random/random.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -131,6 +132,28 @@ absl::Status RunExchange(StartFn&& start, const Request& header, const RequestDa
   return exchange.Run(start, context);
 }
 
+// Runs one Exchange whose events end with the call's result: `result_of(event)` points to it
+// in the event that carries it (null in the others). Every event also goes to `on_event`.
+template <class Request, class Event, class Result, class StartFn, class OnEvent, class ResultOf>
+absl::StatusOr<Result> RunForResult(StartFn&& start, const Request& request,
+                                    const RequestData& data, const CallOptions& options,
+                                    grpc::ClientContext* context, OnEvent&& on_event,
+                                    ResultOf&& result_of, absl::string_view what) {
+  std::optional<Result> result;
+  absl::Status status =
+      RunExchange<Request, Event>(start, request, data, options, context, [&](const Event& e) {
+        on_event(e);
+        if (const Result* r = result_of(e)) {
+          result = *r;
+        }
+      });
+  if (!status.ok()) return status;
+  if (!result.has_value()) {
+    return absl::InternalError(absl::StrCat("the server ended the call without ", what));
+  }
+  return *std::move(result);
+}
+
 }  // namespace
 
 bool LostInTransit(const absl::Status& status) {
@@ -159,20 +182,15 @@ absl::StatusOr<v1::FitResult> FitClient::Fit(const v1::FitHeader& header, const 
   *request.mutable_header() = header;
   return Resending<absl::StatusOr<v1::FitResult>>(
       resends_, options,
-      [&](grpc::ClientContext* context) -> absl::StatusOr<v1::FitResult> {
-        std::optional<v1::FitResult> result;
-        absl::Status status = RunExchange<v1::FitRequest, v1::FitEvent>(
+      [&](grpc::ClientContext* context) {
+        return RunForResult<v1::FitRequest, v1::FitEvent, v1::FitResult>(
             [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->Fit(c, reactor); },
             request, data, options, context,
             [&](const v1::FitEvent& e) {
               if (on_event) on_event(e);
-              if (e.has_result()) result = e.result();
-            });
-        if (!status.ok()) return status;
-        if (!result.has_value()) {
-          return absl::InternalError("the server ended the call without a result");
-        }
-        return *std::move(result);
+            },
+            [](const v1::FitEvent& e) { return e.has_result() ? &e.result() : nullptr; },
+            "a result");
       },
       [] { return true; });
 }
@@ -222,20 +240,15 @@ absl::StatusOr<v1::SelectionResult> FitClient::SelectModel(
   *request.mutable_header() = header;
   return Resending<absl::StatusOr<v1::SelectionResult>>(
       resends_, options,
-      [&](grpc::ClientContext* context) -> absl::StatusOr<v1::SelectionResult> {
-        std::optional<v1::SelectionResult> result;
-        absl::Status status = RunExchange<v1::SelectModelRequest, v1::SelectModelEvent>(
+      [&](grpc::ClientContext* context) {
+        return RunForResult<v1::SelectModelRequest, v1::SelectModelEvent, v1::SelectionResult>(
             [&](grpc::ClientContext* c, auto* reactor) { stub_->async()->SelectModel(c, reactor); },
             request, data, options, context,
             [&](const v1::SelectModelEvent& e) {
               if (on_event) on_event(e);
-              if (e.has_result()) result = e.result();
-            });
-        if (!status.ok()) return status;
-        if (!result.has_value()) {
-          return absl::InternalError("the server ended the call without a result");
-        }
-        return *std::move(result);
+            },
+            [](const v1::SelectModelEvent& e) { return e.has_result() ? &e.result() : nullptr; },
+            "a result");
       },
       [] { return true; });
 }
@@ -249,9 +262,9 @@ absl::StatusOr<v1::HistoriesSummary> FitClient::SampleHistories(
   bool delivered = false;  // maps cannot be taken back: no re-send after the first batch
   return Resending<absl::StatusOr<v1::HistoriesSummary>>(
       resends_, options,
-      [&](grpc::ClientContext* context) -> absl::StatusOr<v1::HistoriesSummary> {
-        std::optional<v1::HistoriesSummary> summary;
-        absl::Status status = RunExchange<v1::SampleHistoriesRequest, v1::SampleHistoriesResponse>(
+      [&](grpc::ClientContext* context) {
+        return RunForResult<v1::SampleHistoriesRequest, v1::SampleHistoriesResponse,
+                            v1::HistoriesSummary>(
             [&](grpc::ClientContext* c, auto* reactor) {
               stub_->async()->SampleHistories(c, reactor);
             },
@@ -261,13 +274,11 @@ absl::StatusOr<v1::HistoriesSummary> FitClient::SampleHistories(
                 delivered = true;
                 if (on_batch) on_batch(r);
               }
-              if (r.has_summary()) summary = r.summary();
-            });
-        if (!status.ok()) return status;
-        if (!summary.has_value()) {
-          return absl::InternalError("the server ended the call without a summary");
-        }
-        return *std::move(summary);
+            },
+            [](const v1::SampleHistoriesResponse& r) {
+              return r.has_summary() ? &r.summary() : nullptr;
+            },
+            "a summary");
       },
       [&] { return !delivered; });
 }

@@ -15,20 +15,28 @@ ABSL_FLAG(std::vector<std::string>, drop, {},
 ABSL_FLAG(std::string, weights, "",
           "A CSV column (name or 1-based index) holding non-negative row weights.");
 ABSL_FLAG(std::string, family, "gmm",
-          "Model family: gmm (Gaussian mixture) or mk (Mk model on a tree).");
+          "Model family: gmm (Gaussian mixture), hmm (hidden Markov model) or mk (Mk model on a "
+          "tree).");
 ABSL_FLAG(std::string, k, "2",
           "Number of components or states. For select: a list or range, e.g. 1..9 or 1,2,4.");
 ABSL_FLAG(std::string, covariance, "full",
           "Covariance type: full, diag, tied, spherical (select: a comma list).");
+ABSL_FLAG(std::string, emission, "gaussian",
+          "hmm: what each state emits: gaussian (the columns jointly), categorical (one column "
+          "of symbols, numbers or names), poisson (columns of counts).");
+ABSL_FLAG(std::string, sequence_column, "",
+          "hmm: the CSV column (name or 1-based index) holding each row's sequence id; the rows "
+          "of a sequence are consecutive, in time order. Unset: the rows are one sequence.");
 ABSL_FLAG(std::optional<double>, reg_covar, std::nullopt,
           "Added to the diagonal of every covariance (>= 0); unset: the server's default (1e-6).");
 ABSL_FLAG(std::string, init, "kmeans",
-          "Initialisation: kmeans, k-means++, random_from_data, random.");
+          "Initialisation: kmeans, k-means++, random_from_data, random (hmm: kmeans, from the "
+          "data, or random).");
 ABSL_FLAG(std::string, init_model, "",
           "Warm start from this JSON (a result written by --out, or a model).");
 ABSL_FLAG(std::vector<std::string>, fix, {},
           "Parameters held at the --init_model values, a comma list (gmm: weights, means, "
-          "covariances).");
+          "covariances; hmm: start, transitions, emissions).");
 ABSL_FLAG(std::string, acceleration, "none", "EM acceleration: none or squarem.");
 ABSL_FLAG(std::optional<int>, max_iter, std::nullopt,
           "Maximum EM iterations per restart; unset: the server's default (1000).");
@@ -39,7 +47,8 @@ ABSL_FLAG(std::optional<double>, tol, std::nullopt,
 ABSL_FLAG(int, n_init, 1, "Restarts; the best final log-likelihood is kept.");
 ABSL_FLAG(uint64_t, seed, 0, "Seed of all random choices.");
 ABSL_FLAG(std::string, model, "",
-          "posterior, score: the model JSON (a result written by --out, or a model).");
+          "posterior, score, simmap: the model JSON (a result written by --out, or a model; "
+          "simmap: an Mk model).");
 ABSL_FLAG(bool, ignore_feature_names, false,
           "Use --model or --init_model even if its column names differ from the data's.");
 ABSL_FLAG(std::string, criterion, "bic", "select: bic or aic (lower is better).");
@@ -84,4 +93,6 @@ ABSL_FLAG(std::string, sampler, "auto",
           "simmap: how branch histories are drawn: auto, rejection, modified_rejection, "
           "uniformization.");
 ABSL_FLAG(std::string, summary_out, "",
-          "simmap: write the maps' summary here as JSON (\"-\": standard output).");
+          "A summary besides the main output. hmm posterior: each sequence's log-likelihood and "
+          "Viterbi log-probability (CSV); simmap: the maps' summary (JSON). \"-\": standard "
+          "output, when --out is a file.");

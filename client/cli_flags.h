@@ -21,6 +21,9 @@ ABSL_DECLARE_FLAG(std::string, weights);
 ABSL_DECLARE_FLAG(std::string, family);
 ABSL_DECLARE_FLAG(std::string, k);
 ABSL_DECLARE_FLAG(std::string, covariance);
+ABSL_DECLARE_FLAG(std::string, emission);
+ABSL_DECLARE_FLAG(std::string, sequence_column);
+ABSL_DECLARE_FLAG(std::string, summary_out);
 ABSL_DECLARE_FLAG(std::optional<double>, reg_covar);
 ABSL_DECLARE_FLAG(std::string, init);
 ABSL_DECLARE_FLAG(std::string, init_model);
@@ -50,6 +53,5 @@ ABSL_DECLARE_FLAG(std::optional<double>, mcem_tol);
 ABSL_DECLARE_FLAG(std::optional<int>, max_sample_size);
 ABSL_DECLARE_FLAG(int, n);
 ABSL_DECLARE_FLAG(std::string, sampler);
-ABSL_DECLARE_FLAG(std::string, summary_out);
 
 #endif  // EMFIT_CLIENT_CLI_FLAGS_H_

@@ -20,11 +20,11 @@
 #include "absl/strings/str_join.h"
 
 namespace emfit::client {
-namespace {
-
 bool IsMissing(absl::string_view cell) {
   return cell.empty() || cell == "NA" || cell == "NaN" || cell == "nan" || cell == "na";
 }
+
+namespace {
 
 // Parses one cell (optionally in double quotes); false if it is not a number or a missing
 // marker. The common case, a plain number, is one from_chars call.
@@ -170,11 +170,15 @@ absl::StatusOr<Layout> Plan(const CsvOptions& o, const std::vector<std::string>&
       if (!taken[j]) layout.numeric.push_back(j);
     }
   }
-  layout.features = layout.numeric.size();
-  layout.numeric.insert(layout.numeric.end(), extra.begin(), extra.end());
-  if (layout.features == 0) {
+  if (layout.numeric.empty()) {
     return absl::InvalidArgumentError("no column is left to fit (check --columns and --drop)");
   }
+  if (o.text_features) {
+    layout.text.insert(layout.text.end(), layout.numeric.begin(), layout.numeric.end());
+    layout.numeric.clear();
+  }
+  layout.features = layout.numeric.size();
+  layout.numeric.insert(layout.numeric.end(), extra.begin(), extra.end());
   return layout;
 }
 
@@ -238,6 +242,7 @@ absl::StatusOr<Table> ParseCsv(absl::string_view text, const CsvOptions& options
       absl::StatusOr<Layout> planned = Plan(options, names, count);
       if (!planned.ok()) return planned.status();
       layout = *std::move(planned);
+      table.header = header;
       table.features = layout.features;
       table.cols = layout.numeric.size();
       table.text.resize(layout.text.size());

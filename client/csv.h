@@ -21,6 +21,7 @@ struct Table {
   // Columns kept as text (CsvOptions::text), in the order asked: their names and cells.
   std::vector<std::string> text_names;
   std::vector<std::vector<std::string>> text;  // text[c][row]
+  bool header = false;                         // the first line named the columns
 };
 
 enum class HeaderMode { kAuto, kYes, kNo };
@@ -41,7 +42,14 @@ struct CsvOptions {
   // false: only the `text` columns are read (e.g. a table of tip labels and states); the other
   // columns are ignored, whatever they hold.
   bool numeric = true;
+  // Keep the feature columns as text too, after the `text` ones (e.g. the symbols of a
+  // categorical model): the table then has no numeric feature (Table::features == 0).
+  bool text_features = false;
 };
+
+// Whether a cell is a missing-value marker: empty, "NA", "na", "NaN" or "nan" (numbers and text
+// cells alike, e.g. an HMM's symbols).
+bool IsMissing(absl::string_view cell);
 
 // The delimiter a flag names: one character, or "tab", "comma", "semicolon", "space", "pipe".
 absl::StatusOr<char> ParseDelimiter(absl::string_view name);

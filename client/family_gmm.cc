@@ -1,6 +1,5 @@
 // The Gaussian mixture in the CLI: its flags, its data (a CSV table), its report and its
 // posterior CSV.
-#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -9,34 +8,20 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "cli_flags.h"
 #include "family_cli.h"
 
 namespace emfit::client {
 namespace {
 
-std::string Row(const v1::Matrix& m, uint32_t r) {
-  std::string s;
-  for (uint32_t j = 0; j < m.cols(); ++j) {
-    absl::StrAppend(&s, absl::StrFormat("%12.6g", m.values(r * m.cols() + j)));
-  }
-  return s;
-}
-
-absl::StatusOr<v1::CovarianceType> Covariance(absl::string_view name) {
-  absl::StatusOr<int> v = ParseShortName(v1::CovarianceType_descriptor(), name, "--covariance");
-  if (!v.ok()) return v.status();
-  return static_cast<v1::CovarianceType>(*v);
-}
-
 // Posterior rows as CSV: each component's responsibility, the row's log-likelihood, its most
 // likely component (0-based), in input order.
 class GmmPosteriorSink final : public PosteriorSink {
  public:
-  GmmPosteriorSink(uint32_t k, std::FILE* out) : out_(out) {
-    for (uint32_t c = 0; c < k; ++c) std::fprintf(out_, "r%u,", c);
-    std::fprintf(out_, "log_likelihood,label\n");
+  GmmPosteriorSink(uint32_t k, OutFile* out) : out_(out) {
+    std::string header;
+    for (uint32_t c = 0; c < k; ++c) absl::StrAppend(&header, "r", c, ",");
+    out_->Write(absl::StrCat(header, "log_likelihood,label\n"));
   }
   absl::Status Block(const v1::PosteriorResponse& r) override {
     const v1::Matrix& m = r.responsibilities();
@@ -46,17 +31,19 @@ class GmmPosteriorSink final : public PosteriorSink {
         absl::StrAppend(&line, FormatDouble(m.values(i * m.cols() + c)), ",");
       }
       absl::StrAppend(&line, FormatDouble(r.log_likelihood(i)), ",", r.labels(i), "\n");
-      if (std::fputs(line.c_str(), out_) < 0) return absl::UnavailableError("write failed");
+      out_->Write(line);
     }
     rows_ += m.rows();
-    return absl::OkStatus();
+    return out_->ok() ? absl::OkStatus() : out_->Error();
   }
-  absl::StatusOr<std::string> Finish() override {
-    return absl::StrFormat("posteriors of %d rows", rows_);
+  PosteriorDone Finish() override {
+    PosteriorDone done;
+    done.note = absl::StrFormat("posteriors of %d rows", rows_);
+    return done;
   }
 
  private:
-  std::FILE* out_;
+  OutFile* out_;
   uint64_t rows_ = 0;
 };
 
@@ -78,34 +65,9 @@ class GmmCli final : public FamilyCli {
   absl::Status CheckFlags(Command command) const override {
     if (absl::Status s = RequireDataFlag(); !s.ok()) return s;
     if (command == Command::kPosterior || command == Command::kScore) return absl::OkStatus();
-    if (command == Command::kSelect) {
-      if (absl::Status s = ParseKList(absl::GetFlag(FLAGS_k)).status(); !s.ok()) return s;
-      for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_covariance), ',')) {
-        if (absl::Status s = Covariance(t).status(); !s.ok()) return s;
-      }
-      if (!absl::GetFlag(FLAGS_fix).empty()) {
-        return absl::InvalidArgumentError("--fix: select has no starting model to hold");
-      }
-    } else {
-      uint32_t k = 0;
-      if (!absl::SimpleAtoi(absl::GetFlag(FLAGS_k), &k) || k < 1) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "--k: must be a number >= 1 for fit; got '%s'", absl::GetFlag(FLAGS_k)));
-      }
-      if (absl::Status s = Covariance(absl::GetFlag(FLAGS_covariance)).status(); !s.ok()) return s;
-      if (!absl::GetFlag(FLAGS_fix).empty() && absl::GetFlag(FLAGS_init_model).empty()) {
-        return absl::InvalidArgumentError(
-            "--fix: parameters are held at the values of a starting model: give --init_model");
-      }
-      for (const std::string& f : absl::GetFlag(FLAGS_fix)) {
-        if (f != "weights" && f != "means" && f != "covariances") {
-          return absl::InvalidArgumentError(absl::StrFormat(
-              "--fix: expected a comma list of weights, means, covariances; got '%s'", f));
-        }
-      }
-    }
-    if (const auto reg = absl::GetFlag(FLAGS_reg_covar); reg.has_value() && !(*reg >= 0)) {
-      return absl::InvalidArgumentError("--reg_covar: must be >= 0");
+    if (absl::Status s = CheckGaussianFitFlags(command, {"weights", "means", "covariances"});
+        !s.ok()) {
+      return s;
     }
     return ParseShortName(v1::InitMethod_descriptor(), absl::GetFlag(FLAGS_init), "--init")
         .status();
@@ -116,7 +78,7 @@ class GmmCli final : public FamilyCli {
     v1::GaussianMixtureSpec* g = spec.mutable_gmm();
     uint32_t k = 0;
     if (absl::SimpleAtoi(absl::GetFlag(FLAGS_k), &k)) g->set_k(k);
-    absl::StatusOr<v1::CovarianceType> type = Covariance(absl::GetFlag(FLAGS_covariance));
+    absl::StatusOr<v1::CovarianceType> type = ParseCovariance(absl::GetFlag(FLAGS_covariance));
     if (type.ok()) g->set_covariance_type(*type);
     Common(g);
     for (const std::string& f : absl::GetFlag(FLAGS_fix)) {
@@ -132,11 +94,9 @@ class GmmCli final : public FamilyCli {
     absl::StatusOr<std::vector<uint32_t>> ks = ParseKList(absl::GetFlag(FLAGS_k));
     if (!ks.ok()) return ks.status();
     for (uint32_t k : *ks) header->add_k(k);
-    for (absl::string_view t : absl::StrSplit(absl::GetFlag(FLAGS_covariance), ',')) {
-      absl::StatusOr<v1::CovarianceType> type = Covariance(t);
-      if (!type.ok()) return type.status();
-      header->add_covariance_types(*type);
-    }
+    absl::StatusOr<std::vector<v1::CovarianceType>> types = CovarianceListFlag();
+    if (!types.ok()) return types.status();
+    for (v1::CovarianceType t : *types) header->add_covariance_types(t);
     return absl::OkStatus();
   }
 
@@ -149,42 +109,17 @@ class GmmCli final : public FamilyCli {
   std::string FormatModel(const v1::Model& model) const override {
     const v1::GaussianMixture& g = model.gmm();
     const uint32_t k = g.means().rows();
-    const uint32_t d = g.means().cols();
     std::string out =
         absl::StrFormat("Gaussian mixture, k=%u, covariance %s\n", k,
                         ShortName(v1::CovarianceType_descriptor(), g.covariance_type()));
-    std::string header = "          ";
-    for (uint32_t j = 0; j < d; ++j) {
-      const std::string name = j < static_cast<uint32_t>(model.feature_names_size())
-                                   ? model.feature_names(j)
-                                   : absl::StrCat("x", j + 1);
-      absl::StrAppend(&header, absl::StrFormat("%12s", name.substr(0, 11)));
-    }
+    const std::string header = FeatureHeader(model, g.means().cols());
     for (uint32_t c = 0; c < k; ++c) {
       absl::StrAppend(&out, absl::StrFormat("component %u: weight %.6f\n", c, g.weights(c)));
-      absl::StrAppend(&out, header, "\n  mean    ", Row(g.means(), c), "\n");
-      const v1::Matrix& cov = g.covariances();
-      switch (g.covariance_type()) {
-        case v1::COVARIANCE_TYPE_FULL:
-          for (uint32_t r = 0; r < d; ++r) {
-            absl::StrAppend(&out, r == 0 ? "  cov     " : "          ", Row(cov, c * d + r), "\n");
-          }
-          break;
-        case v1::COVARIANCE_TYPE_DIAG:
-          absl::StrAppend(&out, "  var     ", Row(cov, c), "\n");
-          break;
-        case v1::COVARIANCE_TYPE_SPHERICAL:
-          absl::StrAppend(&out, absl::StrFormat("  var     %12.6g\n", cov.values(c)));
-          break;
-        default:
-          break;
-      }
+      absl::StrAppend(&out, header, "\n",
+                      GaussianLines(g.covariance_type(), g.means(), g.covariances(), c));
     }
     if (g.covariance_type() == v1::COVARIANCE_TYPE_TIED) {
-      absl::StrAppend(&out, "shared covariance\n");
-      for (uint32_t r = 0; r < d; ++r) {
-        absl::StrAppend(&out, "          ", Row(g.covariances(), r), "\n");
-      }
+      absl::StrAppend(&out, TiedCovarianceLines(g.covariances()));
     }
     return out;
   }
@@ -197,8 +132,8 @@ class GmmCli final : public FamilyCli {
                            ShortName(v1::CovarianceType_descriptor(), c.covariance_type()));
   }
 
-  std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model,
-                                                  std::FILE* out) const override {
+  std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model, const LoadedData&,
+                                                  OutFile* out) const override {
     return std::make_unique<GmmPosteriorSink>(model.gmm().means().rows(), out);
   }
 

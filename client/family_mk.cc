@@ -120,10 +120,9 @@ absl::StatusOr<TreeAndTips> ReadTreeAndTips() {
                         absl::StrCat(tree_path, ": ", tree.status().message()));
   }
   out.tree = *std::move(tree);
-  CsvOptions o;
-  absl::StatusOr<char> delimiter = ParseDelimiter(absl::GetFlag(FLAGS_delimiter));
-  if (!delimiter.ok()) return delimiter.status();
-  o.delimiter = *delimiter;
+  absl::StatusOr<CsvOptions> options = CsvOptionsFromFlags();
+  if (!options.ok()) return options.status();
+  CsvOptions& o = *options;
   o.numeric = false;
   std::string state_column = absl::GetFlag(FLAGS_state_column);
   size_t index = 0;
@@ -184,11 +183,13 @@ absl::StatusOr<LoadedData> TipData(const TreeAndTips& in, const std::vector<std:
 }
 
 // A CSV of numbers, `rows` x k, whose optional header names the states in any order: the
-// values in the order of `states`.
+// values in the order of `states`. Read with --delimiter and --header as every CSV.
 absl::StatusOr<std::vector<double>> ReadStateTable(const std::string& path, size_t rows,
                                                    const std::vector<std::string>& states,
                                                    absl::string_view flag) {
-  absl::StatusOr<Table> t = ReadCsvFile(path);
+  absl::StatusOr<CsvOptions> options = CsvOptionsFromFlags();
+  if (!options.ok()) return options.status();
+  absl::StatusOr<Table> t = ReadCsvFile(path, *options);
   if (!t.ok()) return t.status();
   const size_t k = states.size();
   if (t->rows != rows || t->cols != k) {
@@ -223,10 +224,10 @@ absl::StatusOr<std::vector<double>> ReadStateTable(const std::string& path, size
 // each state, the most probable state.
 class MkPosteriorSink final : public PosteriorSink {
  public:
-  MkPosteriorSink(std::vector<std::string> states, std::FILE* out)
+  MkPosteriorSink(std::vector<std::string> states, OutFile* out)
       : states_(std::move(states)), out_(out) {
-    std::fprintf(out_, "node,label,parent,branch_length,%s,state\n",
-                 absl::StrJoin(states_, ",").c_str());
+    out_->Write(
+        absl::StrCat("node,label,parent,branch_length,", absl::StrJoin(states_, ","), ",state\n"));
   }
   absl::Status Block(const v1::PosteriorResponse& r) override {
     const v1::Matrix& m = r.responsibilities();
@@ -244,7 +245,7 @@ class MkPosteriorSink final : public PosteriorSink {
       std::vector<std::string> best;
       for (uint32_t c = 0; c < chars; ++c) best.push_back(states_[r.labels(i * chars + c)]);
       absl::StrAppend(&line, ",", absl::StrJoin(best, "|"), "\n");
-      if (std::fputs(line.c_str(), out_) < 0) return absl::UnavailableError("write failed");
+      out_->Write(line);
     }
     nodes_ += m.rows();
     tips_ = t.num_tips();
@@ -254,11 +255,14 @@ class MkPosteriorSink final : public PosteriorSink {
         absl::StrAppend(&warnings_, "warning [", w.code(), "]: ", w.message(), "\n");
       }
     }
-    return absl::OkStatus();
+    return out_->ok() ? absl::OkStatus() : out_->Error();
   }
-  absl::StatusOr<std::string> Finish() override {
-    return absl::StrFormat("%sposteriors of %d nodes (%d tips, %d internal); log-likelihood %.6f",
-                           warnings_, nodes_, tips_, nodes_ - tips_, log_likelihood_);
+  PosteriorDone Finish() override {
+    PosteriorDone done;
+    done.note =
+        absl::StrFormat("%sposteriors of %d nodes (%d tips, %d internal); log-likelihood %.6f",
+                        warnings_, nodes_, tips_, nodes_ - tips_, log_likelihood_);
+    return done;
   }
 
  private:
@@ -267,7 +271,7 @@ class MkPosteriorSink final : public PosteriorSink {
     return absl::StrCat("\"", absl::StrReplaceAll(s, {{"\"", "\"\""}}), "\"");
   }
   std::vector<std::string> states_;
-  std::FILE* out_;
+  OutFile* out_;
   uint64_t nodes_ = 0, tips_ = 0;
   double log_likelihood_ = 0;
   std::string warnings_;
@@ -370,30 +374,11 @@ class MkCli final : public FamilyCli {
             absl::StrJoin(states, ", ")));
       }
     }
-    return TipData(*in, states);
-  }
-
-  absl::Status SpecFromData(const LoadedData& data, v1::ModelSpec* spec) const override {
-    v1::MkSpec* mk = spec->mutable_mk();
-    const std::vector<std::string> states(data.shape.column_names().begin(),
-                                          data.shape.column_names().end());
-    mk->mutable_state_names()->Assign(states.begin(), states.end());
-    const size_t k = states.size();
-    for (const std::string& r : RateList()) {
-      if (Preset(r).ok()) continue;
-      absl::StatusOr<std::vector<double>> index = ReadStateTable(r, k, states, "--rates");
-      if (!index.ok()) return index.status();
-      mk->mutable_index()->set_rows(static_cast<uint32_t>(k));
-      mk->mutable_index()->set_cols(static_cast<uint32_t>(k));
-      mk->mutable_index()->mutable_values()->Assign(index->begin(), index->end());
-    }
-    if (const std::string root = absl::GetFlag(FLAGS_root); RootIsFile(root)) {
-      absl::StatusOr<std::vector<double>> probs = ReadStateTable(root, 1, states, "--root");
-      if (!probs.ok()) return probs.status();
-      mk->set_root(v1::ROOT_PRIOR_GIVEN);
-      mk->mutable_root_probs()->Assign(probs->begin(), probs->end());
-    }
-    return absl::OkStatus();
+    absl::StatusOr<LoadedData> data = TipData(*in, states);
+    if (!data.ok() || model != nullptr) return data;
+    absl::Status s = SpecFromData(*data, &data->spec_from_data);
+    if (!s.ok()) return s;
+    return data;
   }
 
   std::string FormatModel(const v1::Model& model) const override {
@@ -499,8 +484,8 @@ class MkCli final : public FamilyCli {
     return absl::StrFormat("%-8s", RateModelLabel(c.spec().mk().rate_model()));
   }
 
-  std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model,
-                                                  std::FILE* out) const override {
+  std::unique_ptr<PosteriorSink> NewPosteriorSink(const v1::Model& model, const LoadedData&,
+                                                  OutFile* out) const override {
     return std::make_unique<MkPosteriorSink>(StatesOf(model), out);
   }
 
@@ -531,6 +516,31 @@ class MkCli final : public FamilyCli {
   }
 
  private:
+  // Completes the spec of fit and select with what the data say: the states, and the rate
+  // index matrix or root prior read from files against them.
+  static absl::Status SpecFromData(const LoadedData& data, v1::ModelSpec* spec) {
+    v1::MkSpec* mk = spec->mutable_mk();
+    const std::vector<std::string> states(data.shape.column_names().begin(),
+                                          data.shape.column_names().end());
+    mk->mutable_state_names()->Assign(states.begin(), states.end());
+    const size_t k = states.size();
+    for (const std::string& r : RateList()) {
+      if (Preset(r).ok()) continue;
+      absl::StatusOr<std::vector<double>> index = ReadStateTable(r, k, states, "--rates");
+      if (!index.ok()) return index.status();
+      mk->mutable_index()->set_rows(static_cast<uint32_t>(k));
+      mk->mutable_index()->set_cols(static_cast<uint32_t>(k));
+      mk->mutable_index()->mutable_values()->Assign(index->begin(), index->end());
+    }
+    if (const std::string root = absl::GetFlag(FLAGS_root); RootIsFile(root)) {
+      absl::StatusOr<std::vector<double>> probs = ReadStateTable(root, 1, states, "--root");
+      if (!probs.ok()) return probs.status();
+      mk->set_root(v1::ROOT_PRIOR_GIVEN);
+      mk->mutable_root_probs()->Assign(probs->begin(), probs->end());
+    }
+    return absl::OkStatus();
+  }
+
   // The template's settings shared by fit and select (the states come with the data).
   static void Common(v1::MkSpec* m) {
     const std::string root = absl::AsciiStrToLower(absl::GetFlag(FLAGS_root));

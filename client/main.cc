@@ -4,11 +4,9 @@
 // Exit status: 0 success; 1 an error (the server's code and message, a file that cannot be
 // read or written); 2 a usage error, found before any file is read.
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <set>
 #include <string>
@@ -30,6 +28,7 @@
 #include "fit_client.h"
 #include "health.h"
 #include "model_io.h"
+#include "out_file.h"
 #include "progress.h"
 
 #ifndef EMFIT_VERSION
@@ -123,21 +122,47 @@ std::string Overview() {
   return out;
 }
 
+bool TakesModel(Command command) {
+  return command == Command::kPosterior || command == Command::kScore ||
+         command == Command::kSimmap;
+}
+
+// A command's help: its shared flags, then the family's own. Commands that read --model take
+// the flags of the model's family, so they list every family's (or only that of --family when
+// given); fit and select list those of --family (gmm by default).
 std::string CommandHelp(const CommandInfo& c, const FamilyCli* family) {
+  const Command which = CommandOf(c);
   std::string out = absl::StrFormat("%s\n\n  %s\n\nFlags:\n", c.summary, c.synopsis);
-  const std::vector<std::string> ignored =
-      family == nullptr ? std::vector<std::string>() : family->IgnoredFlags(CommandOf(c));
+  const std::vector<std::string> ignored = family == nullptr || TakesModel(which)
+                                               ? std::vector<std::string>()
+                                               : family->IgnoredFlags(which);
+  const auto shown = [&](const std::string& f) {
+    return std::find(ignored.begin(), ignored.end(), f) == ignored.end();
+  };
   for (const std::string& f : c.flags) {
-    if (std::find(ignored.begin(), ignored.end(), f) == ignored.end()) {
-      absl::StrAppend(&out, FlagLine(f));
+    if (shown(f)) absl::StrAppend(&out, FlagLine(f));
+  }
+  std::vector<const FamilyCli*> families;
+  if (c.name == "health") {
+    // No model.
+  } else if (family != nullptr) {
+    families.push_back(family);
+  } else {
+    for (absl::string_view name : absl::StrSplit(FamilyNames(), ", ")) {
+      families.push_back(FindFamily(name));
     }
   }
-  if (family != nullptr) {
-    const std::vector<std::string> own = family->Flags(CommandOf(c));
-    if (!own.empty()) {
-      absl::StrAppend(&out, "\nFlags of --family=", family->name(), ":\n");
-      for (const std::string& f : own) absl::StrAppend(&out, FlagLine(f));
+  for (const FamilyCli* f : families) {
+    if (which == Command::kSimmap && !f->DrawsHistories()) continue;
+    std::vector<std::string> own;
+    for (const std::string& flag : f->Flags(which)) {
+      if (f != family || shown(flag)) own.push_back(flag);
     }
+    if (own.empty()) continue;
+    absl::StrAppend(&out, "\n",
+                    TakesModel(which) ? absl::StrCat("Flags for ", f->name(), " models:\n")
+                                      : absl::StrCat("Flags of ", f->Variant(), ":\n"));
+    for (const std::string& flag : own) absl::StrAppend(&out, FlagLine(flag));
   }
   absl::StrAppend(&out, "\nConnection:\n");
   for (const std::string& f : kConnectionFlags) absl::StrAppend(&out, FlagLine(f));
@@ -245,14 +270,23 @@ absl::Status CheckTimeoutFlag() {
 }
 
 // Checks of the shared flags of `command`, before any file is read: flags given that the
-// command does not use (neither shared, nor the connection's, nor in `family_flags`, or shared
-// but `ignored` by the family) are errors, so that a mistyped command line does not silently
-// run something else.
+// command does not use (neither shared, nor the connection's, nor in `family_flags`) are errors,
+// and so are those the family (`family`, if known) ignores as its other flags set it up
+// (FamilyCli::IgnoredFlags), so that a mistyped command line does not silently run something
+// else.
 absl::Status CheckSharedFlags(const CommandInfo& command, const std::set<std::string>& given,
                               const std::set<std::string>& family_flags,
-                              const std::vector<std::string>& ignored = {}) {
+                              const FamilyCli* family = nullptr) {
   std::set<std::string> relevant(command.flags.begin(), command.flags.end());
-  for (const std::string& f : ignored) relevant.erase(f);
+  if (family != nullptr) {
+    for (const std::string& f : family->IgnoredFlags(CommandOf(command))) {
+      if (given.count(f)) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("--%s: does not apply to %s", f, family->Variant()));
+      }
+      relevant.erase(f);
+    }
+  }
   for (const std::string& flag : given) {
     if (!relevant.count(flag) && !family_flags.count(flag) &&
         std::find(kConnectionFlags.begin(), kConnectionFlags.end(), flag) ==
@@ -260,6 +294,13 @@ absl::Status CheckSharedFlags(const CommandInfo& command, const std::set<std::st
       return absl::InvalidArgumentError(
           absl::StrFormat("--%s: not a flag of `emfit %s`", flag, command.name));
     }
+  }
+  if (given.count("summary_out") && absl::GetFlag(FLAGS_summary_out) == "-" &&
+      (absl::GetFlag(FLAGS_out).empty() || absl::GetFlag(FLAGS_out) == "-")) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "--summary_out=-: `emfit %s` writes its --out to standard output already; give one of "
+        "them a file",
+        command.name));
   }
   if (relevant.count("model") && absl::GetFlag(FLAGS_model).empty()) {
     return absl::InvalidArgumentError(
@@ -366,7 +407,7 @@ void PrintReport(const std::string& text) {
 absl::Status WriteOut(const google::protobuf::Message& message) {
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) return absl::OkStatus();
-  if (absl::Status s = WriteJson(message, out); !s.ok()) return s;
+  if (absl::Status s = WriteJson(message, "--out", out); !s.ok()) return s;
   if (out != "-") Note("wrote " + out);
   return absl::OkStatus();
 }
@@ -389,9 +430,7 @@ int RunFit(const FamilyCli& family) {
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kFit, nullptr);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
-  if (absl::Status s = family.SpecFromData(*data, header.mutable_spec()); !s.ok()) {
-    return Report(s);
-  }
+  header.mutable_spec()->MergeFrom(data->spec_from_data);
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
   Note("fitting on " + absl::GetFlag(FLAGS_server));
@@ -433,69 +472,12 @@ absl::Status CheckModelFamilyFlags(const CommandInfo& command, const std::set<st
   const std::vector<std::string> own = family.Flags(which);
   std::set<std::string> family_flags(own.begin(), own.end());
   family_flags.insert("family");
-  if (absl::Status s = CheckSharedFlags(command, given, family_flags, family.IgnoredFlags(which));
-      !s.ok()) {
+  if (absl::Status s = CheckSharedFlags(command, given, family_flags, &family); !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrFormat("%s (for the %s model of --model)", s.message(), family.name()));
   }
   return family.CheckFlags(which);
 }
-
-// Where a command writes its output (--out): standard output for "" or "-"; a file is written
-// under a temporary name next to it and renamed by Commit(), so that a failed call never leaves
-// a truncated file where a good one was (the temporary goes if not committed).
-class OutFile {
- public:
-  explicit OutFile(const std::string& path) : path_(path) {
-    if (path.empty() || path == "-") {
-      out_ = stdout;
-      return;
-    }
-    temporary_ = path + ".partial-XXXXXX";
-    const int fd = mkstemp(temporary_.data());
-    out_ = fd < 0 ? nullptr : fdopen(fd, "w");
-    if (out_ == nullptr) error_ = std::strerror(errno);
-  }
-  ~OutFile() {
-    if (out_ != nullptr && out_ != stdout) std::fclose(out_);
-    if (!temporary_.empty() && !committed_) std::remove(temporary_.c_str());
-  }
-  OutFile(const OutFile&) = delete;
-  OutFile& operator=(const OutFile&) = delete;
-
-  std::FILE* get() const { return out_; }
-  bool to_stdout() const { return temporary_.empty(); }
-  std::string name() const { return to_stdout() ? "standard output" : path_; }
-  // The error of a file that cannot be opened, written or renamed (FAILED_PRECONDITION).
-  absl::Status Error() const {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("--out: cannot write '%s'%s", path_, error_.empty() ? "" : ": " + error_));
-  }
-  void Write(const std::string& text) {
-    if (ok() && std::fwrite(text.data(), 1, text.size(), out_) != text.size()) Fail();
-  }
-  // Flushes or closes, and renames a file to its name; false if anything failed.
-  bool Commit() {
-    if (!ok()) return false;
-    if (to_stdout()) return std::fflush(out_) == 0 || Fail();
-    const bool closed = std::fclose(out_) == 0;
-    out_ = nullptr;
-    if (!closed || std::rename(temporary_.c_str(), path_.c_str()) != 0) return Fail();
-    committed_ = true;
-    return true;
-  }
-  bool ok() const { return out_ != nullptr && error_.empty(); }
-
- private:
-  bool Fail() {
-    if (error_.empty()) error_ = std::strerror(errno);
-    return false;
-  }
-
-  std::string path_, temporary_, error_;
-  std::FILE* out_ = nullptr;
-  bool committed_ = false;
-};
 
 // What posterior, score and simmap send: the model of --model, its family, the data and the
 // header.
@@ -553,10 +535,17 @@ int RunPosterior(const CommandInfo& command, const std::set<std::string>& given)
   const FamilyCli& family = *request->family;
   const v1::PosteriorHeader& header = request->header;
   const LoadedData* data = &request->data;
-  OutFile out(absl::GetFlag(FLAGS_out));
+  // Both outputs are opened before the call, so that one that cannot be written costs no call.
+  OutFile out("--out", absl::GetFlag(FLAGS_out));
   if (!out.ok()) return Report(out.Error());
+  std::unique_ptr<OutFile> summary;
+  if (const std::string path = absl::GetFlag(FLAGS_summary_out); !path.empty()) {
+    summary = std::make_unique<OutFile>("--summary_out", path);
+    if (!summary->ok()) return Report(summary->Error());
+  }
   FitClient client(request->channel);
-  std::unique_ptr<PosteriorSink> sink = family.NewPosteriorSink(request->model, out.get());
+  std::unique_ptr<PosteriorSink> sink =
+      family.NewPosteriorSink(request->model, request->data, &out);
   grpc::ClientContext context;
   CallOptions call = CallFlags();
   call.context = &context;
@@ -569,11 +558,21 @@ int RunPosterior(const CommandInfo& command, const std::set<std::string>& given)
         if (!written.ok()) context.TryCancel();  // nothing more can be written
       },
       call);
-  absl::StatusOr<std::string> done = sink->Finish();
-  if (!written.ok() || !done.ok()) return Report(out.Error());
-  if (!status.ok()) return Report(status);
+  if (!written.ok()) return Report(written);
+  if (!status.ok()) return Report(status);  // the temporary files go: nothing is written
+  const PosteriorDone done = sink->Finish();
   if (!out.Commit()) return Report(out.Error());
-  Note(absl::StrCat(*done, out.to_stdout() ? "" : " written to " + out.name()));
+  std::string note = absl::StrCat(done.note, out.to_stdout() ? "" : " written to " + out.name());
+  if (summary != nullptr) {
+    // The posteriors are kept when their summary cannot be written.
+    summary->Write(done.summary);
+    if (!summary->Commit()) {
+      Note(note);
+      return Report(summary->Error());
+    }
+    absl::StrAppend(&note, "; ", done.summary_what, " in ", summary->name());
+  }
+  Note(note);
   return 0;
 }
 
@@ -595,7 +594,6 @@ int RunScore(const CommandInfo& command, const std::set<std::string>& given) {
   return 0;
 }
 
-// Writes `text` to the file `path` ("-" or empty: standard output); an error names the file.
 int RunSimmap(const CommandInfo& command, const std::set<std::string>& given) {
   int exit = 0;
   std::optional<ModelRequest> request = PrepareModelRequest(command, given, &exit);
@@ -609,27 +607,42 @@ int RunSimmap(const CommandInfo& command, const std::set<std::string>& given) {
   header.set_seed(absl::GetFlag(FLAGS_seed));
   header.set_sampler(static_cast<v1::PathSampler>(
       *ParseShortName(v1::PathSampler_descriptor(), absl::GetFlag(FLAGS_sampler), "")));
-  OutFile out(absl::GetFlag(FLAGS_out));
+  OutFile out("--out", absl::GetFlag(FLAGS_out));
   if (!out.ok()) return Report(out.Error());
+  std::unique_ptr<OutFile> summary_out;
+  if (const std::string path = absl::GetFlag(FLAGS_summary_out); !path.empty()) {
+    summary_out = std::make_unique<OutFile>("--summary_out", path);
+    if (!summary_out->ok()) return Report(summary_out->Error());
+  }
   FitClient client(request->channel);
+  grpc::ClientContext context;
+  CallOptions call = CallFlags();
+  call.context = &context;
   uint64_t drawn = 0;
   absl::StatusOr<v1::HistoriesSummary> summary = client.SampleHistories(
       header, data->View(),
       [&](const v1::SampleHistoriesResponse& r) {
+        if (!out.ok()) return;
         for (const std::string& line : r.simmap()) out.Write(line + "\n");
         drawn += r.simmap_size();
+        if (!out.ok()) context.TryCancel();  // nothing more can be written
       },
-      CallFlags());
+      call);
+  if (!out.ok()) return Report(out.Error());
   if (!summary.ok()) return Report(summary.status());
   if (!out.Commit()) return Report(out.Error());
   Note(absl::StrFormat("%d maps written to %s", drawn, out.name()));
-  if (const std::string path = absl::GetFlag(FLAGS_summary_out); !path.empty()) {
-    if (absl::Status s = WriteJson(*summary, path); !s.ok()) return Report(s);
-    if (path != "-") Note("wrote " + path);
+  if (summary_out != nullptr) {
+    absl::StatusOr<std::string> json = ToJson(*summary);
+    if (!json.ok()) return Report(json.status());
+    summary_out->Write(*json);
+    if (!summary_out->Commit()) return Report(summary_out->Error());
+    if (!summary_out->to_stdout()) Note("wrote " + summary_out->name());
   }
-  // The maps may be on standard output: the report goes to standard error then.
+  // The maps or their summary may be on standard output: the report goes to standard error then.
+  const bool stdout_taken = out.to_stdout() || (summary_out != nullptr && summary_out->to_stdout());
   const std::string report = family.FormatHistories(request->model, *summary);
-  std::fputs(report.c_str(), out.to_stdout() ? stderr : stdout);
+  std::fputs(report.c_str(), stdout_taken ? stderr : stdout);
   return 0;
 }
 
@@ -645,9 +658,7 @@ int RunSelect(const FamilyCli& family) {
   absl::StatusOr<LoadedData> data = family.LoadData(Command::kSelect, nullptr);
   if (!data.ok()) return Report(data.status());
   Note(data->description);
-  if (absl::Status s = family.SpecFromData(*data, header.mutable_spec()); !s.ok()) {
-    return Report(s);
-  }
+  header.mutable_spec()->MergeFrom(data->spec_from_data);
   *header.mutable_shape() = data->shape;
   data->View().DescribeIn(header.mutable_shape());
   FitClient client(*channel);
@@ -691,10 +702,11 @@ int RunSelect(const FamilyCli& family) {
                         c.index() == result->best() ? "  <- best" : ""));
   }
   const v1::Candidate& best = result->candidates(result->best());
-  absl::StrAppend(
-      &report, "\nbest by ", absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion)), ": ",
-      family.CandidateLabel(best), "\n\n", FormatSummary(result->best_fit().summary()),
-      family.FormatModel(result->best_fit().model()), family.FormatResult(result->best_fit()));
+  absl::StrAppend(&report, "\nbest by ", absl::AsciiStrToLower(absl::GetFlag(FLAGS_criterion)),
+                  ": ", absl::StripTrailingAsciiWhitespace(family.CandidateLabel(best)), "\n\n",
+                  FormatSummary(result->best_fit().summary()),
+                  family.FormatModel(result->best_fit().model()),
+                  family.FormatResult(result->best_fit()));
   PrintReport(report);
   if (absl::Status s = WriteOut(*result); !s.ok()) return Report(s);
   return 0;
@@ -712,7 +724,15 @@ int Main(int argc, char** argv) {
     if (command == nullptr) {
       std::fputs(Overview().c_str(), stdout);
     } else {
-      std::fputs(CommandHelp(*command, FindFamily(absl::GetFlag(FLAGS_family))).c_str(), stdout);
+      // Commands that read --model show every family's flags unless --family names one.
+      const bool every = (TakesModel(CommandOf(*command)) && !args->given.count("family")) ||
+                         command->name == "health";
+      const FamilyCli* family = every ? nullptr : FindFamily(absl::GetFlag(FLAGS_family));
+      if (family == nullptr && !every) {
+        return Usage(absl::InvalidArgumentError(absl::StrFormat(
+            "--family: must be one of %s; got '%s'", FamilyNames(), absl::GetFlag(FLAGS_family))));
+      }
+      std::fputs(CommandHelp(*command, family).c_str(), stdout);
     }
     return 0;
   }
@@ -749,8 +769,7 @@ int Main(int argc, char** argv) {
         "--family: must be one of %s; got '%s'", FamilyNames(), absl::GetFlag(FLAGS_family))));
   }
   const std::vector<std::string> own = family->Flags(which);
-  if (absl::Status s = CheckSharedFlags(*command, args->given, {own.begin(), own.end()},
-                                        family->IgnoredFlags(which));
+  if (absl::Status s = CheckSharedFlags(*command, args->given, {own.begin(), own.end()}, family);
       !s.ok()) {
     return Usage(s);
   }

@@ -2,12 +2,9 @@
 
 #include <google/protobuf/util/json_util.h>
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-
 #include "absl/strings/str_format.h"
 #include "csv.h"
+#include "out_file.h"
 
 namespace emfit::client {
 
@@ -22,21 +19,11 @@ absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
   return json;
 }
 
-absl::Status WriteJson(const google::protobuf::Message& message, const std::string& path) {
+absl::Status WriteJson(const google::protobuf::Message& message, absl::string_view flag,
+                       const std::string& path) {
   absl::StatusOr<std::string> json = ToJson(message);
   if (!json.ok()) return json.status();
-  std::FILE* out = path == "-" ? stdout : std::fopen(path.c_str(), "w");
-  if (out == nullptr) {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("--out: cannot write '%s': %s", path, std::strerror(errno)));
-  }
-  const bool written = std::fwrite(json->data(), 1, json->size(), out) == json->size();
-  const bool closed = out == stdout ? std::fflush(out) == 0 : std::fclose(out) == 0;
-  if (!written || !closed) {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("--out: cannot write '%s': %s", path, std::strerror(errno)));
-  }
-  return absl::OkStatus();
+  return WriteOutFile(flag, path, *json);
 }
 
 absl::StatusOr<v1::Model> ReadModelJson(const std::string& path) {

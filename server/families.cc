@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "convert/gmm.h"
+#include "convert/hmm.h"
 #include "convert/mk.h"
 #include "emfit/base/status_macros.h"
 
@@ -13,6 +14,11 @@ absl::StatusOr<SpecVariant> SpecFromProto(const v1::ModelSpec& spec, absl::strin
       EMFIT_ASSIGN_OR_RETURN(gmm::GmmSpec g, FromProto(spec.gmm()));
       return SpecVariant(std::move(g));
     }
+    case v1::ModelSpec::kHmm: {
+      absl::StatusOr<HmmSpecAndNames> h = FromProto(spec.hmm());
+      if (!h.ok()) return h.status();
+      return SpecVariant(std::in_place_type<HmmSpecAndNames>, *std::move(h));
+    }
     case v1::ModelSpec::kMk: {
       EMFIT_ASSIGN_OR_RETURN(MkSpecPlan m, FromProto(spec.mk()));
       return SpecVariant(std::move(m));
@@ -21,7 +27,8 @@ absl::StatusOr<SpecVariant> SpecFromProto(const v1::ModelSpec& spec, absl::strin
       break;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      field, ".family: no model family that this server knows is set; expected one of: gmm, mk"));
+      field,
+      ".family: no model family that this server knows is set; expected one of: gmm, hmm, mk"));
 }
 
 absl::StatusOr<ModelVariant> ModelFromProto(const v1::Model& model, absl::string_view field) {
@@ -29,6 +36,11 @@ absl::StatusOr<ModelVariant> ModelFromProto(const v1::Model& model, absl::string
     case v1::Model::kGmm: {
       EMFIT_ASSIGN_OR_RETURN(gmm::GmmParams p, FromProto(model.gmm(), absl::StrCat(field, ".gmm")));
       return ModelVariant(std::move(p));
+    }
+    case v1::Model::kHmm: {
+      EMFIT_ASSIGN_OR_RETURN(HmmModelAndNames h,
+                             FromProto(model.hmm(), absl::StrCat(field, ".hmm")));
+      return ModelVariant(std::move(h));
     }
     case v1::Model::kMk: {
       EMFIT_ASSIGN_OR_RETURN(MkModelPlan p, FromProto(model.mk(), absl::StrCat(field, ".mk")));
@@ -38,7 +50,7 @@ absl::StatusOr<ModelVariant> ModelFromProto(const v1::Model& model, absl::string
       break;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      field, ": no model family that this server knows is set; expected one of: gmm, mk"));
+      field, ": no model family that this server knows is set; expected one of: gmm, hmm, mk"));
 }
 
 }  // namespace emfit::server

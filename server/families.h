@@ -9,14 +9,15 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "convert/hmm.h"
 #include "convert/mk.h"
 #include "emfit/gmm/gmm.h"
 #include "emfit/v1/emfit.pb.h"
 
 namespace emfit::server {
 
-using SpecVariant = std::variant<gmm::GmmSpec, MkSpecPlan>;
-using ModelVariant = std::variant<gmm::GmmParams, MkModelPlan>;
+using SpecVariant = std::variant<gmm::GmmSpec, HmmSpecAndNames, MkSpecPlan>;
+using ModelVariant = std::variant<gmm::GmmParams, HmmModelAndNames, MkModelPlan>;
 
 // The family's spec (unchecked against the data and limits: jobs.cc plans it).
 absl::StatusOr<SpecVariant> SpecFromProto(const v1::ModelSpec& spec, absl::string_view field);

@@ -106,7 +106,8 @@ absl::StatusOr<Declared> PosteriorHandler::OnHeader(const Request& request,
   absl::StatusOr<ModelVariant> model = PlanModel(request.header(), limits);
   if (!model.ok()) return model.status();
   model_ = *std::move(model);
-  return Declared{request.header().shape(), ModelWorkingBytes(*model_, request.header().shape())};
+  return Declared{request.header().shape(),
+                  ModelWorkingBytes(*model_, request.header().shape(), limits.job_threads)};
 }
 
 grpc::Status PosteriorHandler::Run(Upload upload, StreamSession<Request, Response>& session,
@@ -157,7 +158,8 @@ absl::StatusOr<Declared> HistoriesHandler::OnHeader(const Request& request,
   absl::StatusOr<HistoriesPlan> plan = PlanHistories(request.header(), limits);
   if (!plan.ok()) return plan.status();
   plan_ = *std::move(plan);
-  return Declared{request.header().shape(), WorkingBytes(*plan_, request.header().shape())};
+  return Declared{request.header().shape(),
+                  WorkingBytes(*plan_, request.header().shape(), limits.job_threads)};
 }
 
 grpc::Status HistoriesHandler::Run(Upload upload, StreamSession<Request, Response>& session,

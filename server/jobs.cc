@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "convert/common.h"
 #include "convert/gmm.h"
+#include "convert/hmm.h"
 #include "convert/mk.h"
 #include "emfit/base/status_macros.h"
 #include "emfit/exec/thread_pool.h"
@@ -77,8 +78,10 @@ absl::StatusOr<FitPlan> PlanFit(const v1::FitHeader& header, const ServiceLimits
       plan.spec));
   // A warm start runs once, whatever n_init says.
   const int restarts = init != nullptr ? 1 : plan.options.n_init;
+  const IterationCost cost = std::visit(
+      [&](const auto& spec) { return CostOfIteration(spec, header.shape()); }, plan.spec);
   EMFIT_RETURN_IF_ERROR(
-      CheckWork(restarts, plan.options.max_iter, 1, header.shape(), limits, "header.options"));
+      CheckWork(restarts, plan.options.max_iter, 1, cost, limits, "header.options"));
   plan.working_bytes = std::visit(
       [&](const auto& spec) {
         return WorkingBytes(spec, header.shape(), plan.options, limits.job_threads);
@@ -115,8 +118,8 @@ absl::StatusOr<ModelVariant> PlanModel(const v1::PosteriorHeader& header,
   return model;
 }
 
-uint64_t ModelWorkingBytes(const ModelVariant& model, const v1::DataShape& shape) {
-  return std::visit([&](const auto& m) { return WorkingBytes(m, shape); }, model);
+uint64_t ModelWorkingBytes(const ModelVariant& model, const v1::DataShape& shape, int threads) {
+  return std::visit([&](const auto& m) { return WorkingBytes(m, shape, threads); }, model);
 }
 
 absl::Status RunPosterior(const ModelVariant& model, const Upload& upload,
@@ -148,8 +151,15 @@ absl::StatusOr<SelectPlan> PlanSelect(const v1::SelectModelHeader& header,
       },
       base));
   plan.criterion = header.criterion() == v1::CRITERION_AIC ? v1::CRITERION_AIC : v1::CRITERION_BIC;
+  // Every candidate counted at the costliest one's iteration.
+  IterationCost cost;
+  for (const SpecVariant& c : plan.candidates) {
+    IterationCost one =
+        std::visit([&](const auto& spec) { return CostOfIteration(spec, header.shape()); }, c);
+    if (one.values > cost.values) cost = std::move(one);
+  }
   EMFIT_RETURN_IF_ERROR(CheckWork(plan.options.n_init, plan.options.max_iter,
-                                  plan.candidates.size(), header.shape(), limits, "header"));
+                                  plan.candidates.size(), cost, limits, "header"));
   // RunSelect fits limits.job_threads candidates at a time, each on its own copy of the data;
   // the results of all are kept. The largest ones are assumed to run together.
   const v1::DataShape& shape = header.shape();

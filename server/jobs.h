@@ -37,7 +37,8 @@ absl::StatusOr<v1::FitResult> RunFit(const FitPlan& plan, Upload upload,
 absl::StatusOr<ModelVariant> PlanModel(const v1::PosteriorHeader& header,
                                        const ServiceLimits& limits);
 // The working memory of a Posterior or Score job with `model` on data of `shape`.
-uint64_t ModelWorkingBytes(const ModelVariant& model, const v1::DataShape& shape);
+// Posterior and Score run on the shared pool: `threads` is limits.job_threads.
+uint64_t ModelWorkingBytes(const ModelVariant& model, const v1::DataShape& shape, int threads);
 // Emits the posteriors block by block, in input order. Stops with CANCELLED when the controls'
 // token fires.
 absl::Status RunPosterior(const ModelVariant& model, const Upload& upload,

@@ -49,6 +49,10 @@ ABSL_FLAG(int64_t, max_model_values, kDefaults.limits.max_model_values,
           "Most free parameters of one model (k, d and covariance type together).");
 ABSL_FLAG(int, max_candidates, kDefaults.limits.max_candidates,
           "Most candidate models in one SelectModel call.");
+ABSL_FLAG(uint64_t, max_sequences, kDefaults.limits.max_sequences,
+          "Most sequences of one hidden Markov model request.");
+ABSL_FLAG(uint32_t, max_symbols, kDefaults.limits.max_symbols,
+          "Most categorical symbols of one hidden Markov model.");
 ABSL_FLAG(uint64_t, max_newick_bytes, kDefaults.limits.max_newick_bytes,
           "Most bytes of Newick text (an Mk model's tree) per request.");
 ABSL_FLAG(uint32_t, max_name_bytes, kDefaults.limits.max_name_bytes,
@@ -201,6 +205,8 @@ int main(int argc, char** argv) {
   options.limits.max_n_init = absl::GetFlag(FLAGS_max_n_init);
   options.limits.max_candidates = absl::GetFlag(FLAGS_max_candidates);
   options.limits.max_model_values = absl::GetFlag(FLAGS_max_model_values);
+  options.limits.max_sequences = absl::GetFlag(FLAGS_max_sequences);
+  options.limits.max_symbols = absl::GetFlag(FLAGS_max_symbols);
   options.limits.max_newick_bytes = absl::GetFlag(FLAGS_max_newick_bytes);
   options.limits.max_name_bytes = absl::GetFlag(FLAGS_max_name_bytes);
   options.limits.max_tips = absl::GetFlag(FLAGS_max_tips);

@@ -63,7 +63,8 @@ void ScoreReactor::OnReadDone(bool ok) {
                            model_ = *std::move(m);
                            record_->SetShape(r.header().shape());
                            return Declared{r.header().shape(),
-                                           ModelWorkingBytes(*model_, r.header().shape())};
+                                           ModelWorkingBytes(*model_, r.header().shape(),
+                                                             service_->limits().job_threads)};
                          })
          : Submit();
   if (status.ok() && header) limits_->UploadDeclared(receiver_->declared_bytes());

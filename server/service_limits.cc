@@ -72,14 +72,14 @@ absl::Status CheckOptions(const v1::FitOptions& options, const ServiceLimits& li
 
 absl::Status CheckK(uint32_t k, const ServiceLimits& limits, absl::string_view field) {
   if (k > static_cast<uint32_t>(limits.max_k)) {
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("%s: at most %d components (--max_k), got %d", field, limits.max_k, k));
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "%s: at most %d components or states (--max_k), got %d", field, limits.max_k, k));
   }
   return absl::OkStatus();
 }
 
 absl::Status CheckWork(uint64_t restarts, uint64_t max_iter, uint64_t candidates,
-                       const v1::DataShape& shape, const ServiceLimits& limits,
+                       const IterationCost& cost, const ServiceLimits& limits,
                        absl::string_view field) {
   // In doubles: the product of large counts must not wrap.
   const double iterations = static_cast<double>(restarts) * static_cast<double>(max_iter) *
@@ -93,12 +93,11 @@ absl::Status CheckWork(uint64_t restarts, uint64_t max_iter, uint64_t candidates
         absl::StrFormat("%s: %s = %.0f iterations exceed --max_total_iter=%d", field, what,
                         iterations, limits.max_total_iter));
   }
-  const double work =
-      iterations * static_cast<double>(shape.rows()) * static_cast<double>(shape.cols());
+  const double work = iterations * cost.values;
   if (work > limits.max_work) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "%s: %s on %d rows x %d columns = %.3g value-iterations exceed --max_work=%.3g", field,
-        what, shape.rows(), shape.cols(), work, limits.max_work));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s: %s on %s = %.3g value-iterations exceed --max_work=%.3g", field, what,
+                        cost.what, work, limits.max_work));
   }
   return absl::OkStatus();
 }

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -65,10 +66,17 @@ absl::Status CheckShape(const v1::DataShape& shape, const ServiceLimits& limits,
 absl::Status CheckOptions(const v1::FitOptions& options, const ServiceLimits& limits,
                           absl::string_view field);
 absl::Status CheckK(uint32_t k, const ServiceLimits& limits, absl::string_view field);
-// The work of `restarts` x `max_iter` iterations for each of `candidates` models on data of
-// `shape` against --max_total_iter and --max_work.
+// The values one EM iteration of a family's model visits (the family's IterationCost in
+// convert/: rows x columns for a mixture), and how they were counted, for messages.
+struct IterationCost {
+  double values = 0;
+  std::string what;  // e.g. "272 rows x 2 columns"
+};
+// The work of `restarts` x `max_iter` iterations for each of `candidates` models, each
+// iteration of the costliest visiting `cost.values` values, against --max_total_iter and
+// --max_work.
 absl::Status CheckWork(uint64_t restarts, uint64_t max_iter, uint64_t candidates,
-                       const v1::DataShape& shape, const ServiceLimits& limits,
+                       const IterationCost& cost, const ServiceLimits& limits,
                        absl::string_view field);
 // A model's size (its free parameters) against --max_model_values.
 absl::Status CheckModelSize(int64_t free_parameters, const ServiceLimits& limits,

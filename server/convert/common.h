@@ -34,6 +34,19 @@ void ToProto(const FitSummary& summary, v1::FitSummary* out);
 void ToProto(const IterationEvent& event, v1::Iteration* out);
 void ToProto(const FitWarning& warning, v1::Warning* out);
 
+// A family's Score result (fields as in gmm::ScoreResult and hmm::ScoreResult) as the response.
+template <class ScoreResult>
+v1::ScoreResponse ScoreToProto(const ScoreResult& s) {
+  v1::ScoreResponse out;
+  out.set_log_likelihood(s.log_likelihood);
+  out.set_mean_log_likelihood(s.mean_log_likelihood);
+  out.set_bic(s.bic);
+  out.set_aic(s.aic);
+  out.set_num_free_parameters(static_cast<uint64_t>(s.num_free_parameters));
+  out.set_rows(static_cast<uint64_t>(s.rows_used));
+  return out;
+}
+
 }  // namespace emfit::server
 
 #endif  // EMFIT_SERVER_CONVERT_COMMON_H_

@@ -134,8 +134,8 @@ constexpr uint64_t kMaxStripes = 64;
 constexpr uint64_t kMaxPartialValues = uint64_t{1} << 25;
 constexpr uint64_t kDouble = sizeof(double);
 
-// Doubles of one set of parameters (weights, means, covariances) with k components in d
-// dimensions.
+}  // namespace
+
 uint64_t ParamValues(gmm::CovarianceType type, uint64_t k, uint64_t d) {
   switch (type) {
     case gmm::CovarianceType::kFull:
@@ -150,8 +150,6 @@ uint64_t ParamValues(gmm::CovarianceType type, uint64_t k, uint64_t d) {
   return k + k * d + k * d * d;
 }
 
-// Bytes of one E-step's partial sums and scratch over `rows` rows (core/src/gmm/family.cc,
-// BlockStripes: tied covariance keeps one scatter per component with missing values).
 uint64_t EStepBytes(gmm::CovarianceType type, uint64_t k, uint64_t d, uint64_t rows) {
   const bool scatter = type == gmm::CovarianceType::kFull || type == gmm::CovarianceType::kTied;
   const uint64_t partial = k * (d + 1) + (scatter ? k * d * d : d * d);
@@ -164,7 +162,10 @@ uint64_t EStepBytes(gmm::CovarianceType type, uint64_t k, uint64_t d, uint64_t r
   return (stripes + 1) * (partial + scratch) * kDouble;
 }
 
-}  // namespace
+IterationCost CostOfIteration(const gmm::GmmSpec&, const v1::DataShape& shape) {
+  return {static_cast<double>(shape.rows()) * static_cast<double>(shape.cols()),
+          absl::StrFormat("%d rows x %d columns", shape.rows(), shape.cols())};
+}
 
 uint64_t ResultBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
                      const FitOptions& options) {
@@ -199,7 +200,7 @@ uint64_t WorkingBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
          ResultBytes(spec, shape, options);
 }
 
-uint64_t WorkingBytes(const gmm::GmmParams& model, const v1::DataShape& shape) {
+uint64_t WorkingBytes(const gmm::GmmParams& model, const v1::DataShape& shape, int) {
   const uint64_t k = static_cast<uint64_t>(model.k()), d = shape.cols(),
                  n = shape.rows();  // Score: the rows' pattern order and keys with missing values,
                                     // the stripes' scratch.
@@ -245,15 +246,8 @@ absl::Status PosteriorJob(const gmm::GmmParams& model, const Upload& upload,
 
 absl::StatusOr<v1::ScoreResponse> ScoreJob(const gmm::GmmParams& model, const Upload& upload,
                                            const FitControls& controls) {
-  EMFIT_ASSIGN_OR_RETURN(gmm::ScoreResult s, gmm::Score(model, upload.data, controls));
-  v1::ScoreResponse out;
-  out.set_log_likelihood(s.log_likelihood);
-  out.set_mean_log_likelihood(s.mean_log_likelihood);
-  out.set_bic(s.bic);
-  out.set_aic(s.aic);
-  out.set_num_free_parameters(static_cast<uint64_t>(s.num_free_parameters));
-  out.set_rows(static_cast<uint64_t>(s.rows_used));
-  return out;
+  EMFIT_ASSIGN_OR_RETURN(auto s, gmm::Score(model, upload.data, controls));
+  return ScoreToProto(s);
 }
 
 absl::StatusOr<std::vector<gmm::GmmSpec>> SelectGrid(const gmm::GmmSpec& base,

@@ -22,6 +22,9 @@ absl::StatusOr<gmm::GmmSpec> FromProto(const v1::GaussianMixtureSpec& spec);
 void ToProto(const gmm::GmmParams& params, v1::GaussianMixture* out);
 absl::StatusOr<gmm::GmmParams> FromProto(const v1::GaussianMixture& model, absl::string_view field);
 
+// What one EM iteration visits, for --max_work (service_limits.h).
+IterationCost CostOfIteration(const gmm::GmmSpec& spec, const v1::DataShape& shape);
+
 // Completes `spec` (converted from `sent`) with the starting model `init` (null: none; already
 // checked to be of this family) and checks both against the declared shape and the limits.
 absl::Status PlanSpec(gmm::GmmSpec* spec, const v1::ModelSpec& sent, const v1::Model* init,
@@ -43,11 +46,16 @@ uint64_t WorkingBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
                       const FitOptions& options, int threads);
 // What a fit's result keeps once the fit has ended (its model and history), e.g. while other
 // SelectModel candidates run.
+// Doubles of one set of Gaussian components' parameters (weights, means, covariances) with k
+// components in d dimensions, and bytes of one E-step's partial sums and scratch over `rows`
+// rows (core/src/gmm/family.cc, BlockStripes): shared with the HMM's Gaussian emissions.
+uint64_t ParamValues(gmm::CovarianceType type, uint64_t k, uint64_t d);
+uint64_t EStepBytes(gmm::CovarianceType type, uint64_t k, uint64_t d, uint64_t rows);
 uint64_t ResultBytes(const gmm::GmmSpec& spec, const v1::DataShape& shape,
                      const FitOptions& options);
 // Posterior and Score with `model`: the missing-value layout and per-stripe scratch of Score, or
 // the posterior blocks a Posterior call keeps in flight, whichever is larger.
-uint64_t WorkingBytes(const gmm::GmmParams& model, const v1::DataShape& shape);
+uint64_t WorkingBytes(const gmm::GmmParams& model, const v1::DataShape& shape, int threads);
 
 absl::StatusOr<v1::FitResult> FitJob(const gmm::GmmSpec& spec, Upload upload,
                                      const FitOptions& options, const FitControls& controls);

@@ -219,6 +219,37 @@ MkDataPlan DataPlan(const v1::DataShape& shape, const ServiceLimits& limits) {
   return plan;
 }
 
+constexpr uint64_t kDouble = sizeof(double);
+
+// The most nodes a tree of `shape` can have: every node takes at least three bytes of Newick
+// text ("A:1," or "):0"), and a tree without unary nodes has fewer than twice its tips.
+uint64_t MaxNodes(const v1::DataShape& shape) {
+  const uint64_t by_text = shape.newick_bytes() / 3 + 1;
+  return std::max<uint64_t>(1, shape.newick_bytes() > 0 ? by_text : 2 * shape.rows());
+}
+
+// The free rates of a (validated) spec.
+int64_t NumRates(const mk::MkSpec& spec) {
+  const Eigen::MatrixXi index =
+      spec.rates == mk::RateModel::kCustom ? spec.index : mk::RateIndex(spec.rates, spec.k());
+  std::set<int> rates;
+  for (Eigen::Index i = 0; i < index.rows(); ++i) {
+    for (Eigen::Index j = 0; j < index.cols(); ++j) {
+      if (i != j && index(i, j) > 0) rates.insert(index(i, j));
+    }
+  }
+  return static_cast<int64_t>(rates.size());
+}
+
+// Bytes Monte Carlo EM keeps per draw (core/src/mk/mc_family.cc): the node states (2 bytes per
+// node and character), the draw's tallies of transitions and times, its increment in the
+// ascent test and its rows of the rate covariance's tables (4 per rate).
+uint64_t BytesPerDraw(const mk::MkSpec& spec, uint64_t nodes, uint64_t characters) {
+  const uint64_t k = static_cast<uint64_t>(spec.k());
+  return nodes * characters * 2 +
+         (4 * static_cast<uint64_t>(NumRates(spec)) + k * k + k + 2) * sizeof(double);
+}
+
 // The spec against the declared data and the limits, before the data arrive (fits and grids).
 absl::Status PlanMkSpec(MkSpecPlan* plan, const v1::DataShape& shape, const ServiceLimits& limits,
                         absl::string_view field) {
@@ -229,34 +260,34 @@ absl::Status PlanMkSpec(MkSpecPlan* plan, const v1::DataShape& shape, const Serv
     return absl::InvalidArgumentError(absl::StrCat("spec.mk.", s.message()));
   }
   EMFIT_RETURN_IF_ERROR(spec.Validate());
-  const Eigen::MatrixXi index =
-      spec.rates == mk::RateModel::kCustom ? spec.index : mk::RateIndex(spec.rates, spec.k());
-  std::set<int> rates;
-  for (Eigen::Index i = 0; i < index.rows(); ++i) {
-    for (Eigen::Index j = 0; j < index.cols(); ++j) {
-      if (i != j && index(i, j) > 0) rates.insert(index(i, j));
-    }
-  }
-  EMFIT_RETURN_IF_ERROR(CheckModelSize(static_cast<int64_t>(rates.size()), limits, field));
+  EMFIT_RETURN_IF_ERROR(CheckModelSize(NumRates(spec), limits, field));
   plan->data = DataPlan(shape, limits);
+  if (spec.estep == mk::EStepMethod::kMonteCarlo) {
+    // The store of draws this fit reserves: what the client's max_sample_size needs, else
+    // kDefaultSampleStoreBytes (the default max_sample_size is lowered to fit it, as it is to
+    // fit the limit); never more than the limit.
+    uint64_t store = kDefaultSampleStoreBytes;
+    if (plan->max_sample_size_given) {
+      const uint64_t characters =
+          std::max<uint64_t>(1, shape.cols() / std::max<uint64_t>(1, spec.k()));
+      const double wanted = static_cast<double>(BytesPerDraw(spec, MaxNodes(shape), characters)) *
+                            static_cast<double>(spec.mcem.max_sample_size);
+      store = wanted >= static_cast<double>(plan->data.max_sample_bytes)
+                  ? plan->data.max_sample_bytes
+                  : static_cast<uint64_t>(wanted);
+    }
+    plan->data.max_sample_bytes = std::min(plan->data.max_sample_bytes, store);
+  }
   return absl::OkStatus();
 }
 
-constexpr uint64_t kDouble = sizeof(double);
-
-// The most nodes a tree of `shape` can have: every node takes at least three bytes of Newick
-// text ("A:1," or "):0"), and a tree without unary nodes has fewer than twice its tips.
-uint64_t MaxNodes(const v1::DataShape& shape) {
-  const uint64_t by_text = shape.newick_bytes() / 3 + 1;
-  return std::max<uint64_t>(1, shape.newick_bytes() > 0 ? by_text : 2 * shape.rows());
-}
-
-// The parsed tree (labels, parents, lengths, children) and the pruning tables of one pass
-// (partial likelihoods up and down, the node posteriors, the branches' transition matrices)
-// for `columns` = k x characters.
+// The parsed tree (labels, parents, lengths, children) and the pruning tables of one pass for
+// `columns` = k x characters (core/src/mk/pruning.cc: the tips' table and its copy, the
+// upward partials and messages, the outside pass's two tables, the node posteriors, the
+// suffix products of polytomies: eight at most), and the branches' transition matrices.
 uint64_t TreeBytes(const v1::DataShape& shape, uint64_t k) {
   const uint64_t nodes = MaxNodes(shape), columns = std::max<uint64_t>(shape.cols(), k);
-  return shape.newick_bytes() + nodes * 96 + nodes * columns * kDouble * 4 +
+  return shape.newick_bytes() + nodes * 96 + nodes * columns * kDouble * 8 +
          nodes * k * k * kDouble * 2;
 }
 
@@ -280,13 +311,14 @@ absl::StatusOr<MkInput> ReadInput(const Upload& upload, const MkDataPlan& plan) 
   return in;
 }
 
-// Monte Carlo EM keeps every draw's node states (2 bytes per node and character): the most
-// draws per iteration must fit in the request's budget. A default the client did not set is
+// Monte Carlo EM keeps every draw's node states and tallies (BytesPerDraw): the most draws
+// per iteration must fit in the store the fit reserved. A default the client did not set is
 // lowered to fit; a value it set is refused.
 absl::Status FitSampleStore(const MkSpecPlan& plan, const MkInput& in, McemOptions* mcem) {
   const uint64_t characters = static_cast<uint64_t>(in.tips.likelihoods.cols()) /
                               static_cast<uint64_t>(std::max(1, plan.spec.k()));
-  const uint64_t per_draw = static_cast<uint64_t>(in.tree.num_nodes()) * characters * 2;
+  const uint64_t per_draw =
+      BytesPerDraw(plan.spec, static_cast<uint64_t>(in.tree.num_nodes()), characters);
   const uint64_t fits = plan.data.max_sample_bytes / std::max<uint64_t>(1, per_draw);
   if (static_cast<uint64_t>(mcem->max_sample_size) <= fits) return absl::OkStatus();
   if (!plan.max_sample_size_given && fits >= static_cast<uint64_t>(mcem->initial_sample_size)) {
@@ -294,11 +326,11 @@ absl::Status FitSampleStore(const MkSpecPlan& plan, const MkInput& in, McemOptio
     return absl::OkStatus();
   }
   return absl::ResourceExhaustedError(absl::StrFormat(
-      "spec.mk.mcem.max_sample_size: %d draws of the states of %d nodes x %d characters (2 bytes "
-      "each) would take %d bytes; this server allows %d per request (--max_values x 8 bytes), "
-      "i.e. at most %d draws",
-      mcem->max_sample_size, in.tree.num_nodes(), characters, mcem->max_sample_size * per_draw,
-      plan.data.max_sample_bytes, fits));
+      "spec.mk.mcem.max_sample_size: %d draws of the states of %d nodes x %d characters (with "
+      "their tallies, %d bytes each) would take %d bytes; this fit may use %d (at most "
+      "--max_values x 8 bytes), i.e. at most %d draws",
+      mcem->max_sample_size, in.tree.num_nodes(), characters, per_draw,
+      mcem->max_sample_size * per_draw, plan.data.max_sample_bytes, fits));
 }
 
 // Nodes [begin, end) of `tree`: labels, parents, branch lengths.
@@ -447,6 +479,25 @@ absl::StatusOr<v1::FitResult> FitJob(const MkSpecPlan& plan, Upload upload,
   return out;
 }
 
+IterationCost CostOfIteration(const MkSpecPlan& plan, const v1::DataShape& shape) {
+  // Pruning: each node's k x characters values against a k x k matrix; Monte Carlo EM also
+  // visits each draw's node states for every rate (the increments and the rates' covariance),
+  // counted at the first iteration's sample size (the later ones grow as the ascent rule
+  // needs, within the store the fit reserved and --max_job_seconds).
+  const double k = plan.spec.k(), nodes = static_cast<double>(MaxNodes(shape));
+  const double columns = std::max<double>(static_cast<double>(shape.cols()), k);
+  IterationCost cost{nodes * columns * k,
+                     absl::StrFormat("%.0f nodes x %.0f columns x k=%.0f", nodes, columns, k)};
+  if (plan.spec.estep == mk::EStepMethod::kMonteCarlo) {
+    const double draws = static_cast<double>(plan.spec.mcem.initial_sample_size);
+    const double rates = static_cast<double>(NumRates(plan.spec));
+    cost.values += draws * nodes * (columns / k) * (rates + 1);
+    absl::StrAppend(&cost.what, absl::StrFormat(" + %.0f draws x %.0f nodes x (%.0f rates + 1)",
+                                                draws, nodes, rates));
+  }
+  return cost;
+}
+
 uint64_t ResultBytes(const MkSpecPlan& plan, const v1::DataShape& shape,
                      const FitOptions& options) {
   const uint64_t k = static_cast<uint64_t>(plan.spec.k());
@@ -468,15 +519,9 @@ uint64_t WorkingBytes(const MkSpecPlan& plan, const v1::DataShape& shape, const 
   const uint64_t running =
       std::min<uint64_t>(restarts, static_cast<uint64_t>(std::max(1, threads)));
   // Each running restart prunes on its own tables; Monte Carlo EM also keeps the draws' node
-  // states (2 bytes per node and character), at most max_sample_bytes (FitSampleStore).
+  // states and tallies in a store of max_sample_bytes (PlanMkSpec, FitSampleStore).
   uint64_t per_restart = TreeBytes(shape, k);
-  if (plan.spec.estep == mk::EStepMethod::kMonteCarlo) {
-    const uint64_t characters = std::max<uint64_t>(1, shape.cols() / std::max<uint64_t>(1, k));
-    const double draws = static_cast<double>(MaxNodes(shape)) * static_cast<double>(characters) *
-                         2.0 * static_cast<double>(plan.spec.mcem.max_sample_size);
-    per_restart +=
-        static_cast<uint64_t>(std::min(draws, static_cast<double>(plan.data.max_sample_bytes)));
-  }
+  if (plan.spec.estep == mk::EStepMethod::kMonteCarlo) per_restart += plan.data.max_sample_bytes;
   // The tree as parsed once for the job, and each restart's kept history.
   const uint64_t max_iter = static_cast<uint64_t>(std::max(0, options.max_iter));
   return TreeBytes(shape, k) + running * per_restart +
@@ -484,16 +529,16 @@ uint64_t WorkingBytes(const MkSpecPlan& plan, const v1::DataShape& shape, const 
          ResultBytes(plan, shape, options);
 }
 
-uint64_t WorkingBytes(const MkModelPlan& model, const v1::DataShape& shape) {
+uint64_t WorkingBytes(const MkModelPlan& model, const v1::DataShape& shape, int) {
   // One pruning pass, and about 1 MiB of node posteriors per block, up to five queued or in
   // flight, each also as a message.
   return TreeBytes(shape, static_cast<uint64_t>(model.params.k())) + 2 * 6 * (uint64_t{1} << 20);
 }
 
-uint64_t WorkingBytes(const HistoriesPlan& plan, const v1::DataShape& shape) {
+uint64_t WorkingBytes(const HistoriesPlan& plan, const v1::DataShape& shape, int threads) {
   // The Posterior's pruning, plus SIMMAP batches of about 1 MiB, four in flight and one being
   // written, each also as a message.
-  return WorkingBytes(plan.model, shape) + 2 * 5 * (uint64_t{1} << 20);
+  return WorkingBytes(plan.model, shape, threads) + 2 * 5 * (uint64_t{1} << 20);
 }
 
 absl::Status PosteriorJob(const MkModelPlan& model, const Upload& upload,

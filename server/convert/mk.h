@@ -25,9 +25,14 @@ namespace emfit::server {
 struct MkDataPlan {
   bool allow_missing_tips = false;
   uint64_t max_tips = 0;
-  // Bytes that Monte Carlo EM's store of node states may take (docs/mk.md, "The service").
+  // Bytes that Monte Carlo EM's store of node states may take (docs/mk.md, "The service"):
+  // the limit (--max_values x 8 bytes), or for a Monte Carlo fit the store it reserves.
   uint64_t max_sample_bytes = 0;
 };
+
+// The store of draws a Monte Carlo EM fit reserves when the client leaves max_sample_size
+// unset (the default max_sample_size is lowered to what fits).
+constexpr uint64_t kDefaultSampleStoreBytes = uint64_t{256} << 20;
 
 // An Mk spec as the server runs it: core's spec, and what applies to the data.
 struct MkSpecPlan {
@@ -48,12 +53,15 @@ absl::StatusOr<MkSpecPlan> FromProto(const v1::MkSpec& spec);
 void ToProto(const mk::MkParams& params, v1::MkModel* out);
 absl::StatusOr<MkModelPlan> FromProto(const v1::MkModel& model, absl::string_view field);
 
+// What one EM iteration visits, for --max_work (service_limits.h).
+IterationCost CostOfIteration(const MkSpecPlan& spec, const v1::DataShape& shape);
+
 // Admission (convert/gmm.h): upper bounds of a job's memory beyond its uploaded data, from the
 // declared shape (tips, k x characters columns, Newick bytes) before any data arrive.
 uint64_t ResultBytes(const MkSpecPlan& spec, const v1::DataShape& shape, const FitOptions& options);
 uint64_t WorkingBytes(const MkSpecPlan& spec, const v1::DataShape& shape, const FitOptions& options,
                       int threads);
-uint64_t WorkingBytes(const MkModelPlan& model, const v1::DataShape& shape);
+uint64_t WorkingBytes(const MkModelPlan& model, const v1::DataShape& shape, int threads);
 
 // The same functions as convert/gmm.h (see there).
 absl::Status PlanSpec(MkSpecPlan* spec, const v1::ModelSpec& sent, const v1::Model* init,
@@ -92,7 +100,7 @@ struct HistoriesPlan {
 // Completes `plan` (whose model is planned already) with the header's n, seed and sampler,
 // checked against the limits.
 // SampleHistories' working memory (the Posterior's, and the SIMMAP batches in flight).
-uint64_t WorkingBytes(const HistoriesPlan& plan, const v1::DataShape& shape);
+uint64_t WorkingBytes(const HistoriesPlan& plan, const v1::DataShape& shape, int threads);
 absl::Status PlanDraws(const v1::SampleHistoriesHeader& header, const ServiceLimits& limits,
                        HistoriesPlan* plan);
 // Draws the maps and emits them as SIMMAP lines in batches of about 1 MiB, in order, then a

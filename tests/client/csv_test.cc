@@ -160,6 +160,28 @@ TEST(ParseCsv, TextOnlyReadsTheTextColumnsWhateverTheOthersHold) {
   EXPECT_THAT(t->text[1], ::testing::ElementsAre("TG", "CG|TC"));
 }
 
+TEST(ParseCsv, TextColumnsAndTextFeatures) {
+  CsvOptions o;
+  o.text = {"id"};
+  o.extra = {"w"};
+  // Numeric features: the symbols are not numbers.
+  EXPECT_THAT(ParseCsv("id,sym,w\na,rain,1\n", o),
+              StatusIs(absl::StatusCode::kInvalidArgument, "'rain' is not a number"));
+  // The features as text: the symbols of a categorical model.
+  o.text_features = true;
+  absl::StatusOr<Table> t = ParseCsv("id,sym,w\na,rain,1\na,,2\nb,sun,1\n", o);
+  ASSERT_THAT(t, IsOk());
+  EXPECT_EQ(t->features, 0u);
+  EXPECT_EQ(t->cols, 1u);  // the weights
+  EXPECT_THAT(t->values, ::testing::ElementsAre(1, 2, 1));
+  EXPECT_THAT(t->text_names, ::testing::ElementsAre("id", "sym"));
+  EXPECT_THAT(t->text[0], ::testing::ElementsAre("a", "a", "b"));
+  EXPECT_THAT(t->text[1], ::testing::ElementsAre("rain", "", "sun"));
+  o.drop = {"sym"};
+  EXPECT_THAT(ParseCsv("id,sym,w\na,rain,1\n", o),
+              StatusIs(absl::StatusCode::kInvalidArgument, "no column is left"));
+}
+
 TEST(ReadCsvFile, ReadsTheBundledData) {
   absl::StatusOr<Table> t = ReadCsvFile(testing::DataPath("faithful.csv"));
   ASSERT_THAT(t, IsOk());

@@ -229,6 +229,7 @@ INSTANTIATE_TEST_SUITE_P(
 // (docs/algorithms.md §2): responsibilities from the marginal density of the observed
 // coordinates, completed rows x_hat_ij and the conditional covariance C_ij of the missing ones.
 struct MissingReference {
+  Eigen::MatrixXd log_joint;  // a_ij = ln pi_j + ln N(x_o | mu_j,o, Sigma_j,oo)
   Eigen::MatrixXd resp;
   Eigen::VectorXd row_ll;
   GmmStats stats;
@@ -242,6 +243,7 @@ MissingReference ReferenceMissing(const GmmParams& p, const RowMatrix& x,
   MissingReference ref;
   ref.stats.Reset(p.covariance_type, kK, kD, per_component);
   ref.resp.resize(n, kK);
+  ref.log_joint.resize(n, kK);
   ref.row_ll.resize(n);
   for (Eigen::Index i = 0; i < n; ++i) {
     std::vector<int> obs, mis;
@@ -271,6 +273,7 @@ MissingReference ReferenceMissing(const GmmParams& p, const RowMatrix& x,
       completed[j](mis) = mu(mis) + smo * ldlt.solve(diff);
       cond[j](mis, mis) = cov(mis, mis) - smo * ldlt.solve(Eigen::MatrixXd(smo.transpose()));
     }
+    ref.log_joint.row(i) = a.transpose();
     const double top = a.maxCoeff();
     ref.row_ll[i] = top + std::log((a.array() - top).exp().sum());
     const double wi = w.size() == 0 ? 1.0 : w[i];
@@ -391,6 +394,35 @@ TEST_P(MissingKernelsTest, MatchRowByRowReference) {
       }
     }
     ExpectStatsNear(s, ref.stats);
+
+    // The halves a hidden Markov model uses: the log-joint alone, then the statistics with the
+    // reference responsibilities given.
+    GmmStats given;
+    given.Reset(type, kK, kD, per_component);
+    Eigen::MatrixXd log_joint, ref_resp;
+    for (Eigen::Index b = 0; b < n; b += ::emfit::internal::kBlockRows) {
+      const Eigen::Index rows = std::min<Eigen::Index>(::emfit::internal::kBlockRows, n - b);
+      const absl::Span<const PatternRun> runs = layout.BlockRuns(b);
+      const Eigen::Index* block_order = group ? layout.order() + b : nullptr;
+      const auto in = rows_in.middleRows(group ? 0 : b, group ? n : rows);
+      ASSERT_THAT(MissingLogJoint(p, *c, in, block_order, runs, &cache, &log_joint, &scratch),
+                  IsOk());
+      ASSERT_EQ(log_joint.rows(), rows);
+      ref_resp.resize(rows, kK);
+      for (Eigen::Index q = 0; q < rows; ++q) {
+        const Eigen::Index orig = group ? layout.order()[b + q] : order[b + q];
+        ref_resp.row(q) = ref.resp.row(orig);
+        for (int j = 0; j < kK; ++j) {
+          EXPECT_NEAR(log_joint(q, j), ref.log_joint(orig, j),
+                      1e-9 * (1 + std::abs(ref.log_joint(orig, j))));
+        }
+      }
+      ASSERT_THAT(MissingAccumulate(p, *c, in, block_order, runs,
+                                    weighted ? w_in.data() + (group ? 0 : b) : nullptr, ref_resp,
+                                    p.means, &cache, &given, &scratch),
+                  IsOk());
+    }
+    ExpectStatsNear(given, ref.stats);
   }
 }
 INSTANTIATE_TEST_SUITE_P(

@@ -1,52 +1,26 @@
 // Parity with scikit-learn 1.2's GaussianMixture from the same starting parameters (algorithms.md
 // oracle 14). Fixtures: tests/fixtures/sklearn_faithful.json, written by
 // tools/make_sklearn_fixtures.py.
-#include <google/protobuf/struct.pb.h>
-#include <google/protobuf/util/json_util.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "emfit/gmm/gmm.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/data.h"
+#include "testing/fixtures.h"
 #include "testing/status_matchers.h"
 
 namespace emfit::gmm {
 namespace {
 
 using ::emfit::testing::IsOk;
+using ::emfit::testing::LoadFixtures;
+using ::emfit::testing::ToMatrix;
 using google::protobuf::ListValue;
 using google::protobuf::Struct;
 using google::protobuf::Value;
-
-Eigen::MatrixXd ToMatrix(const Value& v) {
-  const ListValue& rows = v.list_value();
-  if (rows.values_size() > 0 && rows.values(0).has_list_value()) {
-    Eigen::MatrixXd m(rows.values_size(), rows.values(0).list_value().values_size());
-    for (int i = 0; i < m.rows(); ++i) {
-      for (int j = 0; j < m.cols(); ++j)
-        m(i, j) = rows.values(i).list_value().values(j).number_value();
-    }
-    return m;
-  }
-  Eigen::MatrixXd m(rows.values_size(), 1);
-  for (int i = 0; i < m.rows(); ++i) m(i, 0) = rows.values(i).number_value();
-  return m;
-}
-
-Struct LoadFixtures(const std::string& name) {
-  std::ifstream in(std::string(EMFIT_TESTS_DIR) + "/fixtures/" + name);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  Struct fixtures;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(buffer.str(), &fixtures).ok());
-  return fixtures;
-}
 
 GmmParams FromFixture(CovarianceType type,
                       const google::protobuf::Map<std::string, Value>& fields) {

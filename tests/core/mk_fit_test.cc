@@ -237,6 +237,23 @@ TEST(MkFit, RefusesSquaremWithMonteCarloEmAndFitzJohnRoots) {
   EXPECT_GE(s->log_likelihood, er->summary.log_likelihood);
 }
 
+TEST(MkSpec, AStartingModelOfAnotherRateStructureOrRootPriorIsRefusedByValidate) {
+  const Anoles a = LoadAnoles();
+  absl::StatusOr<MkFitResult> er = Fit(a.tree, a.tips, Spec(a, RateModel::kER), Tight());
+  ASSERT_THAT(er, IsOk());
+  MkSpec spec = Spec(a, RateModel::kARD);
+  spec.init_params = er->params;
+  // Validate finds it (the server checks a request's spec before its data arrive).
+  EXPECT_THAT(spec.Validate(), StatusIs(absl::StatusCode::kInvalidArgument,
+                                        "init.index: the starting model's index matrix"));
+  spec = Spec(a, RateModel::kER);
+  spec.init_params = er->params;
+  EXPECT_THAT(spec.Validate(), IsOk());
+  spec.root = RootPrior::kStationary;
+  EXPECT_THAT(spec.Validate(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "init.root: the starting model's"));
+}
+
 TEST(MkFit, BadInputIsInvalidArgumentNamingTheProblem) {
   const Anoles a = LoadAnoles();
   // A state outside the declared set.

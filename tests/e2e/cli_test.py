@@ -4,6 +4,8 @@ right answer with default settings on Old Faithful."""
 import argparse
 import json
 import os
+import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -54,6 +56,32 @@ class CliTest(unittest.TestCase):
         r = self.emfit("select", "-h", server=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("--criterion=bic", r.stdout)
+
+    def test_help_of_the_model_commands_lists_every_familys_flags(self):
+        r = self.emfit("simmap", "--help", server=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for flag in ("--tree", "--tips", "--state_column", "--allow_missing_tips", "--n=100",
+                     "--summary_out"):
+            self.assertIn(flag, r.stdout)
+        self.assertNotIn("Flags for hmm models", r.stdout)  # maps are drawn from Mk models
+        self.assertRegex(r.stdout, r"--model\n.*simmap")
+        for command, families in (("posterior", {"hmm": ["--sequence_column", "--summary_out"],
+                                                 "mk": ["--tree", "--tips", "--state_column"]}),
+                                  ("score", {"hmm": ["--sequence_column"],
+                                             "mk": ["--tree", "--tips"]})):
+            r = self.emfit(command, "--help", server=False)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertRegex(r.stdout, r"--model\n.*posterior, score, simmap")
+            for family, flags in families.items():
+                with self.subTest(command=command, family=family):
+                    section = r.stdout.split("Flags for %s models:\n" % family)[1]
+                    section = section.split("\n\n")[0]
+                    for flag in flags:
+                        self.assertIn(flag, section)
+        # --family narrows the list to its own.
+        r = self.emfit("posterior", "--family=hmm", "--help", server=False)
+        self.assertIn("Flags for hmm models", r.stdout)
+        self.assertNotIn("--tips", r.stdout)
 
     def test_version_names_the_version_and_the_build(self):
         r = self.emfit("--version", server=False)
@@ -129,12 +157,34 @@ class CliTest(unittest.TestCase):
         r = self.emfit("fit", "--data=" + data("faithful.csv"), "--k=2", "--progress=none",
                        "--out=" + target)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("cannot write '%s'" % target, r.stderr)
+        self.assertIn("--out: cannot write '%s'" % target, r.stderr)
         self.assertNotIn("UNAVAILABLE", r.stderr)
         r = self.emfit("posterior", "--model=" + self.fitted(), "--data=" + data("faithful.csv"),
                        "--out=" + target)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("cannot write '%s'" % target, r.stderr)
+        self.assertIn("--out: cannot write '%s'" % target, r.stderr)
+        r = self.emfit("score", "--model=" + self.fitted(), "--data=" + data("faithful.csv"),
+                       "--out=" + self.server.dir)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--out: cannot write '%s': Is a directory" % self.server.dir, r.stderr)
+
+    def test_a_json_result_that_cannot_be_written_whole_leaves_the_old_file(self):
+        out = self.path("kept.json")
+        with open(out, "w") as f:
+            f.write("old\n")
+
+        def small_files():  # writes past 512 bytes fail (EFBIG) instead of killing the process
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+
+        r = subprocess.run([ARGS.emfit, "fit", "--data=" + data("faithful.csv"), "--k=2",
+                            "--progress=none", "--out=" + out, "--server=" + self.server.address],
+                           capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("--out: cannot write '%s': File too large" % out, r.stderr)
+        with open(out) as f:
+            self.assertEqual(f.read(), "old\n")
+        self.assertEqual([f for f in os.listdir(self.server.dir) if ".partial" in f], [])
 
     # --- CSV ---
 

@@ -4,6 +4,8 @@ import csv
 import json
 import os
 import re
+import resource
+import signal
 import subprocess
 import sys
 import unittest
@@ -415,6 +417,72 @@ writeLines(out, args[2])
                 else:
                     state, t = cell.split("@")
                     self.assertAlmostEqual(float(t), tm[state], delta=1e-9)
+
+    def test_cli_simmap_cancels_the_call_when_the_maps_cannot_be_written(self):
+        _, model, _ = self.fit("anoles_er_cancel", "--rates=ER", "--progress=none")
+        maps = os.path.join(self.server.dir, "big_maps.txt")
+        summary_path = os.path.join(self.server.dir, "big_maps_summary.json")
+
+        def small_files():  # writes past 64 KiB fail (EFBIG) instead of killing the process
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+
+        before = len(self.server.calls())
+        r = subprocess.run([ARGS.emfit, "simmap", "--model=" + model, "--tree=" + self.tree,
+                            "--tips=" + self.tips, "--n=100000", "--seed=1", "--out=" + maps,
+                            "--summary_out=" + summary_path, "--progress=none",
+                            "--server=" + self.server.address],
+                           capture_output=True, text=True, timeout=300, preexec_fn=small_files)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("--out: cannot write '%s': File too large" % maps, r.stderr)
+        self.assertFalse(os.path.exists(maps))
+        self.assertFalse(os.path.exists(summary_path))
+        self.assertEqual([f for f in os.listdir(self.server.dir) if ".partial" in f], [])
+        # The server saw the call cancelled, not run to its 100,000 maps.
+        ended = self.server.wait_for_call({"CANCELLED", "OK"}, after=before)
+        self.assertEqual(ended["outcome"], "CANCELLED")
+        # Maps and their summary on standard output at once is a usage error.
+        r = self.run_cli("simmap", "--model=" + model, "--tree=" + self.tree,
+                         "--tips=" + self.tips, "--summary_out=-")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--summary_out=-", r.stderr)
+        # A summary on standard output with the maps in a file: the report goes to standard
+        # error.
+        r = self.run_cli("simmap", "--model=" + model, "--tree=" + self.tree,
+                         "--tips=" + self.tips, "--n=5", "--out=" + maps, "--summary_out=-")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(int(json.loads(r.stdout)["count"]), 5)
+        self.assertIn("5 stochastic maps", r.stderr)
+
+    def test_cli_reads_rate_and_root_files_with_the_delimiter_and_header_flags(self):
+        k = len(self.states)
+        d = self.server.dir
+        tips, rates, root = (os.path.join(d, n) for n in ("tips.ssv", "rates.ssv", "root.ssv"))
+        with open(tips, "w") as f:
+            for label, state in self.tip_states.items():
+                f.write("%s;%s\n" % (label, state))
+        # ER as an index matrix, and the equal root prior as a file: phytools' ER maximum.
+        with open(rates, "w") as f:
+            f.write("\n".join(";".join("0" if i == j else "1" for j in range(k))
+                              for i in range(k)) + "\n")
+        with open(root, "w") as f:
+            f.write(";".join(self.states) + "\n" + ";".join(["%r" % (1 / k)] * k) + "\n")
+        out = os.path.join(d, "anoles_semicolons.json")
+        r = self.run_cli("fit", "--family=mk", "--tree=" + self.tree, "--tips=" + tips,
+                         "--rates=" + rates, "--root=" + root, "--delimiter=;",
+                         "--progress=none", "--out=" + out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out) as f:
+            result = json.load(f)
+        self.assertEqual(result["model"]["mk"]["state_names"], self.states)
+        self.assertAlmostEqual(result["summary"]["log_likelihood"],
+                               self.fixture["fitMk"]["ER"]["log_likelihood"], delta=1e-6)
+        # --header=no (the tips file has none): the root file's header line is data, and not
+        # numbers.
+        r = self.run_cli("fit", "--family=mk", "--tree=" + self.tree, "--tips=" + tips,
+                         "--rates=" + rates, "--root=" + root, "--delimiter=;", "--header=no")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(root, r.stderr)
 
     def test_cli_reports_bad_tips_and_trees_with_where(self):
         r = self.run_cli("fit", "--family=mk", "--tree=" + self.tree, "--tips=" + self.tips,

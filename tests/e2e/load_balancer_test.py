@@ -384,12 +384,16 @@ class DrainAndRetry(Topology):
         fits = self.start_long_cli_fits()
         draining = self.replicas[0]
         draining.proc.send_signal(signal.SIGTERM)
-        # At once: health NOT_SERVING for the service, while calls are still accepted.
+        # Once the signal is handled (asynchronously): health NOT_SERVING for the service,
+        # while the replica still accepts connections (--drain_delay).
         with grpc.insecure_channel(draining.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            status = health.Check(health_pb2.HealthCheckRequest(
-                service="emfit.v1.EmFitService"), timeout=10).status
-        self.assertEqual(status, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+            def not_serving():
+                return health.Check(health_pb2.HealthCheckRequest(
+                    service="emfit.v1.EmFitService"), timeout=10).status == \
+                    health_pb2.HealthCheckResponse.NOT_SERVING
+            wait_until(not_serving, "the draining replica's health to be NOT_SERVING")
         # After --drain_delay the replica refuses connections; calls then go elsewhere.
         wait_until(lambda: not accepts_connections(draining.port), "the drain to close")
         x = faithful()

@@ -605,7 +605,10 @@ class PipInstall(unittest.TestCase):
                                                 "EmFitServiceStub"])
 
 
-if __name__ == "__main__":
+def main():
+    """Runs the test classes named on the command line of the __main__ module (this one, or
+    another Python client test that imports it, e.g. python_hmm_test.py)."""
+    global ARGS
     parser = argparse.ArgumentParser()
     parser.add_argument("--emfitd")
     parser.add_argument("--emfit")
@@ -617,3 +620,7 @@ if __name__ == "__main__":
         sys.exit(1)
     if result.skipped and result.testsRun <= len(result.skipped):
         sys.exit(77)  # ctest's SKIP_RETURN_CODE: every test was skipped, with the reason above
+
+
+if __name__ == "__main__":
+    main()

@@ -425,6 +425,19 @@ TEST_F(AdmissionTest, RequestsForMoreWorkThanTheLimitsAllowAreRefused) {
   select.mutable_options()->set_max_iter(20000);
   EXPECT_THAT(client.SelectModel(select, Values(x)),
               StatusIs(kResourceExhausted, "8 candidates x 1 restarts x max_iter=20000"));
+  // An HMM's iteration also visits k^2 transitions per step: 10 restarts of 30 iterations on
+  // 272 steps x (2 columns + 16) = 1.47e6, where a mixture's would be 1.63e5.
+  v1::FitHeader hmm = header;
+  hmm.mutable_spec()->mutable_hmm()->set_k(4);
+  hmm.mutable_options()->set_n_init(10);
+  hmm.mutable_options()->set_max_iter(30);
+  EXPECT_THAT(client.Fit(hmm, Values(x)),
+              StatusIs(kResourceExhausted,
+                       "on 272 steps x (2 columns + k^2 = 16 transitions) = "
+                       "1.47e+06 value-iterations exceed --max_work=1e+06"));
+  header.mutable_options()->set_n_init(10);
+  header.mutable_options()->set_max_iter(30);
+  EXPECT_THAT(client.Fit(header, Values(x)), IsOk());
 }
 
 TEST_F(AdmissionTest, AJobThatRunsLongerThanMaxJobSecondsIsStopped) {

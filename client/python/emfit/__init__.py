@@ -5,9 +5,9 @@ with scikit-learn's interface.
     gm = GaussianMixture(3, server="localhost:50051").fit(X)
     gm.predict(X)
 
-One module per model family (mixture.py: GaussianMixture, select_model; mk.py: MkModel); what
-they share
-(the calls, data streaming, conversions, errors, progress) lives in the underscored modules.
+One module per model family (mixture.py: GaussianMixture, select_model; hmm.py: GaussianHMM,
+CategoricalHMM, PoissonHMM; mk.py: MkModel); what they share (the estimator base, the calls,
+data streaming, conversions, errors, progress) lives in the underscored modules.
 The raw protocol is emfit.v1 (emfit_pb2, emfit_pb2_grpc), generated from proto/.
 """
 from ._base import ConvergenceWarning, NotFittedError, ServerWarning
@@ -17,16 +17,18 @@ from ._errors import (CancelledError, DeadlineExceededError, EmfitError,
                       PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError,
                       UnavailableError)
 from ._progress import IterationEvent, ProgressBar
+from .hmm import CategoricalHMM, ConvergenceMonitor, GaussianHMM, PoissonHMM
 from .mixture import Candidate, GaussianMixture, ModelSelection, select_model
 from .mk import Histories, MkModel, NodePosteriors
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Candidate", "CancelledError", "Client", "ConvergenceWarning", "DeadlineExceededError",
-    "EmfitError", "FailedPreconditionError", "GaussianMixture", "Histories", "InternalError",
-    "InvalidArgumentError", "IterationEvent", "MkModel", "ModelSelection", "NodePosteriors",
-    "NotFittedError",
-    "PermissionDeniedError", "Posteriors", "ProgressBar", "ResourceExhaustedError",
-    "ServerWarning", "TlsFiles", "UnauthenticatedError", "UnavailableError", "select_model",
+    "Candidate", "CancelledError", "CategoricalHMM", "Client", "ConvergenceMonitor",
+    "ConvergenceWarning", "DeadlineExceededError", "EmfitError", "FailedPreconditionError",
+    "GaussianHMM", "GaussianMixture", "Histories", "InternalError", "InvalidArgumentError",
+    "IterationEvent", "MkModel", "ModelSelection", "NodePosteriors", "NotFittedError",
+    "PermissionDeniedError", "PoissonHMM", "Posteriors", "ProgressBar",
+    "ResourceExhaustedError", "ServerWarning", "TlsFiles", "UnauthenticatedError",
+    "UnavailableError", "select_model",
 ]

@@ -10,6 +10,7 @@ import numpy as np
 from . import _data
 from ._client import Client
 from ._progress import IterationEvent, ProgressBar
+from .v1 import emfit_pb2 as pb
 
 try:  # scikit-learn's own classes when it is installed, so its handlers catch ours
     from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
@@ -31,6 +32,34 @@ ConvergenceWarning = type("ConvergenceWarning", _CONVERGENCE_BASES, {
 
 class ServerWarning(UserWarning):
     """A warning event of the server (e.g. a restart failed numerically), with its code."""
+
+
+ACCELERATION = {None: pb.ACCELERATION_NONE, "none": pb.ACCELERATION_NONE,
+                "squarem": pb.ACCELERATION_SQUAREM}
+# Iterations a progress bar expects per restart when max_iter is the server's default (1000 for
+# every family).
+DEFAULT_MAX_ITER = 1000
+
+
+def choice(table, value, name):
+    """table[value] (strings compared in lower case), or ValueError naming the parameter and
+    the choices."""
+    key = value.lower() if isinstance(value, str) else value
+    if key not in table:
+        raise ValueError("%s: must be one of %s, got %r"
+                         % (name, ", ".join(repr(k) for k in table if k is not None), value))
+    return table[key]
+
+
+def fit_options(max_iter, tol, n_init, random_state, acceleration):
+    """FitOptions; max_iter and tol of None are left unset, so the server's defaults apply."""
+    options = pb.FitOptions(n_init=int(n_init), seed=seed_from(random_state),
+                            acceleration=choice(ACCELERATION, acceleration, "acceleration"))
+    if max_iter is not None:
+        options.max_iter = int(max_iter)
+    if tol is not None:
+        options.tol = float(tol)
+    return options
 
 
 class EmfitEstimator:
@@ -79,11 +108,11 @@ class EmfitEstimator:
 
     # --- input checks -----------------------------------------------------------------------
 
-    def _validate_data(self, X, reset):
-        """X as float64 rows; on fit (reset) records n_features_in_ and feature_names_in_, on
-        later calls checks X against them."""
+    def _validate_data(self, X, reset, convert=_data.as_matrix):
+        """X converted by convert (default: float64 rows); on fit (reset) records n_features_in_
+        and feature_names_in_, on later calls checks X against them."""
         names = _data.feature_names(X)
-        matrix = _data.as_matrix(X)
+        matrix = convert(X)
         if reset:
             self.n_features_in_ = matrix.shape[1]
             if names is not None:
@@ -113,6 +142,28 @@ class EmfitEstimator:
                 "before using this estimator." % type(self).__name__)
 
     # --- the fit call -----------------------------------------------------------------------
+
+    def _fit_on_server(self, header, X, sample_weight=None, names=None, restarts=1, **texts):
+        """Client.fit of header and X with the estimator's connection, callback and progress
+        bar (max_iter, or the server's default, times restarts iterations). Returns the
+        FitResult."""
+        options = header.options
+        max_iter = options.max_iter if options.HasField("max_iter") else DEFAULT_MAX_ITER
+        with self._client() as client:
+            return self._call_with_progress(
+                lambda on_event: client.fit(header, X, sample_weight, names, on_event, **texts),
+                total=max_iter * restarts, label="fit")
+
+    def _set_summary(self, summary, stacklevel=4):
+        """The fitted attributes every family has (converged_, n_iter_, summary_) from a
+        FitSummary; a fit that ran out of iterations warns ConvergenceWarning."""
+        self.converged_ = bool(summary.converged)
+        self.n_iter_ = int(summary.iterations)
+        self.summary_ = summary
+        if not summary.converged and summary.reason == pb.TERMINATION_REASON_MAX_ITER:
+            warnings.warn("The fit did not converge in %d iterations (%s). Try a larger "
+                          "max_iter or tol." % (summary.iterations, summary.message),
+                          ConvergenceWarning, stacklevel=stacklevel)
 
     def _call_with_progress(self, call, total, label):
         """Runs call(on_event) (Client.fit or Client.select_model) with this estimator's

@@ -101,7 +101,9 @@ class Client:
 
     # The RPCs. X: array-like (rows, cols), NaN for missing; sample_weight: one per row.
     # Mk models also stream the tree and the tips' labels (**texts: newick, the Newick text as
-    # str or bytes; row_names, one label per row of X; allow_missing_tips).
+    # str or bytes; row_names, one label per row of X; allow_missing_tips). Hidden Markov
+    # models cut the rows into consecutive sequences (**texts: sequence_lengths, each >= 1,
+    # adding up to the rows; None: one sequence).
 
     def fit(self, header, X, sample_weight=None, column_names=None, on_event=None, **texts):
         """Fit: header is a FitHeader whose spec/options/init are set (its shape is filled in
@@ -176,6 +178,7 @@ class Client:
             newick = newick.encode()
         row_names = texts.pop("row_names", None)
         allow_missing_tips = bool(texts.pop("allow_missing_tips", False))
+        sequence_lengths = texts.pop("sequence_lengths", None)
         if texts:
             raise TypeError("unexpected arguments: %s" % ", ".join(sorted(texts)))
         X = _data.as_matrix(X)
@@ -185,14 +188,17 @@ class Client:
             if len(row_names) != X.shape[0]:
                 raise ValueError("row_names: expected %d names (one per row), got %d"
                                  % (X.shape[0], len(row_names)))
-        header.shape.CopyFrom(_data.shape_of(X, weights, column_names, newick, row_names))
+        sequence_lengths = _data.as_lengths(sequence_lengths, X.shape[0], "sequence_lengths")
+        header.shape.CopyFrom(_data.shape_of(X, weights, column_names, newick, row_names,
+                                             sequence_lengths))
         header.shape.allow_missing_tips = allow_missing_tips
 
         def generate():
             yield request_type(header=header)
             for chunk in _data.stream_values(X, weights, self.chunk_bytes):
                 yield request_type(chunk=chunk)
-            for chunk in _data.stream_texts(newick, row_names, self.chunk_bytes):
+            for chunk in _data.stream_texts(newick, row_names, self.chunk_bytes,
+                                            sequence_lengths):
                 yield request_type(chunk=chunk)
         return generate()
 

@@ -1,5 +1,6 @@
 """Conversions shared by every family: input arrays (numpy, pandas) to row-major doubles,
-feature names, the header-then-chunks request stream, and Matrix messages."""
+feature names, sequence lengths, the header-then-chunks request stream, Matrix messages and
+the Gaussian parameters' layout."""
 import numpy as np
 
 from .v1 import emfit_pb2 as pb
@@ -52,9 +53,33 @@ def as_weights(sample_weight, rows):
     return w
 
 
-def shape_of(X, weights=None, names=None, newick=None, row_names=None):
+def as_lengths(lengths, rows, name="lengths"):
+    """Sequence lengths (hmmlearn's `lengths`: consecutive sequences of rows) as uint64, each
+    >= 1 and adding up to rows; None stays None (the rows are one sequence)."""
+    if lengths is None:
+        return None
+    a = np.asarray(lengths)
+    if a.ndim != 1 or a.size < 1:
+        raise ValueError("%s: expected a 1-D list of sequence lengths, got shape %s"
+                         % (name, a.shape))
+    if not (np.issubdtype(a.dtype, np.integer) or
+            (np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a)))):
+        raise ValueError("%s: expected integers, got %s" % (name, a.dtype))
+    if a.min() < 1:
+        raise ValueError("%s: sequence %d has length %d; every sequence needs at least one row"
+                         % (name, int(np.argmin(a)), int(a.min())))
+    a = a.astype(np.uint64)
+    if int(a.sum()) != rows:
+        raise ValueError("%s: the %d lengths add up to %d, but X has %d rows"
+                         % (name, a.size, int(a.sum()), rows))
+    return a
+
+
+def shape_of(X, weights=None, names=None, newick=None, row_names=None, sequence_lengths=None):
     """The DataShape message of the data that stream_values and stream_texts send."""
     shape = pb.DataShape(rows=X.shape[0], cols=X.shape[1], weight_column=weights is not None)
+    if sequence_lengths is not None:
+        shape.num_sequences = len(sequence_lengths)
     if names is not None:
         shape.column_names.extend(str(n) for n in names)
     if newick:
@@ -64,11 +89,18 @@ def shape_of(X, weights=None, names=None, newick=None, row_names=None):
     return shape
 
 
-def stream_texts(newick=None, row_names=None, chunk_bytes=DEFAULT_CHUNK_BYTES):
-    """Yields DataChunk messages of the streams besides the values: the Newick text (bytes) in
-    pieces of chunk_bytes, then the row names, about chunk_bytes of them per message (at least
-    one), as the CLI's ChunkCursor cuts them."""
+def stream_texts(newick=None, row_names=None, chunk_bytes=DEFAULT_CHUNK_BYTES,
+                 sequence_lengths=None):
+    """Yields DataChunk messages of the streams besides the values: the sequence lengths,
+    chunk_bytes of them per message (at least one), the Newick text (bytes) in pieces of
+    chunk_bytes, then the row names, about chunk_bytes of them per message (at least one), as
+    the CLI's ChunkCursor cuts them."""
     chunk_bytes = max(1, int(chunk_bytes))
+    lengths = sequence_lengths if sequence_lengths is not None else ()
+    per_message = max(1, chunk_bytes // 8)
+    for start in range(0, len(lengths), per_message):
+        piece = lengths[start:start + per_message]
+        yield pb.DataChunk(sequence_lengths=[int(n) for n in piece])
     for start in range(0, len(newick or b""), chunk_bytes):
         yield pb.DataChunk(newick=newick[start:start + chunk_bytes])
     names, size = [], 0
@@ -115,3 +147,24 @@ def array(m, shape=None):
     """A Matrix message as a numpy array of shape (rows, cols), or the given shape."""
     a = np.asarray(m.values, dtype=np.float64)
     return a.reshape(shape if shape is not None else (m.rows, m.cols))
+
+
+# Gaussian parameters (mixtures and Gaussian HMM emissions share the proto's layout).
+COVARIANCE = {"full": pb.COVARIANCE_TYPE_FULL, "diag": pb.COVARIANCE_TYPE_DIAG,
+              "tied": pb.COVARIANCE_TYPE_TIED, "spherical": pb.COVARIANCE_TYPE_SPHERICAL}
+COVARIANCE_NAME = {v: k for k, v in COVARIANCE.items()}
+COVARIANCE_NAME[pb.COVARIANCE_TYPE_UNSPECIFIED] = "full"
+
+
+def covariances_array(m, covariance_type, k, d):
+    """A covariances Matrix message as scikit-learn's covariances_: full (k, d, d), tied
+    (d, d), diag (k, d), spherical (k,)."""
+    return array(m, {"full": (k, d, d), "tied": (d, d), "diag": (k, d),
+                     "spherical": (k,)}[covariance_type])
+
+
+def covariances_matrix(covariances, covariance_type, k, d):
+    """scikit-learn's covariances_ as the Matrix message: full (k*d) x d, tied d x d, diag
+    k x d, spherical k x 1."""
+    flat = {"full": (k * d, d), "tied": (d, d), "diag": (k, d), "spherical": (k, 1)}
+    return matrix(np.asarray(covariances, dtype=np.float64).reshape(flat[covariance_type]))

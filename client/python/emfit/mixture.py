@@ -1,7 +1,6 @@
 """Gaussian mixtures: emfit.GaussianMixture (scikit-learn's GaussianMixture, fitted by emfitd)
 and emfit.select_model (a grid of k and covariance types, fitted in parallel on the server)."""
 import dataclasses
-import warnings
 from typing import List, Optional
 
 import numpy as np
@@ -11,38 +10,9 @@ from . import _data
 from ._client import DEFAULT_SERVER
 from .v1 import emfit_pb2 as pb
 
-_COVARIANCE = {"full": pb.COVARIANCE_TYPE_FULL, "diag": pb.COVARIANCE_TYPE_DIAG,
-               "tied": pb.COVARIANCE_TYPE_TIED, "spherical": pb.COVARIANCE_TYPE_SPHERICAL}
-_COVARIANCE_NAME = {v: k for k, v in _COVARIANCE.items()}
-_COVARIANCE_NAME[pb.COVARIANCE_TYPE_UNSPECIFIED] = "full"
 _INIT = {"kmeans": pb.INIT_METHOD_KMEANS, "k-means++": pb.INIT_METHOD_KMEANS_PLUS_PLUS,
          "random_from_data": pb.INIT_METHOD_RANDOM_FROM_DATA, "random": pb.INIT_METHOD_RANDOM}
-_ACCELERATION = {None: pb.ACCELERATION_NONE, "none": pb.ACCELERATION_NONE,
-                 "squarem": pb.ACCELERATION_SQUAREM}
 _CRITERION = {"bic": pb.CRITERION_BIC, "aic": pb.CRITERION_AIC}
-
-
-def _choice(table, value, name):
-    key = value.lower() if isinstance(value, str) else value
-    if key not in table:
-        raise ValueError("%s: must be one of %s, got %r"
-                         % (name, ", ".join(repr(k) for k in table if k is not None), value))
-    return table[key]
-
-
-def _options(max_iter, tol, n_init, random_state, acceleration):
-    """FitOptions; max_iter and tol of None are left unset, so the server's defaults apply."""
-    options = pb.FitOptions(n_init=int(n_init), seed=_base.seed_from(random_state),
-                            acceleration=_choice(_ACCELERATION, acceleration, "acceleration"))
-    if max_iter is not None:
-        options.max_iter = int(max_iter)
-    if tol is not None:
-        options.tol = float(tol)
-    return options
-
-
-# Iterations a progress bar expects per restart when max_iter is the server's default.
-_DEFAULT_MAX_ITER = 1000
 
 
 class GaussianMixture(_base.EmfitEstimator):
@@ -101,8 +71,9 @@ class GaussianMixture(_base.EmfitEstimator):
     def _spec(self):
         spec = pb.GaussianMixtureSpec(
             k=int(self.n_components),
-            covariance_type=_choice(_COVARIANCE, self.covariance_type, "covariance_type"),
-            init=_choice(_INIT, self.init_params, "init_params"))
+            covariance_type=_base.choice(_data.COVARIANCE, self.covariance_type,
+                                         "covariance_type"),
+            init=_base.choice(_INIT, self.init_params, "init_params"))
         if self.reg_covar is not None:
             spec.reg_covar = float(self.reg_covar)
         return spec
@@ -115,15 +86,12 @@ class GaussianMixture(_base.EmfitEstimator):
         matrix, names = self._validate_data(X, reset=True)
         header = pb.FitHeader(
             spec=pb.ModelSpec(gmm=self._spec()),
-            options=_options(self.max_iter, self.tol, self.n_init, self.random_state,
-                             self.acceleration))
+            options=_base.fit_options(self.max_iter, self.tol, self.n_init, self.random_state,
+                                      self.acceleration))
         if init is not None:
             header.init.CopyFrom(init)  # one restart from the current parameters
         restarts = 1 if warm else max(1, int(self.n_init))
-        with self._client() as client:
-            result = self._call_with_progress(
-                lambda on_event: client.fit(header, matrix, sample_weight, names, on_event),
-                total=int(self.max_iter or _DEFAULT_MAX_ITER) * restarts, label="fit")
+        result = self._fit_on_server(header, matrix, sample_weight, names, restarts)
         self._set_fitted(result.model.gmm, result.summary)
         return self
 
@@ -133,34 +101,25 @@ class GaussianMixture(_base.EmfitEstimator):
 
     def _set_fitted(self, gmm, summary):
         k, d = gmm.means.rows, gmm.means.cols
-        covariance_type = _COVARIANCE_NAME[gmm.covariance_type]
+        covariance_type = _data.COVARIANCE_NAME[gmm.covariance_type]
         self.weights_ = np.asarray(gmm.weights, dtype=np.float64)
         self.means_ = _data.array(gmm.means)
-        self.covariances_ = _data.array(gmm.covariances, {
-            "full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[covariance_type])
+        self.covariances_ = _data.covariances_array(gmm.covariances, covariance_type, k, d)
         self.precisions_cholesky_ = _precision_cholesky(self.covariances_, covariance_type)
         self.precisions_ = _precisions(self.precisions_cholesky_, covariance_type)
-        self.converged_ = bool(summary.converged)
-        self.n_iter_ = int(summary.iterations)
         self.lower_bound_ = float(summary.mean_log_likelihood)
-        self.summary_ = summary
         self._fitted_covariance_type = covariance_type
-        if not summary.converged and summary.reason == pb.TERMINATION_REASON_MAX_ITER:
-            warnings.warn("The fit did not converge in %d iterations (%s). Try a larger "
-                          "max_iter or tol." % (summary.iterations, summary.message),
-                          _base.ConvergenceWarning, stacklevel=3)
+        self._set_summary(summary)
 
     def _model(self):
         """The fitted parameters (the attributes, as scikit-learn uses them) as a Model."""
         self._check_is_fitted("means_")
         covariance_type = self._fitted_covariance_type
-        covariances = np.asarray(self.covariances_, dtype=np.float64)
         k, d = np.shape(self.means_)
-        flat = {"full": (k * d, d), "tied": (d, d), "diag": (k, d), "spherical": (k, 1)}
         return pb.Model(gmm=pb.GaussianMixture(
-            covariance_type=_COVARIANCE[covariance_type], weights=np.ravel(self.weights_),
+            covariance_type=_data.COVARIANCE[covariance_type], weights=np.ravel(self.weights_),
             means=_data.matrix(self.means_),
-            covariances=_data.matrix(covariances.reshape(flat[covariance_type]))))
+            covariances=_data.covariances_matrix(self.covariances_, covariance_type, k, d)))
 
     # --- the E-step as a service ------------------------------------------------------------
 
@@ -297,18 +256,20 @@ def select_model(X, n_components=range(1, 10), covariance_types=("full",), crite
         covariance_types = [covariance_types]
     header = pb.SelectModelHeader(
         gmm=template._spec(), k=ks,
-        covariance_types=[_choice(_COVARIANCE, c, "covariance_types") for c in covariance_types],
-        options=_options(max_iter, tol, n_init, random_state, acceleration),
-        criterion=_choice(_CRITERION, criterion, "criterion"))
+        covariance_types=[_base.choice(_data.COVARIANCE, c, "covariance_types")
+                          for c in covariance_types],
+        options=_base.fit_options(max_iter, tol, n_init, random_state, acceleration),
+        criterion=_base.choice(_CRITERION, criterion, "criterion"))
     matrix, names = template._validate_data(X, reset=True)
     with template._client() as client:
         result = template._call_with_progress(
             lambda on_event: client.select_model(header, matrix, sample_weight, names, on_event),
-            total=int(max_iter or _DEFAULT_MAX_ITER) * max(1, int(n_init)) * len(ks) *
+            total=int(max_iter or _base.DEFAULT_MAX_ITER) * max(1, int(n_init)) * len(ks) *
             len(header.covariance_types),
             label="select")
     candidates = [Candidate(
-        index=c.index, n_components=c.k, covariance_type=_COVARIANCE_NAME[c.covariance_type],
+        index=c.index, n_components=c.k,
+        covariance_type=_data.COVARIANCE_NAME[c.covariance_type],
         log_likelihood=c.summary.log_likelihood, bic=c.summary.bic, aic=c.summary.aic,
         n_parameters=c.summary.num_free_parameters, converged=c.summary.converged,
         n_iter=c.summary.iterations, error=c.error) for c in result.candidates]

@@ -3,7 +3,6 @@ by EM on emfitd), with ancestral states (posterior) and stochastic character map
 (sample_histories). docs/mk.md describes the model, docs/python.md the estimator."""
 import dataclasses
 import os
-import warnings
 from typing import List
 
 import numpy as np
@@ -20,19 +19,7 @@ _ESTEP = {"exact": pb.E_STEP_METHOD_EXACT, "monte-carlo": pb.E_STEP_METHOD_MONTE
 _SAMPLER = {"auto": pb.PATH_SAMPLER_AUTO, "rejection": pb.PATH_SAMPLER_REJECTION,
             "modified_rejection": pb.PATH_SAMPLER_MODIFIED_REJECTION,
             "uniformization": pb.PATH_SAMPLER_UNIFORMIZATION}
-_ACCELERATION = {None: pb.ACCELERATION_NONE, "none": pb.ACCELERATION_NONE,
-                 "squarem": pb.ACCELERATION_SQUAREM}
 _MISSING = ("", "?", "-")
-# Iterations a progress bar expects per restart when max_iter is the server's Mk default.
-_DEFAULT_MAX_ITER = 1000
-
-
-def _choice(table, value, name):
-    key = value.lower() if isinstance(value, str) else value
-    if key not in table:
-        raise ValueError("%s: must be one of %s, got %r"
-                         % (name, ", ".join(repr(k) for k in table if k is not None), value))
-    return table[key]
 
 
 def read_tree(tree):
@@ -171,14 +158,14 @@ class MkModel(_base.EmfitEstimator):
     # --- fitting ----------------------------------------------------------------------------
 
     def _spec(self, names):
-        spec = pb.MkSpec(state_names=names, estep=_choice(_ESTEP, self.estep, "estep"))
+        spec = pb.MkSpec(state_names=names, estep=_base.choice(_ESTEP, self.estep, "estep"))
         if isinstance(self.rate_model, str):
-            spec.rate_model = _choice(_RATE_MODEL, self.rate_model, "rate_model")
+            spec.rate_model = _base.choice(_RATE_MODEL, self.rate_model, "rate_model")
         else:
             spec.rate_model = pb.RATE_MODEL_CUSTOM
             spec.index.CopyFrom(_data.matrix(self.rate_model))
         if isinstance(self.root, str):
-            spec.root = _choice(_ROOT, self.root, "root")
+            spec.root = _base.choice(_ROOT, self.root, "root")
         else:
             spec.root = pb.ROOT_PRIOR_GIVEN
             spec.root_probs.extend(np.asarray(self.root, dtype=np.float64).ravel())
@@ -187,16 +174,6 @@ class MkModel(_base.EmfitEstimator):
         if self.max_sample_size is not None:
             spec.mcem.max_sample_size = int(self.max_sample_size)
         return spec
-
-    def _options(self):
-        options = pb.FitOptions(n_init=int(self.n_init), seed=_base.seed_from(self.random_state),
-                                acceleration=_choice(_ACCELERATION, self.acceleration,
-                                                     "acceleration"))
-        if self.max_iter is not None:
-            options.max_iter = int(self.max_iter)
-        if self.tol is not None:
-            options.tol = float(self.tol)
-        return options
 
     def _texts(self, tree, tips, names):
         """The tip likelihood rows and the streams of an Mk call."""
@@ -210,12 +187,12 @@ class MkModel(_base.EmfitEstimator):
         labels, states = tip_pairs(tips)
         names = list(self.states) if self.states is not None else state_names(states)
         rows, texts = self._texts(tree, tips, names)
-        header = pb.FitHeader(spec=pb.ModelSpec(mk=self._spec(names)), options=self._options())
-        restarts = max(1, int(self.n_init))
-        with self._client() as client:
-            result = self._call_with_progress(
-                lambda on_event: client.fit(header, rows, None, names, on_event, **texts),
-                total=int(self.max_iter or _DEFAULT_MAX_ITER) * restarts, label="fit")
+        header = pb.FitHeader(
+            spec=pb.ModelSpec(mk=self._spec(names)),
+            options=_base.fit_options(self.max_iter, self.tol, self.n_init, self.random_state,
+                                      self.acceleration))
+        result = self._fit_on_server(header, rows, None, names, max(1, int(self.n_init)),
+                                     **texts)
         self._set_fitted(result)
         return self
 
@@ -231,14 +208,8 @@ class MkModel(_base.EmfitEstimator):
         self.loglik_ = float(summary.log_likelihood)
         self.aic_ = float(summary.aic)
         self.bic_ = float(summary.bic)
-        self.n_iter_ = int(summary.iterations)
-        self.converged_ = bool(summary.converged)
-        self.summary_ = summary
         self.node_posteriors_ = _node_posteriors([result.mk.tree], self.states_)
-        if not summary.converged and summary.reason == pb.TERMINATION_REASON_MAX_ITER:
-            warnings.warn("The fit did not converge in %d iterations (%s). Try a larger "
-                          "max_iter or tol." % (summary.iterations, summary.message),
-                          _base.ConvergenceWarning, stacklevel=3)
+        self._set_summary(summary)
 
     def _model(self):
         self._check_is_fitted("q_")
@@ -270,7 +241,7 @@ class MkModel(_base.EmfitEstimator):
         rows, texts = self._texts(tree, tips, self.states_)
         header = pb.SampleHistoriesHeader(model=model, n=int(n),
                                           seed=_base.seed_from(random_state),
-                                          sampler=_choice(_SAMPLER, sampler, "sampler"))
+                                          sampler=_base.choice(_SAMPLER, sampler, "sampler"))
         maps = []
         with self._client() as client:
             summary = client.sample_histories(header, rows,

@@ -85,6 +85,92 @@ absl::StatusOr<Components> Factorize(const GmmParams& params, absl::string_view 
   return c;
 }
 
+namespace {
+
+// Entries of the log-Cholesky coordinates of a d x d SPD matrix.
+int64_t LogCholeskySize(int d) { return static_cast<int64_t>(d) * (d + 1) / 2; }
+
+void PackLogCholesky(const Eigen::MatrixXd& cov, double* out) {
+  const Eigen::MatrixXd l = Eigen::LLT<Eigen::MatrixXd>(cov).matrixL();
+  for (Eigen::Index i = 0; i < l.rows(); ++i) {
+    for (Eigen::Index j = 0; j < i; ++j) *out++ = l(i, j);
+    *out++ = std::log(l(i, i));
+  }
+}
+
+Eigen::MatrixXd UnpackLogCholesky(const double* in, int d) {
+  Eigen::MatrixXd l = Eigen::MatrixXd::Zero(d, d);
+  for (int i = 0; i < d; ++i) {
+    for (int j = 0; j < i; ++j) l(i, j) = *in++;
+    l(i, i) = std::exp(*in++);
+  }
+  return l * l.transpose();
+}
+
+}  // namespace
+
+int64_t CovariancePackSize(CovarianceType type, int k, int d) {
+  switch (type) {
+    case CovarianceType::kFull:
+      return k * LogCholeskySize(d);
+    case CovarianceType::kTied:
+      return LogCholeskySize(d);
+    case CovarianceType::kDiag:
+      return static_cast<int64_t>(k) * d;
+    case CovarianceType::kSpherical:
+      return k;
+  }
+  return 0;
+}
+
+void PackCovariances(CovarianceType type, const Eigen::MatrixXd& covariances, int d, double* out) {
+  switch (type) {
+    case CovarianceType::kFull:
+      for (Eigen::Index j = 0; j * d < covariances.rows(); ++j) {
+        PackLogCholesky(covariances.middleRows(j * d, d), out);
+        out += LogCholeskySize(d);
+      }
+      break;
+    case CovarianceType::kTied:
+      PackLogCholesky(covariances, out);
+      break;
+    case CovarianceType::kDiag:
+    case CovarianceType::kSpherical:
+      for (Eigen::Index j = 0; j < covariances.rows(); ++j) {
+        for (Eigen::Index c = 0; c < covariances.cols(); ++c) {
+          *out++ = std::log(covariances(j, c));
+        }
+      }
+      break;
+  }
+}
+
+Eigen::MatrixXd UnpackCovariances(CovarianceType type, const double* in, int k, int d) {
+  Eigen::MatrixXd covariances;
+  switch (type) {
+    case CovarianceType::kFull:
+      covariances.resize(static_cast<Eigen::Index>(k) * d, d);
+      for (int j = 0; j < k; ++j) {
+        covariances.middleRows(static_cast<Eigen::Index>(j) * d, d) = UnpackLogCholesky(in, d);
+        in += LogCholeskySize(d);
+      }
+      break;
+    case CovarianceType::kTied:
+      covariances = UnpackLogCholesky(in, d);
+      break;
+    case CovarianceType::kDiag:
+    case CovarianceType::kSpherical: {
+      const int cols = type == CovarianceType::kDiag ? d : 1;
+      covariances.resize(k, cols);
+      for (int j = 0; j < k; ++j) {
+        for (int c = 0; c < cols; ++c) covariances(j, c) = std::exp(*in++);
+      }
+      break;
+    }
+  }
+  return covariances;
+}
+
 absl::Status CheckRowLogLikelihood(double log_likelihood, Eigen::Index row) {
   if (std::isfinite(log_likelihood)) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrFormat(

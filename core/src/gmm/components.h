@@ -32,6 +32,13 @@ struct Components {
 // positive definite (`what` prefixes the message).
 absl::StatusOr<Components> Factorize(const GmmParams& params, absl::string_view what);
 
+// Unconstrained coordinates of the covariances for SQUAREM (algorithms.md §5.1), shared by
+// every family with Gaussian components: log-Cholesky factors (strictly lower entries and log
+// diagonal, row by row) for full (component by component) and tied; log variances for diag and
+// spherical. `covariances` in GmmParams' layout.
+int64_t CovariancePackSize(CovarianceType type, int k, int d);
+void PackCovariances(CovarianceType type, const Eigen::MatrixXd& covariances, int d, double* out);
+Eigen::MatrixXd UnpackCovariances(CovarianceType type, const double* in, int k, int d);
 // OK if a row's log-likelihood is finite. Otherwise the row (0-based `row`, named 1-based) lies
 // so far from every component that its density is not representable in double precision (the
 // squared Mahalanobis distance overflows): INVALID_ARGUMENT, never responsibilities of NaN.

@@ -116,36 +116,9 @@ absl::Status GmmFamily::MStep(const Stats& stats, Params* params) const {
 }
 
 double GmmFamily::ExpectedLogJoint(const Stats& stats, const Params& params) const {
-  // Q = sum_j N_j (ln pi_j - ln|Sigma_j| / 2 - d/2 ln 2 pi) - 1/2 sum_j tr(Sigma_j^-1 M_j), with
-  // M_j the expected scatter of the (completed) rows about mu_j: moments about the E-step's
-  // means, plus the conditional covariances of missing coordinates (algorithms.md §1.3, §2).
   absl::StatusOr<Components> c = Factorize(params, "model");
   if (!c.ok()) return -std::numeric_limits<double>::infinity();
-  const GmmStats& s = stats.total;
-  const Eigen::MatrixXd e = params.means - stats.shift;
-  double q = 0;
-  for (int j = 0; j < c->k; ++j) {
-    if (s.nk[j] > 0) q += s.nk[j] * c->offset[j];  // 0 ln 0 = 0 for an empty component
-  }
-  // tr(Sigma^-1 M) = tr(U^T M U) with Sigma^-1 = U U^T.
-  auto trace = [](const Eigen::MatrixXd& m, const Eigen::MatrixXd& u) {
-    return (u.transpose() * m * u).trace();
-  };
-  switch (params.covariance_type) {
-    case CovarianceType::kFull:
-      for (int j = 0; j < c->k; ++j) {
-        q -= 0.5 * trace(ComponentScatter(s, j, e.row(j), s.nk[j]), c->prec_chol[j]);
-      }
-      break;
-    case CovarianceType::kTied:
-      q -= 0.5 * trace(PooledScatter(s, e, stats.shift, s.nk), c->prec_chol[0]);
-      break;
-    case CovarianceType::kDiag:
-    case CovarianceType::kSpherical:
-      q -= 0.5 * (DiagScatter(s, e, s.nk).array() * c->aux.array().square()).sum();
-      break;
-  }
-  return q;
+  return internal::ExpectedLogJoint(stats.total, stats.shift, *c);
 }
 
 absl::StatusOr<GmmParams> GmmFamily::ParamsFromResponsibilities(const Eigen::MatrixXd& shift,
@@ -223,72 +196,16 @@ std::vector<FitWarning> GmmFamily::Inspect(const Stats& stats, const Params& par
   return out;
 }
 
-namespace {
-
-// Entries of the log-Cholesky coordinates of a d x d SPD matrix.
-int64_t LogCholeskySize(int d) { return static_cast<int64_t>(d) * (d + 1) / 2; }
-
-void PackLogCholesky(const Eigen::MatrixXd& cov, double* out) {
-  const Eigen::MatrixXd l = Eigen::LLT<Eigen::MatrixXd>(cov).matrixL();
-  for (Eigen::Index i = 0; i < l.rows(); ++i) {
-    for (Eigen::Index j = 0; j < i; ++j) *out++ = l(i, j);
-    *out++ = std::log(l(i, i));
-  }
-}
-
-Eigen::MatrixXd UnpackLogCholesky(const double* in, int d) {
-  Eigen::MatrixXd l = Eigen::MatrixXd::Zero(d, d);
-  for (int i = 0; i < d; ++i) {
-    for (int j = 0; j < i; ++j) l(i, j) = *in++;
-    l(i, i) = std::exp(*in++);
-  }
-  return l * l.transpose();
-}
-
-}  // namespace
-
 Eigen::VectorXd GmmFamily::Pack(const Params& p) const {
   const int k = p.k(), d = p.dim();
-  int64_t size = (k - 1) + static_cast<int64_t>(k) * d;
-  switch (p.covariance_type) {
-    case CovarianceType::kFull:
-      size += k * LogCholeskySize(d);
-      break;
-    case CovarianceType::kTied:
-      size += LogCholeskySize(d);
-      break;
-    case CovarianceType::kDiag:
-      size += static_cast<int64_t>(k) * d;
-      break;
-    case CovarianceType::kSpherical:
-      size += k;
-      break;
-  }
-  Eigen::VectorXd x(size);
+  Eigen::VectorXd x((k - 1) + static_cast<int64_t>(k) * d +
+                    CovariancePackSize(p.covariance_type, k, d));
   double* out = x.data();
   for (int j = 0; j + 1 < k; ++j) *out++ = std::log(p.weights[j] / p.weights[k - 1]);
   for (int j = 0; j < k; ++j) {
     for (int c = 0; c < d; ++c) *out++ = p.means(j, c);
   }
-  switch (p.covariance_type) {
-    case CovarianceType::kFull:
-      for (int j = 0; j < k; ++j) {
-        PackLogCholesky(p.covariances.middleRows(static_cast<Eigen::Index>(j) * d, d), out);
-        out += LogCholeskySize(d);
-      }
-      break;
-    case CovarianceType::kTied:
-      PackLogCholesky(p.covariances, out);
-      break;
-    case CovarianceType::kDiag:
-    case CovarianceType::kSpherical:
-      for (Eigen::Index j = 0; j < p.covariances.rows(); ++j) {
-        for (Eigen::Index c = 0; c < p.covariances.cols(); ++c) {
-          *out++ = std::log(p.covariances(j, c));
-        }
-      }
-      break;
-  }
+  PackCovariances(p.covariance_type, p.covariances, d, out);
   return x;
 }
 
@@ -307,26 +224,7 @@ absl::StatusOr<GmmParams> GmmFamily::Unpack(const Eigen::VectorXd& x, const Para
   for (int j = 0; j < k; ++j) {
     for (int c = 0; c < d; ++c) p.means(j, c) = *in++;
   }
-  switch (like.covariance_type) {
-    case CovarianceType::kFull:
-      p.covariances.resize(static_cast<Eigen::Index>(k) * d, d);
-      for (int j = 0; j < k; ++j) {
-        p.covariances.middleRows(static_cast<Eigen::Index>(j) * d, d) = UnpackLogCholesky(in, d);
-        in += LogCholeskySize(d);
-      }
-      break;
-    case CovarianceType::kTied:
-      p.covariances = UnpackLogCholesky(in, d);
-      break;
-    case CovarianceType::kDiag:
-    case CovarianceType::kSpherical:
-      p.covariances.resize(like.covariances.rows(), like.covariances.cols());
-      for (Eigen::Index j = 0; j < p.covariances.rows(); ++j) {
-        for (Eigen::Index c = 0; c < p.covariances.cols(); ++c)
-          p.covariances(j, c) = std::exp(*in++);
-      }
-      break;
-  }
+  p.covariances = UnpackCovariances(like.covariance_type, in, k, d);
   // Fixed blocks stay exactly as they were (extrapolation only moves them by rounding).
   if (spec_.fix_weights) p.weights = like.weights;
   if (spec_.fix_means) p.means = like.means;

@@ -452,11 +452,22 @@ struct SharedRun {
 
 }  // namespace
 
-absl::Status MissingRuns(const GmmParams& params, const Components& complete,
-                         const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
-                         absl::Span<const PatternRun> runs, const double* w,
-                         const Eigen::MatrixXd& shift, PatternCache* cache, Eigen::MatrixXd* resp,
-                         Eigen::VectorXd* row_ll, GmmStats* stats, MissingScratch* scratch) {
+namespace {
+
+// What EvaluateRuns computes: the mixture's E-step (responsibilities, log-likelihoods and, with
+// statistics, their accumulation), the per-component log-joint a_ij only, or the accumulation of
+// statistics with responsibilities given by the caller.
+enum class RunsMode { kMixture, kLogJoint, kGivenResponsibilities };
+
+// MissingRuns, MissingLogJoint and MissingAccumulate (see missing.h). In kLogJoint mode `resp`
+// receives a_ij; in kGivenResponsibilities mode `given` holds the responsibilities and
+// `row_ll` is not touched.
+absl::Status EvaluateRuns(RunsMode mode, const GmmParams& params, const Components& complete,
+                          const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
+                          absl::Span<const PatternRun> runs, const double* w,
+                          const Eigen::MatrixXd& shift, PatternCache* cache,
+                          const Eigen::MatrixXd* given, Eigen::MatrixXd* resp,
+                          Eigen::VectorXd* row_ll, GmmStats* stats, MissingScratch* scratch) {
   const int d = params.dim();
   const int k = params.k();
   const CovarianceType type = params.covariance_type;
@@ -465,8 +476,10 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     return absl::InternalError("missing values need a scatter per component for tied covariance");
   }
   const Eigen::Index positions = runs.empty() ? 0 : runs.back().end;
+  const bool given_resp = mode == RunsMode::kGivenResponsibilities;
+  const bool log_joint = mode == RunsMode::kLogJoint;
   if (resp != nullptr) resp->resize(positions, k);
-  row_ll->resize(positions);
+  if (mode == RunsMode::kMixture) row_ll->resize(positions);
   std::vector<int> all(d);
   std::iota(all.begin(), all.end(), 0);
   KernelScratch& observed = scratch->observed;
@@ -506,15 +519,20 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
 
     // E-step on the observed coordinates, a tile of rows at a time.
     GatherFeatureMajor(x, rows, run.begin, m, obs, &observed);
-    if (obs.empty()) {
+    if (given_resp) {
+      r = given->middleRows(run.begin, m);
+    } else if (obs.empty()) {
       // No observed coordinate: the marginal density is 1, so a_ik = ln pi_k.
       r = factors->sub.log_weights.transpose().replicate(m, 1);
-      NormalizeRows(&r, &ll);
+      if (!log_joint) NormalizeRows(&r, &ll);
     } else {
-      EStepTiled(factors == nullptr ? complete : factors->sub, &observed, &r, &ll);
+      EStepTiled(factors == nullptr ? complete : factors->sub, &observed, &r,
+                 log_joint ? nullptr : &ll);
     }
-    row_ll->segment(run.begin, m) = ll;
-    if (resp != nullptr) resp->middleRows(run.begin, m) = r;
+    if (!given_resp) {
+      if (!log_joint) row_ll->segment(run.begin, m) = ll;
+      if (resp != nullptr) resp->middleRows(run.begin, m) = r;
+    }
     if (stats == nullptr) continue;
 
     if (w != nullptr) {
@@ -584,27 +602,34 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     }
   }
   r.resize(shared_rows, k);
-  for (int c = 0; c < k; ++c) {
-    complete_all(c);
-    ComponentLogJointTiled(complete, c, 0.0, &hat, r.col(c).data());
+  if (given_resp) {
     for (const SharedRun& s : shared) {
-      double constant = 0;
-      if (s.factors != nullptr) {
-        constant = s.factors->schur_offset[c];
-      } else {
-        constant = 0.5 * static_cast<double>(s.missing_end - s.missing_begin) * kLog2Pi;
-        for (size_t q = s.missing_begin; q < s.missing_end; ++q) {
-          constant += 0.5 * log_var(c, missing[q]);
-        }
-      }
-      r.col(c).segment(s.offset, s.run->end - s.run->begin).array() += constant;
+      const Eigen::Index m = s.run->end - s.run->begin;
+      r.middleRows(s.offset, m) = given->middleRows(s.run->begin, m);
     }
-  }
-  NormalizeRows(&r, &ll);
-  for (const SharedRun& s : shared) {
-    const Eigen::Index m = s.run->end - s.run->begin;
-    row_ll->segment(s.run->begin, m) = ll.segment(s.offset, m);
-    if (resp != nullptr) resp->middleRows(s.run->begin, m) = r.middleRows(s.offset, m);
+  } else {
+    for (int c = 0; c < k; ++c) {
+      complete_all(c);
+      ComponentLogJointTiled(complete, c, 0.0, &hat, r.col(c).data());
+      for (const SharedRun& s : shared) {
+        double constant = 0;
+        if (s.factors != nullptr) {
+          constant = s.factors->schur_offset[c];
+        } else {
+          constant = 0.5 * static_cast<double>(s.missing_end - s.missing_begin) * kLog2Pi;
+          for (size_t q = s.missing_begin; q < s.missing_end; ++q) {
+            constant += 0.5 * log_var(c, missing[q]);
+          }
+        }
+        r.col(c).segment(s.offset, s.run->end - s.run->begin).array() += constant;
+      }
+    }
+    if (!log_joint) NormalizeRows(&r, &ll);
+    for (const SharedRun& s : shared) {
+      const Eigen::Index m = s.run->end - s.run->begin;
+      if (!log_joint) row_ll->segment(s.run->begin, m) = ll.segment(s.offset, m);
+      if (resp != nullptr) resp->middleRows(s.run->begin, m) = r.middleRows(s.offset, m);
+    }
   }
   if (stats == nullptr) return absl::OkStatus();
   if (w != nullptr) {
@@ -634,6 +659,34 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
     }
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status MissingRuns(const GmmParams& params, const Components& complete,
+                         const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
+                         absl::Span<const PatternRun> runs, const double* w,
+                         const Eigen::MatrixXd& shift, PatternCache* cache, Eigen::MatrixXd* resp,
+                         Eigen::VectorXd* row_ll, GmmStats* stats, MissingScratch* scratch) {
+  return EvaluateRuns(RunsMode::kMixture, params, complete, x, order, runs, w, shift, cache,
+                      nullptr, resp, row_ll, stats, scratch);
+}
+
+absl::Status MissingLogJoint(const GmmParams& params, const Components& complete,
+                             const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
+                             absl::Span<const PatternRun> runs, PatternCache* cache,
+                             Eigen::MatrixXd* log_joint, MissingScratch* scratch) {
+  return EvaluateRuns(RunsMode::kLogJoint, params, complete, x, order, runs, nullptr,
+                      complete.means, cache, nullptr, log_joint, nullptr, nullptr, scratch);
+}
+
+absl::Status MissingAccumulate(const GmmParams& params, const Components& complete,
+                               const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
+                               absl::Span<const PatternRun> runs, const double* w,
+                               const Eigen::MatrixXd& resp, const Eigen::MatrixXd& shift,
+                               PatternCache* cache, GmmStats* stats, MissingScratch* scratch) {
+  return EvaluateRuns(RunsMode::kGivenResponsibilities, params, complete, x, order, runs, w, shift,
+                      cache, &resp, nullptr, nullptr, stats, scratch);
 }
 
 }  // namespace emfit::gmm::internal

@@ -150,6 +150,23 @@ absl::Status MissingRuns(const GmmParams& params, const Components& complete,
                          const Eigen::MatrixXd& shift, PatternCache* cache, Eigen::MatrixXd* resp,
                          Eigen::VectorXd* row_ll, GmmStats* stats, MissingScratch* scratch);
 
+// The two halves of MissingRuns, for a caller that combines the components itself (a hidden
+// Markov model's Gaussian emissions, whose state probabilities come from the whole sequence).
+// MissingLogJoint writes each position's a_ij = ln pi_j + ln N(x_o | mu_j,o, Sigma_j,oo), not
+// normalised, into `log_joint` (positions x k); with weights of 1 these are the per-component
+// log-densities of the observed coordinates. MissingAccumulate adds the statistics of the
+// positions with responsibilities `resp` (positions x k) given by the caller, exactly as
+// MissingRuns adds them with its own.
+absl::Status MissingLogJoint(const GmmParams& params, const Components& complete,
+                             const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
+                             absl::Span<const PatternRun> runs, PatternCache* cache,
+                             Eigen::MatrixXd* log_joint, MissingScratch* scratch);
+absl::Status MissingAccumulate(const GmmParams& params, const Components& complete,
+                               const Eigen::Ref<const RowMatrix>& x, const Eigen::Index* order,
+                               absl::Span<const PatternRun> runs, const double* w,
+                               const Eigen::MatrixXd& resp, const Eigen::MatrixXd& shift,
+                               PatternCache* cache, GmmStats* stats, MissingScratch* scratch);
+
 }  // namespace emfit::gmm::internal
 
 #endif  // EMFIT_CORE_GMM_MISSING_H_

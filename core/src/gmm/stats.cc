@@ -121,4 +121,34 @@ void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, cons
   }
 }
 
+double ExpectedLogJoint(const GmmStats& s, const Eigen::MatrixXd& shift, const Components& c) {
+  // Q = sum_j N_j (ln pi_j - ln|Sigma_j| / 2 - d/2 ln 2 pi) - 1/2 sum_j tr(Sigma_j^-1 M_j), with
+  // M_j the expected scatter of the (completed) rows about mu_j: moments about the E-step's
+  // means, plus the conditional covariances of missing coordinates (algorithms.md §1.3, §2).
+  const Eigen::MatrixXd e = c.means - shift;
+  double q = 0;
+  for (int j = 0; j < c.k; ++j) {
+    if (s.nk[j] > 0) q += s.nk[j] * c.offset[j];  // 0 ln 0 = 0 for an empty component
+  }
+  // tr(Sigma^-1 M) = tr(U^T M U) with Sigma^-1 = U U^T.
+  auto trace = [](const Eigen::MatrixXd& m, const Eigen::MatrixXd& u) {
+    return (u.transpose() * m * u).trace();
+  };
+  switch (c.type) {
+    case CovarianceType::kFull:
+      for (int j = 0; j < c.k; ++j) {
+        q -= 0.5 * trace(ComponentScatter(s, j, e.row(j), s.nk[j]), c.prec_chol[j]);
+      }
+      break;
+    case CovarianceType::kTied:
+      q -= 0.5 * trace(PooledScatter(s, e, shift, s.nk), c.prec_chol[0]);
+      break;
+    case CovarianceType::kDiag:
+    case CovarianceType::kSpherical:
+      q -= 0.5 * (DiagScatter(s, e, s.nk).array() * c.aux.array().square()).sum();
+      break;
+  }
+  return q;
+}
+
 }  // namespace emfit::gmm::internal

@@ -7,6 +7,7 @@
 
 #include "emfit/data/dataset.h"
 #include "emfit/gmm/gmm.h"
+#include "gmm/components.h"
 
 namespace emfit::gmm::internal {
 
@@ -50,6 +51,13 @@ struct FixedParams {
 // Component masses are floored at 10 eps so that an empty component stays finite.
 void MStep(CovarianceType type, double reg_covar, const FixedParams& fixed, const GmmStats& stats,
            const Eigen::MatrixXd& shift, const GmmParams& previous, GmmParams* params);
+
+// sum_j sum_i w_i r_ij E[ln pi_j + ln N(x_i | mu_j, Sigma_j)] for the posterior whose
+// statistics about `shift` are `stats` (completed rows and conditional covariances with missing
+// values), at the parameters factorised in `c`: sum_j N_j offset_j - 1/2 tr(Sigma_j^-1 M_j), with
+// M_j the expected scatter about mu_j. With weights 1 (c.log_weights = 0) it is the expected
+// log-density alone, as a hidden Markov model's Gaussian emissions need.
+double ExpectedLogJoint(const GmmStats& stats, const Eigen::MatrixXd& shift, const Components& c);
 
 }  // namespace emfit::gmm::internal
 

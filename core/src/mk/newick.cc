@@ -340,17 +340,8 @@ std::string NewickLabel(absl::string_view label) {
   return out;
 }
 
-std::string WriteNewick(const Tree& tree) {
-  std::string out;
-  out.reserve(static_cast<size_t>(tree.num_nodes()) * 24);
-  char buf[40];
-  auto close = [&](int v) {
-    if (!tree.labels[v].empty()) out += NewickLabel(tree.labels[v]);
-    if (!std::isnan(tree.length[v])) {
-      std::snprintf(buf, sizeof(buf), ":%.17g", tree.length[v]);
-      out += buf;
-    }
-  };
+void WriteNewickWith(const Tree& tree, absl::FunctionRef<void(int v, std::string* out)> node,
+                     std::string* out) {
   // (node, index of the next child to write)
   std::vector<std::pair<int, int>> stack;
   stack.reserve(64);
@@ -359,22 +350,38 @@ std::string WriteNewick(const Tree& tree) {
     auto& [v, next] = stack.back();
     const absl::Span<const int> ch = tree.Children(v);
     if (ch.empty()) {  // a tip (never the root of a valid tree, but written anyway)
-      close(v);
+      node(v, out);
       stack.pop_back();
       continue;
     }
-    if (next == 0) out.push_back('(');
+    if (next == 0) out->push_back('(');
     if (next == static_cast<int>(ch.size())) {
-      out.push_back(')');
-      close(v);
+      out->push_back(')');
+      node(v, out);
       stack.pop_back();
       continue;
     }
-    if (next > 0) out.push_back(',');
+    if (next > 0) out->push_back(',');
     const int c = ch[next++];
     stack.push_back({c, 0});
   }
-  out.push_back(';');
+  out->push_back(';');
+}
+
+std::string WriteNewick(const Tree& tree) {
+  std::string out;
+  out.reserve(static_cast<size_t>(tree.num_nodes()) * 24);
+  WriteNewickWith(
+      tree,
+      [&](int v, std::string* o) {
+        if (!tree.labels[v].empty()) *o += NewickLabel(tree.labels[v]);
+        if (!std::isnan(tree.length[v])) {
+          char buf[40];
+          std::snprintf(buf, sizeof(buf), ":%.17g", tree.length[v]);
+          *o += buf;
+        }
+      },
+      &out);
   return out;
 }
 

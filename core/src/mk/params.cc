@@ -312,6 +312,15 @@ absl::Status MkSpec::Validate() const {
       return absl::InvalidArgumentError(
           "init.state_names: the starting model's states differ from the spec's");
     }
+    const Eigen::MatrixXi spec_index = rates == RateModel::kCustom ? index : RateIndex(rates, kk);
+    if (init_params->index != spec_index) {
+      return absl::InvalidArgumentError(
+          "init.index: the starting model's index matrix differs from the spec's rate structure");
+    }
+    if (init_params->root != root) {
+      return absl::InvalidArgumentError(
+          "init.root: the starting model's root prior differs from the spec's");
+    }
   }
   return absl::OkStatus();
 }

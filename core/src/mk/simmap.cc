@@ -135,29 +135,15 @@ absl::StatusOr<std::string> WriteSimmap(const Tree& tree, const StochasticMap& m
     }
     out.push_back('}');
   };
-  std::vector<std::pair<int, int>> stack;
-  stack.push_back({tree.root(), 0});
-  while (!stack.empty()) {
-    auto& [v, next] = stack.back();
-    const absl::Span<const int> ch = tree.Children(v);
-    if (ch.empty()) {
-      for (char c : tree.labels[v]) out.push_back(c == ' ' ? '_' : c);
-      if (v != tree.root()) write_map(v);
-      stack.pop_back();
-      continue;
-    }
-    if (next == 0) out.push_back('(');
-    if (next == static_cast<int>(ch.size())) {
-      out.push_back(')');
-      if (v != tree.root()) write_map(v);
-      stack.pop_back();
-      continue;
-    }
-    if (next > 0) out.push_back(',');
-    const int c = ch[next++];
-    stack.push_back({c, 0});
-  }
-  out.push_back(';');
+  WriteNewickWith(
+      tree,
+      [&](int v, std::string*) {
+        if (tree.Children(v).empty()) {
+          for (char c : tree.labels[v]) out.push_back(c == ' ' ? '_' : c);
+        }
+        if (v != tree.root()) write_map(v);
+      },
+      &out);
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -61,6 +62,12 @@ absl::StatusOr<Tree> ParseNewick(absl::string_view text);
 // Writes `tree` as Newick with lengths printed by %.17g, so ParseNewick(WriteNewick(t))
 // reproduces t exactly (labels, lengths, numbering). Labels are quoted when they need it.
 std::string WriteNewick(const Tree& tree);
+
+// The walk WriteNewick and the SIMMAP writer share: appends the tree's parentheses and commas
+// to `out`, in node order without recursion, and calls `node(v, out)` where node v's label and
+// branch annotation go (after its subtree), then appends the final ';'.
+void WriteNewickWith(const Tree& tree, absl::FunctionRef<void(int v, std::string* out)> node,
+                     std::string* out);
 
 // `label` as a Newick label: unquoted with spaces as underscores when that reads back the
 // same, otherwise quoted.

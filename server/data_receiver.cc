@@ -141,7 +141,11 @@ absl::Status DataReceiver::Append(const v1::DataChunk& chunk) {
     }
   }
   if (!weighted_) {
-    std::memcpy(data.x.data() + received_, values.data(), values.size() * sizeof(double));
+    // Not for a chunk of names or tree text alone: its empty values have no data pointer, and
+    // memcpy from null is undefined even for no bytes (found by UBSan).
+    if (!values.empty()) {
+      std::memcpy(data.x.data() + received_, values.data(), values.size() * sizeof(double));
+    }
     received_ += values.size();
     return absl::OkStatus();
   }

@@ -213,7 +213,9 @@ void GatherFeatureMajor(const Eigen::Ref<const RowMatrix>& block, const Eigen::I
     const double* src = block.data() + (rows == nullptr ? first + i : rows[i]) * stride;
     for (int f = 0; f < c; ++f) dst[f * padded + i] = src[cols[f]];
   }
-  if (padded > count) scratch->xt.bottomRows(padded - count).setZero();
+  // Not without columns (a row with no observed value): a block of an empty matrix offsets its
+  // null data pointer, undefined behaviour (found by UBSan).
+  if (padded > count && c > 0) scratch->xt.bottomRows(padded - count).setZero();
   scratch->x = scratch->xt.data();
   scratch->ld = padded;
   scratch->rows = count;

@@ -41,6 +41,7 @@ std::shared_ptr<CallRecord> CallTracker::Begin(RpcMethod method, std::string job
     absl::MutexLock lock(&mu_);
     id = next_id_++;
     active_.emplace(id, nullptr);
+    ++records_;
   }
   return std::make_shared<CallRecord>(this, id, method, std::move(job_id), context, context->peer(),
                                       IdentityOf(*context, tokens_));
@@ -85,6 +86,17 @@ void CallTracker::CheckQuiet() {
     quiet_done_ = true;
   }
   on_quiet_();
+}
+
+void CallTracker::RecordGone() {
+  absl::MutexLock lock(&mu_);
+  --records_;
+}
+
+bool CallTracker::WaitRecordsGone(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return records_ == 0; };
+  return mu_.AwaitWithDeadline(absl::Condition(&gone), deadline);
 }
 
 int CallTracker::active() const {

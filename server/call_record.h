@@ -71,7 +71,7 @@ class CallTracker {
   void RecordGone();
   // The timer of OnQuiet: runs its function if the spell of quiet has lasted, else waits on.
   void CheckQuiet();
-  void ScheduleQuietCheckLocked(absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleQuietCheck(absl::Time when) ABSL_LOCKS_EXCLUDED(mu_);
 
   Metrics* const metrics_;
   const TokenStore* const tokens_;

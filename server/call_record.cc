@@ -41,6 +41,7 @@ std::shared_ptr<CallRecord> CallTracker::Begin(RpcMethod method, std::string job
     absl::MutexLock lock(&mu_);
     id = next_id_++;
     active_.emplace(id, nullptr);
+    ++records_;
   }
   return std::make_shared<CallRecord>(this, id, method, std::move(job_id), context, context->peer(),
                                       IdentityOf(*context, tokens_));
@@ -52,12 +53,18 @@ void CallTracker::SetAbort(uint64_t id, Abort abort) {
 }
 
 void CallTracker::End(uint64_t id) {
-  absl::MutexLock lock(&mu_);
-  active_.erase(id);
-  if (!active_.empty() || quiet_timers_ == nullptr) return;
-  idle_since_ = absl::Now();
-  quiet_done_ = false;
-  if (!quiet_check_pending_) ScheduleQuietCheckLocked(idle_since_ + quiet_);
+  absl::Time check = absl::InfiniteFuture();
+  {
+    absl::MutexLock lock(&mu_);
+    active_.erase(id);
+    if (!active_.empty() || quiet_timers_ == nullptr) return;
+    idle_since_ = absl::Now();
+    quiet_done_ = false;
+    if (quiet_check_pending_) return;
+    quiet_check_pending_ = true;
+    check = idle_since_ + quiet_;
+  }
+  ScheduleQuietCheck(check);
 }
 
 void CallTracker::OnQuiet(Timers* timers, absl::Duration quiet, std::function<void()> fn) {
@@ -66,25 +73,45 @@ void CallTracker::OnQuiet(Timers* timers, absl::Duration quiet, std::function<vo
   on_quiet_ = std::move(fn);
 }
 
-void CallTracker::ScheduleQuietCheckLocked(absl::Time when) {
-  quiet_check_pending_ = true;
+// Outside mu_: the timers' lock is taken while callbacks that own call records are destroyed,
+// and a record's destructor takes mu_.
+void CallTracker::ScheduleQuietCheck(absl::Time when) {
   // Pending callbacks die with the timers, which this tracker outlives.
   quiet_timers_->Schedule(when, [this] { CheckQuiet(); });
 }
 
 void CallTracker::CheckQuiet() {
+  bool run = false;
+  absl::Time again = absl::InfiniteFuture();
   {
     absl::MutexLock lock(&mu_);
     quiet_check_pending_ = false;
     // Calls are active (the last to end schedules the next check), or done for this spell.
     if (!active_.empty() || quiet_done_) return;
-    if (absl::Now() < idle_since_ + quiet_) {  // calls came and went since the check was set
-      ScheduleQuietCheckLocked(idle_since_ + quiet_);
-      return;
+    if (absl::Now() >= idle_since_ + quiet_) {
+      quiet_done_ = true;
+      run = true;
+    } else {  // calls came and went since the check was set
+      quiet_check_pending_ = true;
+      again = idle_since_ + quiet_;
     }
-    quiet_done_ = true;
   }
-  on_quiet_();
+  if (run) {
+    on_quiet_();
+  } else {
+    ScheduleQuietCheck(again);
+  }
+}
+
+void CallTracker::RecordGone() {
+  absl::MutexLock lock(&mu_);
+  --records_;
+}
+
+bool CallTracker::WaitRecordsGone(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  auto gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return records_ == 0; };
+  return mu_.AwaitWithDeadline(absl::Condition(&gone), deadline);
 }
 
 int CallTracker::active() const {

@@ -41,6 +41,10 @@ class CallTracker {
                                     grpc::CallbackServerContext* context);
 
   int active() const;
+  // Waits until the record of every call that began has been destroyed (its reactor and its
+  // job are gone, and with them what they held of the admission), or `deadline` passes; true
+  // when none is left. The server waits for this before it destroys what calls use.
+  bool WaitRecordsGone(absl::Time deadline);
   // Waits until no call is active, Hurry() was called, or `deadline` passes; true when no
   // call is active.
   bool WaitIdle(absl::Time deadline);
@@ -64,9 +68,10 @@ class CallTracker {
   friend class CallRecord;
   void SetAbort(uint64_t id, Abort abort);
   void End(uint64_t id);
+  void RecordGone();
   // The timer of OnQuiet: runs its function if the spell of quiet has lasted, else waits on.
   void CheckQuiet();
-  void ScheduleQuietCheckLocked(absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleQuietCheck(absl::Time when) ABSL_LOCKS_EXCLUDED(mu_);
 
   Metrics* const metrics_;
   const TokenStore* const tokens_;
@@ -75,6 +80,7 @@ class CallTracker {
   std::map<uint64_t, Abort> active_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   bool hurry_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t records_ ABSL_GUARDED_BY(mu_) = 0;  // CallRecords alive
   // OnQuiet's settings (set before calls begin) and its spell: since when no call has been
   // active, whether a check is scheduled, and whether `on_quiet_` ran for this spell.
   Timers* quiet_timers_ = nullptr;
@@ -94,6 +100,7 @@ class CallRecord {
              grpc::CallbackServerContext* context, std::string peer, std::string identity);
   CallRecord(const CallRecord&) = delete;
   CallRecord& operator=(const CallRecord&) = delete;
+  ~CallRecord() { tracker_->RecordGone(); }
 
   const std::string& job_id() const { return job_id_; }
   RpcMethod method() const { return method_; }

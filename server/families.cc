@@ -1,5 +1,8 @@
 #include "families.h"
 
+#include <type_traits>
+#include <variant>
+
 #include "absl/strings/str_cat.h"
 #include "convert/gmm.h"
 #include "convert/hmm.h"
@@ -51,6 +54,22 @@ absl::StatusOr<ModelVariant> ModelFromProto(const v1::Model& model, absl::string
   }
   return absl::InvalidArgumentError(absl::StrCat(
       field, ": no model family that this server knows is set; expected one of: gmm, hmm, mk"));
+}
+
+void ModelToProto(const ModelVariant& model, v1::Model* out) {
+  std::visit(
+      [out](const auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, gmm::GmmParams>) {
+          ToProto(m, out->mutable_gmm());
+        } else if constexpr (std::is_same_v<T, HmmModelAndNames>) {
+          ToProto(m.params, m.symbols, out->mutable_hmm());
+        } else {
+          static_assert(std::is_same_v<T, MkModelPlan>, "a family without its ToProto here");
+          ToProto(m.params, out->mutable_mk());
+        }
+      },
+      model);
 }
 
 }  // namespace emfit::server

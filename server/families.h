@@ -23,6 +23,8 @@ using ModelVariant = std::variant<gmm::GmmParams, HmmModelAndNames, MkModelPlan>
 absl::StatusOr<SpecVariant> SpecFromProto(const v1::ModelSpec& spec, absl::string_view field);
 // The family's model, validated on its own (shapes, values); `field` names it in messages.
 absl::StatusOr<ModelVariant> ModelFromProto(const v1::Model& model, absl::string_view field);
+// The inverse: `model` as the proto's family case (feature names are not part of it).
+void ModelToProto(const ModelVariant& model, v1::Model* out);
 
 }  // namespace emfit::server
 

@@ -222,6 +222,11 @@ void Server::Shutdown() {
   // Cancelled jobs stop within one row block.
   queue_->Shutdown();
   server_->Wait();
+  // gRPC has run every reactor's OnDone; wait, too, until each call's reactor and job are gone
+  // with what they hold (admission slots and reservations, timers), before they are destroyed.
+  if (!calls_->WaitRecordsGone(absl::Now() + kShutdownBackstop)) {
+    Log(spdlog::level::warn, "calls still alive after the shutdown", {});
+  }
   Log(spdlog::level::info, "emfitd stopped", {});
 }
 

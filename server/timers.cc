@@ -23,10 +23,13 @@ Timers::Id Timers::Schedule(absl::Time when, std::function<void()> fn) {
 }
 
 void Timers::Cancel(Id id) {
+  std::function<void()> dropped;  // destroyed after the lock: it may own what takes other locks
   absl::MutexLock lock(&mu_);
   auto it = when_.find(id);
   if (it == when_.end()) return;
-  pending_.erase({it->second, id});
+  auto pending = pending_.find({it->second, id});
+  dropped = std::move(pending->second);
+  pending_.erase(pending);
   when_.erase(it);
 }
 
@@ -54,6 +57,7 @@ void Timers::Loop() {
     pending_.erase(first);
     mu_.Unlock();
     fn();
+    fn = nullptr;  // what it owns is destroyed outside the lock too
     mu_.Lock();
   }
 }

@@ -3,6 +3,7 @@
 
 #include "emfit/gmm/gmm.h"
 #include "gmm/family.h"
+#include "gmm/init.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/data.h"
@@ -21,6 +22,24 @@ GmmParams Fitted(CovarianceType type) {
       Fit(Dataset{testing::ReadCsv(testing::DataPath("faithful.csv")), {}}, spec, FitOptions{});
   EXPECT_THAT(fit, IsOk());
   return fit->params;
+}
+
+TEST(KMeansPlusPlus, SeedsAreRowsOfTheDataWhenSquaredDistancesOverflow) {
+  // 1e170 squared is infinite: the potential of every candidate is, and the seeding once kept
+  // none and read row -1 (found by the upload fuzz target, tests/fuzz/regressions/upload).
+  RowMatrix x(4, 2);
+  x << 0, 0, 1, 1, 1e170, 0, 2, 2;
+  const Dataset data{x, {}};
+  Rng rng(1);
+  absl::StatusOr<Eigen::MatrixXd> seeds = KMeansPlusPlusSeeds(data, 3, &rng, FitControls{});
+  ASSERT_THAT(seeds, IsOk());
+  for (Eigen::Index c = 0; c < seeds->rows(); ++c) {
+    bool is_a_row = false;
+    for (Eigen::Index i = 0; i < x.rows(); ++i) {
+      is_a_row |= seeds->row(c)(0) == x(i, 0) && seeds->row(c)(1) == x(i, 1);
+    }
+    EXPECT_TRUE(is_a_row) << "seed " << c << ": " << seeds->row(c);
+  }
 }
 
 TEST(GmmFamily, PackAndUnpackAreInverse) {

@@ -136,6 +136,11 @@ def faithful():
     return np.loadtxt(os.path.join(ARGS.repo, "data/faithful.csv"), delimiter=",", skiprows=1)
 
 
+def long_fit_iterations():
+    """Iterations of a long fit: tens of seconds, in a sanitizer build too (ten times slower)."""
+    return 300 if ARGS.sanitized else 3000
+
+
 def long_fit_csv(directory, rows=20000):
     """A CSV on which a fit with tol=0 runs one short iteration after another (many events)."""
     rng = np.random.RandomState(3)
@@ -344,7 +349,8 @@ class LongCliFit:
         self.out = os.path.join(nginx.dir, "long%d.json" % index)
         self.proc = subprocess.Popen(
             [ARGS.emfit, "fit", "--server=" + nginx.address, "--data=" + path, "--k=4",
-             "--tol=0", "--max_iter=3000", "--seed=%d" % index, "--progress=log",
+             "--tol=0", "--max_iter=%d" % long_fit_iterations(), "--seed=%d" % index,
+             "--progress=log",
              "--out=" + self.out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.stderr = []
         self.running = threading.Event()
@@ -361,7 +367,7 @@ class LongCliFit:
         test.assertEqual(self.proc.wait(timeout=300), 0, "".join(self.stderr[-20:]))
         self.reader.join()
         with open(self.out) as f:
-            test.assertEqual(int(json.load(f)["summary"]["iterations"]), 3000)
+            test.assertEqual(int(json.load(f)["summary"]["iterations"]), long_fit_iterations())
 
 
 class DrainAndRetry(Topology):
@@ -441,6 +447,8 @@ if __name__ == "__main__":
     parser.add_argument("--emfitd", required=True)
     parser.add_argument("--emfit", required=True)
     parser.add_argument("--repo", required=True)
+    parser.add_argument("--sanitized", action="store_true",
+                        help="the binaries are a sanitizer build: long fits are shorter")
     ARGS, rest = parser.parse_known_args()
     if shutil.which("nginx") is None:
         sys.exit("nginx is not installed (scripts/deps installs it)")

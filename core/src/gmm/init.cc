@@ -81,7 +81,10 @@ absl::StatusOr<Eigen::MatrixXd> KMeansPlusPlusSeeds(const Dataset& data, int k, 
       candidate_d2 = (data.x.rowwise() - data.x.row(row)).rowwise().squaredNorm().cwiseMin(closest);
       const double potential =
           data.weights.size() == 0 ? candidate_d2.sum() : candidate_d2.dot(data.weights);
-      if (potential < best_potential) {
+      // The first candidate is kept whatever its potential: with values whose squared
+      // distances overflow, every potential is infinite and none would be (a fuzz-found read
+      // of row -1).
+      if (best_row < 0 || potential < best_potential) {
         best_potential = potential;
         best_row = row;
         best_d2.swap(candidate_d2);

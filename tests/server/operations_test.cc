@@ -301,9 +301,8 @@ TEST_F(OperationsTest, MetricsCountCallsIterationsBytesAndRejections) {
   EXPECT_EQ(Metric("emfit_job_duration_seconds", {{"method", "Score"}}), 1);
   // The call is counted before it leaves the active set, and its job's budget is released when
   // the job's worker lets go of its data: both a moment after the count (seen under TSan).
-  EXPECT_TRUE(WaitFor([&] {
-    return Metric("emfit_active_calls") == 0 && Metric("emfit_inflight_bytes") == 0;
-  }));
+  EXPECT_TRUE(WaitFor(
+      [&] { return Metric("emfit_active_calls") == 0 && Metric("emfit_inflight_bytes") == 0; }));
 }
 
 }  // namespace

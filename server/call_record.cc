@@ -41,7 +41,6 @@ std::shared_ptr<CallRecord> CallTracker::Begin(RpcMethod method, std::string job
     absl::MutexLock lock(&mu_);
     id = next_id_++;
     active_.emplace(id, nullptr);
-    ++records_;
   }
   return std::make_shared<CallRecord>(this, id, method, std::move(job_id), context, context->peer(),
                                       IdentityOf(*context, tokens_));
@@ -54,9 +53,15 @@ void CallTracker::SetAbort(uint64_t id, Abort abort) {
 
 void CallTracker::End(uint64_t id) {
   absl::Time check = absl::InfiniteFuture();
+  // Destroyed after the lock: the abort closure may own what holds a CallRecord, whose
+  // destructor takes mu_.
+  Abort dropped;
   {
     absl::MutexLock lock(&mu_);
-    active_.erase(id);
+    if (auto it = active_.find(id); it != active_.end()) {
+      dropped = std::move(it->second);
+      active_.erase(it);
+    }
     if (!active_.empty() || quiet_timers_ == nullptr) return;
     idle_since_ = absl::Now();
     quiet_done_ = false;
@@ -101,6 +106,11 @@ void CallTracker::CheckQuiet() {
   } else {
     ScheduleQuietCheck(again);
   }
+}
+
+void CallTracker::RecordBorn() {
+  absl::MutexLock lock(&mu_);
+  ++records_;
 }
 
 void CallTracker::RecordGone() {
@@ -170,7 +180,9 @@ CallRecord::CallRecord(CallTracker* tracker, uint64_t id, RpcMethod method, std:
       context_(context),
       peer_(std::move(peer)),
       identity_(std::move(identity)),
-      client_(ClientKey(peer_, identity_)) {}
+      client_(ClientKey(peer_, identity_)) {
+  tracker_->RecordBorn();
+}
 
 void CallRecord::Received(uint64_t bytes) {
   tracker_->metrics().CountReceivedBytes(method_, bytes);

@@ -68,6 +68,8 @@ class CallTracker {
   friend class CallRecord;
   void SetAbort(uint64_t id, Abort abort);
   void End(uint64_t id);
+  // A CallRecord was made, or destroyed (WaitRecordsGone counts them).
+  void RecordBorn();
   void RecordGone();
   // The timer of OnQuiet: runs its function if the spell of quiet has lasted, else waits on.
   void CheckQuiet();

@@ -219,7 +219,9 @@ void Server::Shutdown() {
                         absl::FormatDuration(options_.shutdown_grace))));
   }
   stop.join();
-  // Cancelled jobs stop within one row block.
+  // Cancelled jobs stop within one row block. First: the workers are joined here, so every job
+  // (and what its closure holds: the call's record, and its reservation in the admission, which
+  // a closure may destroy after the record) is gone before WaitRecordsGone below.
   queue_->Shutdown();
   server_->Wait();
   // gRPC has run every reactor's OnDone; wait, too, until each call's reactor and job are gone

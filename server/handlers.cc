@@ -78,10 +78,7 @@ std::optional<v1::FitEvent> FitHandler::Heartbeat(int position) {
 }
 
 absl::StatusOr<Declared> FitHandler::OnHeader(const Request& request, const ServiceLimits& limits) {
-  absl::StatusOr<FitPlan> plan = PlanFit(request.header(), limits);
-  if (!plan.ok()) return plan.status();
-  plan_ = *std::move(plan);
-  return Declared{request.header().shape(), plan_->working_bytes};
+  return PlanCall(request.header(), limits, &plan_);
 }
 
 grpc::Status FitHandler::Run(Upload upload, StreamSession<Request, Response>& session,
@@ -103,11 +100,7 @@ grpc::Status FitHandler::Run(Upload upload, StreamSession<Request, Response>& se
 absl::StatusOr<Declared> PosteriorHandler::OnHeader(const Request& request,
                                                     const ServiceLimits& limits) {
   max_stall_ = limits.max_stall;
-  absl::StatusOr<ModelVariant> model = PlanModel(request.header(), limits);
-  if (!model.ok()) return model.status();
-  model_ = *std::move(model);
-  return Declared{request.header().shape(),
-                  ModelWorkingBytes(*model_, request.header().shape(), limits.job_threads)};
+  return PlanCall(request.header(), limits, &model_);
 }
 
 grpc::Status PosteriorHandler::Run(Upload upload, StreamSession<Request, Response>& session,
@@ -125,10 +118,7 @@ std::optional<v1::SelectModelEvent> SelectHandler::Accepted(const std::string& j
 
 absl::StatusOr<Declared> SelectHandler::OnHeader(const Request& request,
                                                  const ServiceLimits& limits) {
-  absl::StatusOr<SelectPlan> plan = PlanSelect(request.header(), limits);
-  if (!plan.ok()) return plan.status();
-  plan_ = *std::move(plan);
-  return Declared{request.header().shape(), plan_->working_bytes};
+  return PlanCall(request.header(), limits, &plan_);
 }
 
 grpc::Status SelectHandler::Run(Upload upload, StreamSession<Request, Response>& session,
@@ -155,11 +145,7 @@ grpc::Status SelectHandler::Run(Upload upload, StreamSession<Request, Response>&
 absl::StatusOr<Declared> HistoriesHandler::OnHeader(const Request& request,
                                                     const ServiceLimits& limits) {
   max_stall_ = limits.max_stall;
-  absl::StatusOr<HistoriesPlan> plan = PlanHistories(request.header(), limits);
-  if (!plan.ok()) return plan.status();
-  plan_ = *std::move(plan);
-  return Declared{request.header().shape(),
-                  WorkingBytes(*plan_, request.header().shape(), limits.job_threads)};
+  return PlanCall(request.header(), limits, &plan_);
 }
 
 grpc::Status HistoriesHandler::Run(Upload upload, StreamSession<Request, Response>& session,

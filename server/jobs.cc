@@ -247,4 +247,28 @@ absl::Status RunHistories(const HistoriesPlan& plan, const Upload& upload,
   return HistoriesJob(plan, upload, controls, emit);
 }
 
+absl::StatusOr<Declared> PlanCall(const v1::FitHeader& header, const ServiceLimits& limits,
+                                  std::optional<FitPlan>* plan) {
+  EMFIT_ASSIGN_OR_RETURN(*plan, PlanFit(header, limits));
+  return Declared{header.shape(), (*plan)->working_bytes};
+}
+
+absl::StatusOr<Declared> PlanCall(const v1::PosteriorHeader& header, const ServiceLimits& limits,
+                                  std::optional<ModelVariant>* model) {
+  EMFIT_ASSIGN_OR_RETURN(*model, PlanModel(header, limits));
+  return Declared{header.shape(), ModelWorkingBytes(**model, header.shape(), limits.job_threads)};
+}
+
+absl::StatusOr<Declared> PlanCall(const v1::SelectModelHeader& header, const ServiceLimits& limits,
+                                  std::optional<SelectPlan>* plan) {
+  EMFIT_ASSIGN_OR_RETURN(*plan, PlanSelect(header, limits));
+  return Declared{header.shape(), (*plan)->working_bytes};
+}
+
+absl::StatusOr<Declared> PlanCall(const v1::SampleHistoriesHeader& header,
+                                  const ServiceLimits& limits, std::optional<HistoriesPlan>* plan) {
+  EMFIT_ASSIGN_OR_RETURN(*plan, PlanHistories(header, limits));
+  return Declared{header.shape(), WorkingBytes(**plan, header.shape(), limits.job_threads)};
+}
+
 }  // namespace emfit::server

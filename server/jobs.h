@@ -6,6 +6,7 @@
 #define EMFIT_SERVER_JOBS_H_
 
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -15,6 +16,7 @@
 #include "emfit/v1/emfit.pb.h"
 #include "families.h"
 #include "service_limits.h"
+#include "upload.h"
 
 namespace emfit::server {
 
@@ -66,6 +68,18 @@ absl::StatusOr<v1::SelectionResult> RunSelect(
     const std::function<FitObserver*(int)>& observer_for,
     const std::function<void(const v1::Candidate&)>& on_done);
 
+// ---- Every call's header ----
+// Plans the call's job (PlanFit, PlanModel, PlanSelect, PlanHistories) into `*plan` and returns
+// what its header declares: the shape of the data and the job's working memory beyond them. The
+// one header step of every RPC (handlers.cc, score_reactor.cc) and of the upload fuzz target.
+absl::StatusOr<Declared> PlanCall(const v1::FitHeader& header, const ServiceLimits& limits,
+                                  std::optional<FitPlan>* plan);
+// Posterior and Score.
+absl::StatusOr<Declared> PlanCall(const v1::PosteriorHeader& header, const ServiceLimits& limits,
+                                  std::optional<ModelVariant>* model);
+absl::StatusOr<Declared> PlanCall(const v1::SelectModelHeader& header, const ServiceLimits& limits,
+                                  std::optional<SelectPlan>* plan);
+
 // ---- SampleHistories (Mk models) ----
 // Checks the model (an Mk model), the shape (one character), n and the sampler.
 absl::StatusOr<HistoriesPlan> PlanHistories(const v1::SampleHistoriesHeader& header,
@@ -75,6 +89,8 @@ absl::StatusOr<HistoriesPlan> PlanHistories(const v1::SampleHistoriesHeader& hea
 absl::Status RunHistories(const HistoriesPlan& plan, const Upload& upload,
                           const FitControls& controls,
                           const std::function<void(v1::SampleHistoriesResponse)>& emit);
+absl::StatusOr<Declared> PlanCall(const v1::SampleHistoriesHeader& header,
+                                  const ServiceLimits& limits, std::optional<HistoriesPlan>* plan);
 
 }  // namespace emfit::server
 

@@ -57,14 +57,10 @@ void ScoreReactor::OnReadDone(bool ok) {
   absl::Status status =
       ok ? ConsumeUpload(request_, &*receiver_,
                          [this](const v1::ScoreRequest& r) -> absl::StatusOr<Declared> {
-                           absl::StatusOr<ModelVariant> m =
-                               PlanModel(r.header(), service_->limits());
-                           if (!m.ok()) return m.status();
-                           model_ = *std::move(m);
-                           record_->SetShape(r.header().shape());
-                           return Declared{r.header().shape(),
-                                           ModelWorkingBytes(*model_, r.header().shape(),
-                                                             service_->limits().job_threads)};
+                           absl::StatusOr<Declared> declared =
+                               PlanCall(r.header(), service_->limits(), &model_);
+                           if (declared.ok()) record_->SetShape(r.header().shape());
+                           return declared;
                          })
          : Submit();
   if (status.ok() && header) limits_->UploadDeclared(receiver_->declared_bytes());

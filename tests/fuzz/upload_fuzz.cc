@@ -82,12 +82,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::optional<server::FitPlan> plan;
       Call<v1::FitRequest>(
           &in, limits,
-          [&](const v1::FitRequest& r) -> absl::StatusOr<server::Declared> {
-            absl::StatusOr<server::FitPlan> p = server::PlanFit(r.header(), limits);
-            if (!p.ok()) return p.status();
-            plan = *std::move(p);
-            return server::Declared{r.header().shape(), plan->working_bytes};
-          },
+          [&](const v1::FitRequest& r) { return server::PlanCall(r.header(), limits, &plan); },
           [&](server::Upload upload, const FitControls& controls) {
             absl::StatusOr<v1::FitResult> result =
                 server::RunFit(*plan, std::move(upload), controls);
@@ -100,13 +95,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::optional<server::ModelVariant> model;
       Call<v1::PosteriorRequest>(
           &in, limits,
-          [&](const v1::PosteriorRequest& r) -> absl::StatusOr<server::Declared> {
-            absl::StatusOr<server::ModelVariant> m = server::PlanModel(r.header(), limits);
-            if (!m.ok()) return m.status();
-            model = *std::move(m);
-            return server::Declared{
-                r.header().shape(),
-                server::ModelWorkingBytes(*model, r.header().shape(), limits.job_threads)};
+          [&](const v1::PosteriorRequest& r) {
+            return server::PlanCall(r.header(), limits, &model);
           },
           [&](const server::Upload& upload, const FitControls& controls) {
             if (method == 1) {
@@ -121,11 +111,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::optional<server::SelectPlan> plan;
       Call<v1::SelectModelRequest>(
           &in, limits,
-          [&](const v1::SelectModelRequest& r) -> absl::StatusOr<server::Declared> {
-            absl::StatusOr<server::SelectPlan> p = server::PlanSelect(r.header(), limits);
-            if (!p.ok()) return p.status();
-            plan = *std::move(p);
-            return server::Declared{r.header().shape(), plan->working_bytes};
+          [&](const v1::SelectModelRequest& r) {
+            return server::PlanCall(r.header(), limits, &plan);
           },
           [&](const server::Upload& upload, const FitControls& controls) {
             (void)server::RunSelect(
@@ -138,13 +125,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::optional<server::HistoriesPlan> plan;
       Call<v1::SampleHistoriesRequest>(
           &in, limits,
-          [&](const v1::SampleHistoriesRequest& r) -> absl::StatusOr<server::Declared> {
-            absl::StatusOr<server::HistoriesPlan> p = server::PlanHistories(r.header(), limits);
-            if (!p.ok()) return p.status();
-            plan = *std::move(p);
-            return server::Declared{
-                r.header().shape(),
-                server::WorkingBytes(*plan, r.header().shape(), limits.job_threads)};
+          [&](const v1::SampleHistoriesRequest& r) {
+            return server::PlanCall(r.header(), limits, &plan);
           },
           [&](const server::Upload& upload, const FitControls& controls) {
             (void)server::RunHistories(*plan, upload, controls, [](v1::SampleHistoriesResponse) {});

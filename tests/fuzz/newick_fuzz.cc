@@ -28,7 +28,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!tree.ok()) return 0;
   const int n = tree->num_nodes();
   Require(tree->num_tips >= 2 && tree->num_tips < n + 1, "a tree without two tips");
-  Require(tree->child_offsets.size() == static_cast<size_t>(n) + 1 &&
+  Require(tree->parent.size() == static_cast<size_t>(n) &&
+              tree->child_offsets.size() == static_cast<size_t>(n) + 1 &&
               tree->children.size() == static_cast<size_t>(n) - 1 &&
               tree->length.size() == static_cast<size_t>(n) &&
               tree->postorder.size() == static_cast<size_t>(n) &&

@@ -1,7 +1,7 @@
 // Runs a fuzz target's LLVMFuzzerTestOneInput over the inputs in the directories (or files)
 // given as arguments: its committed seed corpus and the crash reproducers it has found, so that
 // a normal build (without libFuzzer) checks them as a test. A crash or a failed property ends
-// the process abnormally; no input at all is a failure too.
+// the process abnormally; a path that does not exist, or no input at all, is a failure too.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -23,6 +23,9 @@ int main(int argc, char** argv) {
       }
     } else if (std::filesystem::is_regular_file(path)) {
       inputs.push_back(path);
+    } else {
+      std::fprintf(stderr, "%s: no such file or directory\n", path.c_str());
+      return 1;
     }
   }
   std::sort(inputs.begin(), inputs.end());

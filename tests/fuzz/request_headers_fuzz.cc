@@ -2,8 +2,9 @@
 // family's FromProto converters and working-memory estimates): whatever a client sends as a
 // header, the server answers with a status and does not crash. The first byte picks the header
 // type; the rest is parsed as that message (bytes that do not parse are skipped: gRPC refuses
-// them before any handler runs). A model the server accepts must convert back to the same proto
-// and be accepted again (a fitted model is sent back as a warm start or a Posterior header).
+// them before any handler runs). A model the server accepts must convert back to a proto that is
+// accepted again and that a second round trip leaves unchanged (a fitted model is sent back as a
+// warm start or a Posterior header); the proto sent may differ where the converters normalise.
 #include <cstddef>
 #include <cstdint>
 #include <string>

@@ -11,6 +11,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "connection.h"
+#include "emfit/base/hand_off.h"
 #include "request_data.h"
 
 namespace emfit::client {
@@ -75,6 +76,8 @@ void Upload(Stream* stream, const Request& header, const RequestData& data, size
 // reading of events run as reactions on gRPC's threads, each starting the next operation, and
 // the caller waits once, for the end of the call. The blocking API would wake the caller for
 // every event: two context switches per message, most of a small fit's client-side cost.
+// Each reaction hands off to OnDone as it returns (emfit/base/hand_off.h): gRPC may run OnDone
+// on another thread after them, where ThreadSanitizer cannot see the order.
 template <class Request, class Event>
 class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
  public:
@@ -94,6 +97,7 @@ class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
   }
 
   void OnWriteDone(bool ok) override {
+    const Reaction reaction(this);
     if (!ok) return;  // the server ended the call; its status comes with OnDone
     if (cursor_.done()) {
       this->StartWritesDone();
@@ -104,12 +108,14 @@ class Exchange final : public grpc::ClientBidiReactor<Request, Event> {
   }
 
   void OnReadDone(bool ok) override {
+    const Reaction reaction(this);
     if (!ok) return;  // no more events
     on_event_(event_);
     this->StartRead(&event_);
   }
 
   void OnDone(const grpc::Status& status) override {
+    TakeOver(this);
     status_ = status;
     done_.Notify();  // last: the waiting caller may destroy this reactor at once
   }

@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "emfit/base/hand_off.h"
 #include "emfit/exec/cancellation.h"
 
 namespace emfit::server {
@@ -22,6 +23,10 @@ namespace emfit::server {
 // (dropping the oldest droppable event, e.g. an intermediate iteration, for slow readers) and
 // calls Finish only when no write is outstanding. After the reactor is done, everything posted
 // is dropped. Thread-safe.
+//
+// gRPC runs the reactor's OnDone after the call's Finish on another thread, where ThreadSanitizer
+// cannot see the order: the session hands off under the reactor's address before each Finish
+// (emfit/base/hand_off.h), and the reactor's OnDone takes that over first.
 //
 // `ReactorT` is the reactor writing the events: a bidirectional one by default, or a
 // grpc::ServerWriteReactor<Response> for a server-streaming call (the health service's Watch).
@@ -34,7 +39,8 @@ class StreamSession {
   // `on_post(event)`, if set, sees every event posted (e.g. to count iterations).
   StreamSession(Reactor* reactor, size_t max_outbox, std::function<bool(const Response&)> droppable,
                 std::function<void(const Response&)> on_post = nullptr)
-      : reactor_(reactor),
+      : key_(reactor),
+        reactor_(reactor),
         max_outbox_(max_outbox),
         droppable_(std::move(droppable)),
         on_post_(std::move(on_post)) {}
@@ -108,6 +114,7 @@ class StreamSession {
       if (writing_ || !outbox_.empty()) return;  // OnWriteDone finishes
       finish = reactor_;
     }
+    HandOff(key_);  // for OnDone
     finish->Finish(final_status_);
   }
 
@@ -160,6 +167,7 @@ class StreamSession {
     // the write completes once held) until the next one without it, so a burst costs a few
     // sends instead of one per event, and nothing waits: the last event of the burst carries
     // no hint. The final event carries the status along.
+    if (last || finish != nullptr) HandOff(key_);  // for OnDone
     if (last) {
       start->StartWriteAndFinish(&current_, grpc::WriteOptions(), final_status_);
     } else if (start != nullptr) {
@@ -190,7 +198,9 @@ class StreamSession {
     if (finish_requested_ || reactor_ == nullptr) return;
     finish_requested_ = true;
     final_status_ = std::move(status);
-    if (!writing_) reactor_->Finish(final_status_);  // non-blocking; no callback runs inline
+    if (writing_) return;
+    HandOff(key_);                    // for OnDone
+    reactor_->Finish(final_status_);  // non-blocking; no callback runs inline
   }
 
   void DropOneLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -202,6 +212,7 @@ class StreamSession {
     }
   }
 
+  const void* const key_;  // the reactor's address, for HandOff
   CancellationToken token_;
   absl::Mutex mu_;
   Reactor* reactor_ ABSL_GUARDED_BY(mu_);

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "emfit/base/hand_off.h"
+
 namespace emfit::server {
 
 // One Watch call: the session writes the latest status (an outbox of one, every update
@@ -14,9 +16,18 @@ class HealthService::Watcher final : public grpc::ServerWriteReactor<Response> {
                                            [](const Response&) { return true; })) {}
   const std::shared_ptr<Session>& session() const { return session_; }
 
-  void OnWriteDone(bool ok) override { session_->OnWriteDone(ok); }
-  void OnCancel() override { session_->OnCancel(); }
+  // Hands off to OnCancel and OnDone as JobReactor does (emfit/base/hand_off.h).
+  void OnWriteDone(bool ok) override {
+    const Reaction reaction(this);
+    session_->OnWriteDone(ok);
+  }
+  void OnCancel() override {
+    TakeOver(this);
+    const Reaction reaction(this);
+    session_->OnCancel();
+  }
   void OnDone() override {
+    TakeOver(this);
     session_->OnDone();
     service_->Remove(session_);
     delete this;
@@ -107,6 +118,7 @@ grpc::ServerWriteReactor<HealthService::Response>* HealthService::Watch(
   // A Watch of an unknown service stays open (SERVICE_UNKNOWN), as the protocol says.
   watcher->session()->Post(std::move(first));
   if (end) watcher->session()->Finish(ended);
+  HandOff(watcher);  // for its OnCancel
   return watcher;
 }
 

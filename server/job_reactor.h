@@ -15,6 +15,7 @@
 #include "call_limits.h"
 #include "call_record.h"
 #include "data_receiver.h"
+#include "emfit/base/hand_off.h"
 #include "fit_service.h"
 #include "fit_session.h"
 #include "grpc_status.h"
@@ -30,6 +31,10 @@ inline constexpr size_t kTrimAfterBytes = size_t{16} << 20;
 // (CallLimits), reads and checks the upload, submits a job on half-close, relays the job's
 // events through a StreamSession.
 // Callbacks never block; the job runs on a worker of the JobQueue. Deletes itself in OnDone.
+// ThreadSanitizer cannot see how gRPC orders OnCancel after the reactor's creation and OnDone
+// after every other reaction and the Finish: the reactor hands off under its address when
+// created and as each reaction returns (a Reaction, emfit/base/hand_off.h; the session before
+// each Finish), and OnCancel and OnDone take that over first.
 //
 // Handler (one per RPC; shared with the job, which may outlive the reactor):
 //   using Request, Response;
@@ -66,10 +71,12 @@ class JobReactor final
       return;
     }
     receiver_.emplace(&service->limits(), limits_->slot());
+    HandOff(this);  // for OnCancel
     this->StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
+    const Reaction reaction(this);
     if (session_->finish_requested()) return;  // cancelled meanwhile
     if (!ok && record_->Cancelled()) return;   // not a half-close: OnCancel ends the call
     if (ok) record_->Received(request_.ByteSizeLong());
@@ -92,12 +99,18 @@ class JobReactor final
     }
     if (ok) this->StartRead(&request_);
   }
-  void OnWriteDone(bool ok) override { session_->OnWriteDone(ok); }
+  void OnWriteDone(bool ok) override {
+    const Reaction reaction(this);
+    session_->OnWriteDone(ok);
+  }
   void OnCancel() override {
+    TakeOver(this);  // gRPC runs it after the reactor's creation
+    const Reaction reaction(this);
     session_->OnCancel();
     if (pending_ != nullptr) pending_->Drop();  // frees the data if no worker has started
   }
   void OnDone() override {
+    TakeOver(this);
     session_->OnDone();
     if (pending_ != nullptr) pending_->Drop();
     record_->Done(session_->status());

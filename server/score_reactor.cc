@@ -1,5 +1,6 @@
 #include "score_reactor.h"
 
+#include "emfit/base/hand_off.h"
 #include "fit_service.h"
 #include "grpc_status.h"
 #include "job_reactor.h"
@@ -17,6 +18,7 @@ void ScoreReactor::State::Finish(const absl::StatusOr<v1::ScoreResponse>& result
     status = ToGrpcStatus(result.status());
     r = reactor;
   }
+  HandOff(r);  // for OnDone
   r->Finish(status);
 }
 
@@ -43,10 +45,12 @@ ScoreReactor::ScoreReactor(grpc::CallbackServerContext* context, v1::ScoreRespon
     return;
   }
   receiver_.emplace(&service->limits(), limits_->slot());
+  HandOff(this);  // for OnCancel
   StartRead(&request_);
 }
 
 void ScoreReactor::OnReadDone(bool ok) {
+  const Reaction reaction(this);
   {
     absl::MutexLock lock(&state_->mu);
     if (state_->finished) return;
@@ -111,12 +115,15 @@ absl::Status ScoreReactor::Submit() {
 }
 
 void ScoreReactor::OnCancel() {
+  TakeOver(this);
+  const Reaction reaction(this);
   state_->token.Cancel();
   if (pending_ != nullptr) pending_->Drop();
   state_->Finish(absl::CancelledError("the call was cancelled"));
 }
 
 void ScoreReactor::OnDone() {
+  TakeOver(this);
   state_->token.Cancel();
   if (pending_ != nullptr) pending_->Drop();
   {

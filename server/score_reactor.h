@@ -20,7 +20,8 @@ namespace emfit::server {
 class FitService;
 
 // Score: a client stream (header, chunks) answered by one ScoreResponse, computed on a worker;
-// admitted and timed like the other calls (CallLimits). Deletes itself in OnDone.
+// admitted and timed like the other calls (CallLimits). Deletes itself in OnDone. Hands off
+// to OnCancel and OnDone as JobReactor does (emfit/base/hand_off.h).
 class ScoreReactor final : public grpc::ServerReadReactor<v1::ScoreRequest> {
  public:
   ScoreReactor(grpc::CallbackServerContext* context, v1::ScoreResponse* response,

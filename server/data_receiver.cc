@@ -27,6 +27,26 @@ void PendingData::Drop() {
   reservation_.Release();
 }
 
+void PendingSlot::Set(std::shared_ptr<PendingData> pending) {
+  bool dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    pending_ = pending;
+    dropped = dropped_;
+  }
+  if (dropped && pending != nullptr) pending->Drop();
+}
+
+void PendingSlot::Drop() {
+  std::shared_ptr<PendingData> pending;
+  {
+    absl::MutexLock lock(&mu_);
+    dropped_ = true;
+    pending = pending_;
+  }
+  if (pending != nullptr) pending->Drop();
+}
+
 namespace {
 
 // How far ahead of the data received the budget is reserved: fewer, larger reservations.

@@ -49,6 +49,21 @@ class PendingData {
   Reservation reservation_ ABSL_GUARDED_BY(mu_);
 };
 
+// A call's pending data as its reactor holds them: set by the callback that ends the upload
+// (OnReadDone), dropped by OnCancel, which gRPC may run at the same time, and by OnDone. Data
+// set after a Drop() are dropped at once. Thread-safe.
+class PendingSlot {
+ public:
+  void Set(std::shared_ptr<PendingData> pending);
+  // Frees the data and their budget unless a worker has taken them (PendingData::Drop).
+  void Drop();
+
+ private:
+  absl::Mutex mu_;
+  std::shared_ptr<PendingData> pending_ ABSL_GUARDED_BY(mu_);
+  bool dropped_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // Receives what a header declared, chunk by chunk: checks the shape against the limits and
 // that the data and the job's working memory could fit in the in-flight budget, then reserves
 // the budget as the data arrive (a little ahead, at most 1 MiB), so that data declared but not

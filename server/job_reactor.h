@@ -107,12 +107,12 @@ class JobReactor final
     TakeOver(this);  // gRPC runs it after the reactor's creation
     const Reaction reaction(this);
     session_->OnCancel();
-    if (pending_ != nullptr) pending_->Drop();  // frees the data if no worker has started
+    pending_.Drop();  // frees the data if no worker has started
   }
   void OnDone() override {
     TakeOver(this);
     session_->OnDone();
-    if (pending_ != nullptr) pending_->Drop();
+    pending_.Drop();
     record_->Done(session_->status());
     delete this;
   }
@@ -122,10 +122,10 @@ class JobReactor final
     absl::StatusOr<std::shared_ptr<PendingData>> pending = FinishUpload(&*receiver_);
     if (!pending.ok()) return pending.status();
     limits_->UploadEnded();
-    pending_ = *std::move(pending);
-    record_->Reserved(pending_->reserved_bytes());
-    auto job = [session = session_, handler = handler_, pending = pending_, record = record_,
-                pool = service_->pool(), deadline = limits_->client_deadline(),
+    pending_.Set(*pending);
+    record_->Reserved((*pending)->reserved_bytes());
+    auto job = [session = session_, handler = handler_, pending = *std::move(pending),
+                record = record_, pool = service_->pool(), deadline = limits_->client_deadline(),
                 limits = &service_->limits(), timers = service_->timers(),
                 job_id = job_id_]() mutable {
       if (session->token().IsCancelled()) return;
@@ -188,7 +188,7 @@ class JobReactor final
   std::shared_ptr<Handler> handler_;
   std::optional<CallLimits> limits_;      // set in the constructor, after the abort
   std::optional<DataReceiver> receiver_;  // once admitted; uses limits_'s slot
-  std::shared_ptr<PendingData> pending_;  // after the upload, until a worker takes it
+  PendingSlot pending_;                   // after the upload, until a worker takes it
   Request request_;
   const std::string job_id_;
 };

@@ -81,10 +81,10 @@ absl::Status ScoreReactor::Submit() {
   absl::StatusOr<std::shared_ptr<PendingData>> pending = FinishUpload(&*receiver_);
   if (!pending.ok()) return pending.status();
   limits_->UploadEnded();
-  pending_ = *std::move(pending);
-  record_->Reserved(pending_->reserved_bytes());
+  pending_.Set(*pending);
+  record_->Reserved((*pending)->reserved_bytes());
   auto job = [state = state_, model = std::make_shared<const ModelVariant>(std::move(*model_)),
-              pending = pending_, record = record_, pool = service_->pool(),
+              pending = *std::move(pending), record = record_, pool = service_->pool(),
               deadline = limits_->client_deadline(), limits = &service_->limits(),
               timers = service_->timers()]() {
     if (state->token.IsCancelled()) return;
@@ -118,14 +118,14 @@ void ScoreReactor::OnCancel() {
   TakeOver(this);
   const Reaction reaction(this);
   state_->token.Cancel();
-  if (pending_ != nullptr) pending_->Drop();
+  pending_.Drop();
   state_->Finish(absl::CancelledError("the call was cancelled"));
 }
 
 void ScoreReactor::OnDone() {
   TakeOver(this);
   state_->token.Cancel();
-  if (pending_ != nullptr) pending_->Drop();
+  pending_.Drop();
   {
     absl::MutexLock lock(&state_->mu);
     state_->reactor = nullptr;

@@ -53,7 +53,7 @@ class ScoreReactor final : public grpc::ServerReadReactor<v1::ScoreRequest> {
   std::shared_ptr<State> state_;
   std::optional<CallLimits> limits_;      // set in the constructor, after the abort
   std::optional<DataReceiver> receiver_;  // once admitted; uses limits_'s slot
-  std::shared_ptr<PendingData> pending_;
+  PendingSlot pending_;
   std::optional<ModelVariant> model_;
   v1::ScoreRequest request_;
   const std::string job_id_;

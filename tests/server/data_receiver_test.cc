@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "admission.h"
@@ -180,6 +181,27 @@ TEST_F(DataReceiverTest,
   EXPECT_EQ(admission_.used_bytes(), declared + 5000);  // the job still holds it
   pending->reset();
   EXPECT_EQ(admission_.used_bytes(), 0u);
+}
+
+// A reactor sets its pending data in OnReadDone while OnCancel, which gRPC may run at the same
+// time, drops them (job_reactor.h): whichever comes first, the data and their budget go (and
+// under ThreadSanitizer, the two threads do not race).
+TEST_F(DataReceiverTest, PendingDataSetWhileTheCallIsCancelledAreDroppedWhicheverComesFirst) {
+  const std::vector<double> values(100, 1.0);
+  v1::DataShape shape;
+  shape.set_rows(100);
+  shape.set_cols(1);
+  for (int round = 0; round < 20; ++round) {
+    absl::StatusOr<std::shared_ptr<PendingData>> pending = Send(shape, RequestData(values), 16);
+    ASSERT_THAT(pending, IsOk());
+    EXPECT_GT(admission_.used_bytes(), 0u);
+    PendingSlot slot;
+    std::thread on_read_done([&slot, p = *pending] { slot.Set(p); });
+    slot.Drop();  // OnCancel
+    on_read_done.join();
+    EXPECT_EQ((*pending)->Take(), std::nullopt) << "round " << round;
+    EXPECT_EQ(admission_.used_bytes(), 0u) << "round " << round;
+  }
 }
 
 }  // namespace

@@ -12,6 +12,9 @@
 // first releases at the tag's address before starting the batch, the second acquires there
 // once the batch comes back complete. Everything the starting thread did before (the message
 // serialised, the tag set) then happens before everything its completion does.
+// Debian's gRPC 1.51 serves the callback API's completion queue from such libgrpc++ threads
+// ("nexting_thread"). A gRPC that ran callbacks from its own pollers instead would bypass the
+// second function, and TSan would report the hand-offs again: this fails loudly, not silently.
 #include <dlfcn.h>
 #include <grpc/grpc.h>
 #include <sanitizer/tsan_interface.h>

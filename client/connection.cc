@@ -24,16 +24,16 @@ ABSL_FLAG(std::string, token_file, "",
           "File holding the bearer token to send (first line that is not blank or a # comment; "
           "name:token sends the token). Needs TLS unless the server is on loopback.");
 ABSL_FLAG(int, retries, emfit::client::ConnectionOptions().retries,
-          "Retries of a call refused with UNAVAILABLE or RESOURCE_EXHAUSTED before any response "
-          "(gRPC retry policy: jittered exponential backoff from 0.2 s, or the server's retry "
-          "hint); 0 to 4.");
+          "Re-sends of a call refused as busy (RESOURCE_EXHAUSTED with the server's retry hint: "
+          "after the hint plus a jittered backoff) or lost in transit (UNAVAILABLE, a stream "
+          "reset: after a jittered exponential backoff from 0.2 s); 0 to 10.");
 ABSL_FLAG(int, max_message_bytes, emfit::client::ConnectionOptions().max_message_bytes,
           "Largest response message accepted, bytes.");
 
 namespace emfit::client {
 namespace {
 
-constexpr int kMaxRetries = 4;  // gRPC caps a retry policy's maxAttempts at 5
+constexpr int kMaxRetries = 10;
 
 absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view flag) {
   std::ifstream in(path, std::ios::binary);
@@ -62,27 +62,13 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
 
 }  // namespace
 
-std::string RetryServiceConfig(int retries) {
-  if (retries <= 0) return "";
-  // Backoff: the n-th retry waits a random time in [0, min(0.2 s * 2^(n-1), 5 s)] (gRPC's
-  // jitter), unless the server's retry pushback says how long; a negative pushback (a limit,
-  // not a busy server) stops the retries. gRPC retries a call only until the first response
-  // message arrives: a fit that has started streaming is never repeated.
-  return absl::StrFormat(
-      R"({"methodConfig":[{"name":[{"service":"emfit.v1.EmFitService"}],)"
-      R"("retryPolicy":{"maxAttempts":%d,"initialBackoff":"0.2s","maxBackoff":"5s",)"
-      R"("backoffMultiplier":2,"retryableStatusCodes":["UNAVAILABLE","RESOURCE_EXHAUSTED"]}}]})",
-      retries + 1);
-}
-
 grpc::ChannelArguments ChannelArgumentsFor(const ConnectionOptions& options) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
-  if (const std::string config = RetryServiceConfig(options.retries); !config.empty()) {
-    args.SetServiceConfigJSON(config);
-    args.SetInt(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE,
-                static_cast<int>(std::min<size_t>(options.retry_buffer_bytes, INT32_MAX)));
-  }
+  // No retries inside gRPC (neither a retry policy nor transparent retries): gRPC 1.51's retry
+  // filter can drop, repeat or stall the messages of a client-streaming call that it retries
+  // (docs/reliability.md, "Retried uploads"). FitClient sends such calls again itself, whole.
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
   return args;
 }

@@ -1,5 +1,5 @@
 // The channel to emfitd, built from one set of options (or the CLI's flags): target, TLS and
-// mTLS, a bearer token, gRPC's retry policy and the largest message accepted. Every CLI command
+// mTLS, a bearer token, the number of re-sends and the largest message accepted. Every CLI command
 // and FitClient user connects through here.
 #ifndef EMFIT_CLIENT_CONNECTION_H_
 #define EMFIT_CLIENT_CONNECTION_H_
@@ -34,21 +34,14 @@ struct ConnectionOptions {
   // token file, send the token part). Sent over TLS, or in plaintext to a loopback server
   // only (gRPC's local credentials refuse any other connection).
   std::string token_file;
-  // Retries of a call that failed with UNAVAILABLE or RESOURCE_EXHAUSTED before any response
-  // arrived, through gRPC's retry policy (jittered exponential backoff, or the server's retry
-  // pushback); 0 disables them; at most 4 (gRPC caps attempts at 5).
+  // Re-sends of a call refused as busy or lost in transit (FitClient, "Re-sends"), 0 to 10;
+  // the default of FitClient's `resends`. gRPC itself never retries (ChannelArgumentsFor).
   int retries = 4;
-  // Requests up to this many bytes are kept for a retry; a call that sent more is not retried.
-  size_t retry_buffer_bytes = size_t{32} << 20;
   // Largest response message accepted.
   int max_message_bytes = 64 << 20;
 };
 
-// The service config of the channel: the retry policy for emfit.v1.EmFitService's methods
-// (none when retries == 0).
-std::string RetryServiceConfig(int retries);
-
-// The channel arguments of `options` (message size, service config, retry buffer, TLS name).
+// The channel arguments of `options` (message size, TLS name), with gRPC's retries off.
 grpc::ChannelArguments ChannelArgumentsFor(const ConnectionOptions& options);
 
 // The checks of `options` that need no file: INVALID_ARGUMENT naming the flag (the CLI's usage

@@ -1,11 +1,13 @@
 #include "fit_client.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 
 #include "absl/functional/function_ref.h"
 #include "absl/random/random.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
@@ -28,9 +30,37 @@ const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
   return s.status();
 }
 
+// How long to wait before sending again a call whose attempt `n` ended with `status` on
+// `context` (FitClient, "Re-sends"), or nothing if it should not be sent again: a call lost in
+// transit waits a jittered exponential backoff, a random time in [0, min(0.2 s x 2^(n-1), 5 s)];
+// a call refused as busy (RESOURCE_EXHAUSTED with the server's retry hint, its
+// grpc-retry-pushback-ms trailer, >= 0) waits the hint plus that backoff, so that clients
+// refused together do not all come back together. A negative hint (a limit), a refusal without
+// one, and any other answer are final.
+std::optional<absl::Duration> ResendAfter(const absl::Status& status,
+                                          const grpc::ClientContext& context, int n,
+                                          absl::BitGen& jitter) {
+  absl::Duration hint;
+  if (status.code() == absl::StatusCode::kResourceExhausted) {
+    const auto& trailers = context.GetServerTrailingMetadata();
+    const auto it = trailers.find("grpc-retry-pushback-ms");
+    int64_t ms = -1;
+    if (it == trailers.end() ||
+        !absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &ms) || ms < 0) {
+      return std::nullopt;
+    }
+    hint = absl::Milliseconds(ms);
+  } else if (!LostInTransit(status)) {
+    return std::nullopt;
+  }
+  const absl::Duration cap =
+      std::min(absl::Milliseconds(200) * (int64_t{1} << std::min(n - 1, 10)), absl::Seconds(5));
+  return hint + absl::Seconds(absl::Uniform(jitter, 0.0, absl::ToDoubleSeconds(cap)));
+}
+
 // Runs `attempt(context)` with a context (the caller's, or a new one per attempt) that carries
-// the call's deadline, and runs it again while it was lost in transit, `may_resend()` allows it
-// and re-sends remain (FitClient, "Re-sends").
+// the call's deadline, and runs it again while ResendAfter says so, `may_resend()` allows it,
+// re-sends remain and the wait ends before the deadline.
 template <class Result, class Attempt, class MayResend>
 Result Resending(int resends, const CallOptions& options, Attempt&& attempt,
                  MayResend&& may_resend) {
@@ -44,14 +74,10 @@ Result Resending(int resends, const CallOptions& options, Attempt&& attempt,
     if (deadline != absl::InfiniteFuture()) context->set_deadline(absl::ToChronoTime(deadline));
     Result result = attempt(context);
     const absl::Status& status = StatusOf(result);
-    if (status.ok() || n > resends || options.context != nullptr || !LostInTransit(status) ||
-        !may_resend()) {
-      return result;
-    }
-    const absl::Duration cap =
-        std::min(absl::Milliseconds(200) * (int64_t{1} << std::min(n - 1, 10)), absl::Seconds(5));
-    const absl::Time wake =
-        absl::Now() + absl::Seconds(absl::Uniform(jitter, 0.0, absl::ToDoubleSeconds(cap)));
+    if (status.ok() || n > resends || options.context != nullptr) return result;
+    const std::optional<absl::Duration> wait = ResendAfter(status, *context, n, jitter);
+    if (!wait.has_value() || !may_resend()) return result;
+    const absl::Time wake = absl::Now() + *wait;
     if (wake >= deadline) return result;
     absl::SleepFor(wake - absl::Now());
     if (options.on_resend) options.on_resend(status, n + 1);

@@ -24,7 +24,7 @@ struct CallOptions {
   // thread, e.g. from the event callback. A context serves one call only, so a call with one
   // is never re-sent.
   grpc::ClientContext* context = nullptr;
-  // Called before a call is sent again (FitClient, "Re-sends") with the status that lost the
+  // Called before a call is sent again (FitClient, "Re-sends") with the status that ended the
   // previous attempt and the number of this attempt (2, 3, ...).
   std::function<void(const absl::Status&, int)> on_resend;
 };
@@ -35,23 +35,29 @@ struct CallOptions {
 // a time and in order (the next event is read when the callback returns, so a slow callback
 // slows the server down rather than piling events up). A callback should not block for long.
 //
-// Re-sends. A call that the connection lost before its result arrived (UNAVAILABLE: the server
-// died or shut down, the connection broke; or INTERNAL for an HTTP/2 stream reset, which is how
-// a proxy such as nginx reports a replica that died mid-call) is sent again, whole, up to
-// `resends` times, after a jittered exponential backoff (a random wait in [0, min(0.2 s x
-// 2^(n-1), 5 s)] before the n-th re-send), within the call's timeout. gRPC's retry policy
-// (connection.h) cannot do this: it retries only until the first response message arrives, and
-// a fit's first event (accepted) comes at once, so a fit lost mid-run is committed for gRPC.
-// Calls are stateless, so sending one again is safe: the events start over (from accepted),
-// and the result is that of the last attempt. A Posterior call is sent again only if no block
-// had arrived; a call with the caller's own context (CallOptions::context) is never re-sent.
+// Re-sends. A call is sent again, whole, up to `resends` times, within the call's timeout, when
+//  - the server refused it as busy: RESOURCE_EXHAUSTED with a retry hint >= 0 (the
+//    grpc-retry-pushback-ms trailer of a full queue, a full in-flight budget, the client's
+//    share of calls or bytes), after the hint plus a jittered backoff (below); a hint of -1 (a
+//    limit that retrying cannot cure) is final;
+//  - the connection lost it before its result arrived (UNAVAILABLE: the server died or shut
+//    down, the connection broke; or INTERNAL for an HTTP/2 stream reset, which is how a proxy
+//    such as nginx reports a replica that died mid-call), after a jittered exponential backoff:
+//    a random wait in [0, min(0.2 s x 2^(n-1), 5 s)] before the n-th re-send.
+// Any other answer is final. gRPC's own retries are off (connection.h): its retry policy repeats
+// a call only until the first response message (a fit's accepted event comes at once), and
+// gRPC 1.51 can drop, repeat or stall the messages of a client-streaming call it retries
+// (docs/reliability.md, "Retried uploads"). Calls are stateless, so sending one again is safe:
+// the events start over (from accepted), and the result is that of the last attempt. A
+// Posterior call is sent again only if no block had arrived; a call with the caller's own
+// context (CallOptions::context) is never re-sent.
 class FitClient {
  public:
   // `resends` defaults to the --retries flag of connection.cc (4 unless set).
   explicit FitClient(std::shared_ptr<grpc::Channel> channel);
   FitClient(std::shared_ptr<grpc::Channel> channel, int resends);
   // A plaintext channel to `target` ("host:port") with connection.h's defaults (messages up
-  // to 64 MiB, the retry policy). For TLS or a token, use Connect(ConnectionOptions).
+  // to 64 MiB, gRPC's retries off). For TLS or a token, use Connect(ConnectionOptions).
   static std::shared_ptr<grpc::Channel> Connect(const std::string& target);
 
   using EventCallback = std::function<void(const v1::FitEvent&)>;

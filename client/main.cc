@@ -378,13 +378,6 @@ v1::FitOptions OptionsFromFlags() {
   return o;
 }
 
-CallOptions CallFlags() {
-  CallOptions call;
-  call.chunk_values = std::max<size_t>(1, absl::GetFlag(FLAGS_chunk_bytes) / sizeof(double));
-  if (absl::GetFlag(FLAGS_timeout) > 0) call.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
-  return call;
-}
-
 ProgressMode ProgressFlag() {
   const std::string p = absl::GetFlag(FLAGS_progress);
   return p == "line"   ? ProgressMode::kLine
@@ -396,6 +389,18 @@ ProgressMode ProgressFlag() {
 // A line for the user on standard error, unless --progress=none.
 void Note(const std::string& line) {
   if (absl::GetFlag(FLAGS_progress) != "none") std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+CallOptions CallFlags() {
+  CallOptions call;
+  call.chunk_values = std::max<size_t>(1, absl::GetFlag(FLAGS_chunk_bytes) / sizeof(double));
+  if (absl::GetFlag(FLAGS_timeout) > 0) call.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
+  call.on_resend = [](const absl::Status& status, int attempt) {
+    Note(absl::StrFormat("emfit: sending the call again (attempt %d of %d) after %s: %s", attempt,
+                         ConnectionOptionsFromFlags().retries + 1,
+                         absl::StatusCodeToString(status.code()), status.message()));
+  };
+  return call;
 }
 
 // Writes the report `text` to standard output, or to standard error when standard output

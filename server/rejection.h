@@ -33,8 +33,9 @@ absl::Status MarkBusy(absl::Status status, RejectReason reason);
 // (RESOURCE_EXHAUSTED without a mark is a limit).
 RejectReason ReasonOf(const absl::Status& status);
 
-// The trailing metadata key of gRPC's retry pushback (gRFC A6): a client's retry policy waits
-// this many milliseconds before its next attempt, and does not retry when it is negative.
+// The trailing metadata key of gRPC's retry pushback (gRFC A6): a retrying client (a gRPC retry
+// policy, emfit's FitClient) waits this many milliseconds before its next attempt, and does not
+// retry when it is negative.
 inline constexpr char kRetryPushbackKey[] = "grpc-retry-pushback-ms";
 
 // Adds the retry pushback for a call refused with `status` to `context`: `retry_after` when the

@@ -41,7 +41,6 @@ ServerOptions Options(int port) {
 // A channel that reconnects quickly once its server is back (gRPC waits 1 s by default).
 std::shared_ptr<grpc::Channel> QuickChannel(int port) {
   ConnectionOptions options;
-  options.retries = 0;  // gRPC's own retries of refusals are not what is tested here
   grpc::ChannelArguments args = ChannelArgumentsFor(options);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 50);

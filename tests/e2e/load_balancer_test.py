@@ -372,7 +372,7 @@ class LongCliFit:
 
 class DrainAndRetry(Topology):
     """emfitd's drain (--drain_delay, health per service), and the CLI's re-send of a fit whose
-    replica died after accepting it (FitClient: gRPC's retry policy cannot repeat a call whose
+    replica died after accepting it (FitClient: a gRPC retry policy cannot repeat a call whose
     first event has arrived)."""
     REPLICA_FLAGS = ("--workers=1", "--queue=8", "--drain_delay=1s", "--shutdown_grace=120s")
 

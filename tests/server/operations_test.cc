@@ -1,6 +1,6 @@
 // What an operator relies on: health per service and while draining, the drain and the grace
-// period, retry hints and the client's retry policy, metrics and job ids. In process, over
-// loopback; docs/operations.md describes the behaviour.
+// period, retry hints and the client's re-sends of busy refusals, metrics and job ids. In process,
+// over loopback; docs/operations.md describes the behaviour.
 #include <map>
 #include <memory>
 #include <string>
@@ -82,10 +82,9 @@ class OperationsTest : public ::testing::Test {
     if (server_ != nullptr) server_->Shutdown();
   }
 
-  std::shared_ptr<grpc::Channel> Channel(int retries = 4) {
+  std::shared_ptr<grpc::Channel> Channel() {
     ConnectionOptions c;
     c.target = target_;
-    c.retries = retries;
     absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = client::Connect(c);
     EXPECT_THAT(channel, IsOk());
     return channel.ok() ? *channel : nullptr;
@@ -95,8 +94,8 @@ class OperationsTest : public ::testing::Test {
   RunningFit* StartLongFit() {
     auto fit = std::make_unique<RunningFit>();
     RunningFit* f = fit.get();
-    f->thread = std::thread([this, f, channel = Channel(/*retries=*/0)] {
-      FitClient client(channel);
+    f->thread = std::thread([this, f, channel = Channel()] {
+      FitClient client(channel, /*resends=*/0);
       CallOptions call;
       call.context = &f->context;
       f->status = client
@@ -166,7 +165,7 @@ TEST_F(OperationsTest, HealthAnswersForBothServiceNamesAndTurnsNotServingWhileDr
   server_->Hurry();
   drain.join();
   // The listener is closed.
-  EXPECT_EQ(Health(Channel(/*retries=*/0), ""), "UNAVAILABLE");
+  EXPECT_EQ(Health(Channel(), ""), "UNAVAILABLE");
 }
 
 TEST_F(OperationsTest, RunningCallsAreEndedWithUnavailableWhenTheGracePeriodRunsOut) {
@@ -193,7 +192,7 @@ TEST_F(OperationsTest, HurryEndsRunningCallsWithoutWaitingForTheGracePeriod) {
   EXPECT_THAT(fit->status, StatusIs(absl::StatusCode::kUnavailable, "the server is shutting down"));
 }
 
-TEST_F(OperationsTest, AFullQueueRefusalCarriesARetryHintThatTheClientsRetryPolicyHonours) {
+TEST_F(OperationsTest, AFullQueueRefusalCarriesARetryHintThatTheClientHonours) {
   ServerOptions options = Options();
   options.workers = 1;
   options.queue = 0;  // a second job is refused while the first runs
@@ -201,7 +200,7 @@ TEST_F(OperationsTest, AFullQueueRefusalCarriesARetryHintThatTheClientsRetryPoli
   StartLongFit();
   const RowMatrix x = Faithful();
   {
-    FitClient client(Channel(/*retries=*/0));
+    FitClient client(Channel(), /*resends=*/0);
     grpc::ClientContext context;
     CallOptions call;
     call.context = &context;
@@ -215,8 +214,8 @@ TEST_F(OperationsTest, AFullQueueRefusalCarriesARetryHintThatTheClientsRetryPoli
   EXPECT_TRUE(WaitFor([&] {
     return Metric("emfit_rejected_calls_total", {{"reason", "queue_full"}}) == 1;
   }));
-  // The CLI's policy: 4 retries, each after the server's hint; then the last status.
-  FitClient retrying(Channel(/*retries=*/4));
+  // The CLI's default: 4 re-sends, each after the server's hint; then the last status.
+  FitClient retrying(Channel(), /*resends=*/4);
   EXPECT_THAT(retrying.Fit(GmmHeader(x, 2), Values(x)),
               StatusIs(absl::StatusCode::kResourceExhausted, "queue is full"));
   EXPECT_TRUE(WaitFor([&] {
@@ -229,7 +228,7 @@ TEST_F(OperationsTest, ALimitRefusalTellsTheClientNotToRetry) {
   options.limits.max_rows = 100;
   Start(options);
   const RowMatrix x = Faithful();
-  FitClient client(Channel(/*retries=*/4));
+  FitClient client(Channel(), /*resends=*/4);
   grpc::ClientContext context;
   CallOptions call;
   call.context = &context;
@@ -255,8 +254,8 @@ TEST_F(OperationsTest, ARetriedCallSucceedsOnceAWorkerIsFree) {
   RunningFit* running = StartLongFit();
   const RowMatrix x = Faithful();
   absl::StatusOr<v1::FitResult> retried;
-  std::thread t([&, channel = Channel(/*retries=*/4)] {
-    retried = FitClient(channel).Fit(GmmHeader(x, 2), Values(x));
+  std::thread t([&, channel = Channel()] {
+    retried = FitClient(channel, /*resends=*/4).Fit(GmmHeader(x, 2), Values(x));
   });
   // Once the first attempt has been refused, the worker is freed.
   ASSERT_TRUE(WaitFor([&] {

@@ -79,7 +79,6 @@ class SecurityTest : public ::testing::Test {
   ConnectionOptions Client() const {
     ConnectionOptions c;
     c.target = absl::StrFormat("127.0.0.1:%d", server_->port());
-    c.retries = 0;
     return c;
   }
   // A fit of Old Faithful through `connection`.

@@ -274,7 +274,7 @@ class ProgressAndCancel(ServerTest):
             started.wait(60)
             # While the long fit runs, the only worker is busy: the control fit is refused.
             try:
-                self.gmm(2).fit(faithful())
+                self.gmm(2, retries=0).fit(faithful())
                 control.append("served")
             except emfit.ResourceExhaustedError as e:
                 control.append(e.code)
@@ -365,6 +365,113 @@ class ErrorsAreExceptions(ServerTest):
             result = client.fit(pb.FitHeader(spec=pb.ModelSpec(gmm=pb.GaussianMixtureSpec(k=2)),
                                              options=pb.FitOptions(seed=4)), x)
         self.assertEqual(list(result.model.gmm.weights), list(gm.weights_))
+
+
+class Resends(ServerTest):
+    """A call refused as busy is sent again after the server's retry hint (emfit.Client's
+    retries, the rule of the C++ FitClient). One worker and no queue: a fit while another runs
+    is refused with RESOURCE_EXHAUSTED and a 50 ms hint."""
+    FLAGS = ("--workers=1", "--queue=0", "--retry_after=50ms")
+
+    def start_long_fit(self):
+        """A long fit on a thread of its own; returns (started, stop, thread): it runs until
+        stop is set (its event callback then raises, which cancels it on the server)."""
+        started, stop = threading.Event(), threading.Event()
+
+        class Stop(Exception):
+            pass
+
+        def on_event(event):
+            started.set()
+            if stop.is_set():
+                raise Stop()
+
+        def run():
+            header = pb.FitHeader()
+            header.spec.gmm.k = 4
+            header.options.tol = 0
+            header.options.max_iter = 100000
+            try:
+                emfit.Client(self.server.address, retries=0).fit(header, long_fit_data(),
+                                                                  on_event=on_event)
+            except Stop:
+                pass
+        thread = threading.Thread(target=run)
+        thread.start()
+        self.assertTrue(started.wait(60))
+        return started, stop, thread
+
+    def test_a_busy_refusal_is_sent_again_and_served_once_the_worker_is_free(self):
+        alone = self.gmm(2, random_state=0).fit(faithful())
+        calls_before = len(self.server.calls())
+        _, stop, long_fit = self.start_long_fit()
+        served = []
+        control = threading.Thread(target=lambda: served.append(
+            self.gmm(2, random_state=0, retries=10, timeout=120).fit(faithful())))
+        control.start()
+        try:
+            # Refused at least once while the long fit holds the worker; then the worker is freed.
+            self.server.wait_for_call({"RESOURCE_EXHAUSTED"}, after=calls_before)
+        finally:
+            stop.set()
+            long_fit.join()
+            control.join()
+        self.assertEqual(len(served), 1)
+        np.testing.assert_array_equal(served[0].means_, alone.means_)
+        outcomes = [c["outcome"] for c in self.server.calls()[calls_before:]]
+        self.assertIn("RESOURCE_EXHAUSTED", outcomes)  # the control fit's refused attempts
+        self.assertEqual(outcomes.count("OK"), 1)  # and its last, served
+
+    def test_without_retries_the_busy_refusal_is_raised_at_once(self):
+        _, stop, long_fit = self.start_long_fit()
+        try:
+            with self.assertRaises(emfit.ResourceExhaustedError) as raised:
+                self.gmm(2, retries=0).fit(faithful())
+            self.assertIn("queue is full", raised.exception.message)
+        finally:
+            stop.set()
+            long_fit.join()
+
+    def test_the_wait_before_a_resend_follows_the_status_and_the_retry_hint(self):
+        class Error(grpc.RpcError):
+            def __init__(self, code, details="", trailers=()):
+                self._code, self._details, self._trailers = code, details, trailers
+
+            def code(self):
+                return self._code
+
+            def details(self):
+                return self._details
+
+            def trailing_metadata(self):
+                return self._trailers
+
+        class Largest:  # the longest wait of each random range
+            @staticmethod
+            def uniform(a, b):
+                return b
+
+        busy = Error(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue is full",
+                     (("grpc-retry-pushback-ms", "250"),))
+        self.assertAlmostEqual(emfit.resend_after(busy, 1, Largest), 0.25 + 0.2)
+        self.assertAlmostEqual(emfit.resend_after(busy, 3, Largest), 0.25 + 0.8)
+        self.assertAlmostEqual(emfit.resend_after(busy, 9, Largest), 0.25 + 5.0)
+        lost = Error(grpc.StatusCode.UNAVAILABLE, "Socket closed")
+        self.assertAlmostEqual(emfit.resend_after(lost, 2, Largest), 0.4)
+        reset = Error(grpc.StatusCode.INTERNAL, "Received RST_STREAM with error code 2")
+        self.assertAlmostEqual(emfit.resend_after(reset, 1, Largest), 0.2)
+        limit = Error(grpc.StatusCode.RESOURCE_EXHAUSTED, "--max_rows",
+                      (("grpc-retry-pushback-ms", "-1"),))
+        self.assertIsNone(emfit.resend_after(limit, 1, Largest))
+        self.assertIsNone(emfit.resend_after(
+            Error(grpc.StatusCode.RESOURCE_EXHAUSTED, "message larger than max"), 1, Largest))
+        self.assertIsNone(emfit.resend_after(
+            Error(grpc.StatusCode.INTERNAL, "the server ended the call without a result"), 1,
+            Largest))
+        self.assertIsNone(emfit.resend_after(
+            Error(grpc.StatusCode.INVALID_ARGUMENT, "spec.gmm.k"), 1, Largest))
+        with self.assertRaisesRegex(ValueError, "retries: must be an int from 0 to 10"):
+            emfit.Client(self.server.address, retries=11)
 
 
 class PandasDataFrames(ServerTest):

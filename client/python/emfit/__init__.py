@@ -11,7 +11,7 @@ data streaming, conversions, errors, progress) lives in the underscored modules.
 The raw protocol is emfit.v1 (emfit_pb2, emfit_pb2_grpc), generated from proto/.
 """
 from ._base import ConvergenceWarning, NotFittedError, ServerWarning
-from ._client import Client, Posteriors, TlsFiles
+from ._client import Client, Posteriors, TlsFiles, resend_after
 from ._errors import (CancelledError, DeadlineExceededError, EmfitError,
                       FailedPreconditionError, InternalError, InvalidArgumentError,
                       PermissionDeniedError, ResourceExhaustedError, UnauthenticatedError,
@@ -30,5 +30,5 @@ __all__ = [
     "IterationEvent", "MkModel", "ModelSelection", "NodePosteriors", "NotFittedError",
     "PermissionDeniedError", "PoissonHMM", "Posteriors", "ProgressBar",
     "ResourceExhaustedError", "ServerWarning", "TlsFiles", "UnauthenticatedError",
-    "UnavailableError", "select_model",
+    "UnavailableError", "resend_after", "select_model",
 ]

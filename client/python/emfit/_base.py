@@ -104,7 +104,7 @@ class EmfitEstimator:
 
     def _client(self):
         return Client(server=self.server, channel=self.channel, credentials=self.credentials,
-                      token=self.token, timeout=self.timeout)
+                      token=self.token, timeout=self.timeout, retries=self.retries)
 
     # --- input checks -----------------------------------------------------------------------
 

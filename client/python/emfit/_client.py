@@ -4,6 +4,8 @@ upload, deadlines, tokens, cancellation and errors as exceptions. The estimators
 the one place where calls are made."""
 import dataclasses
 import json
+import random
+import time
 from typing import Optional
 
 import grpc
@@ -21,8 +23,37 @@ DEFAULT_SERVER = "localhost:50051"
 # - Results (a model, a selection table) and posterior blocks (about 1 MiB) stay far below the
 #   receive limit.
 _SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+# - grpc.enable_retries=0: no retries inside gRPC (no retry policy, no transparent retries):
+#   gRPC 1.51's retry filter can drop, repeat or stall the chunks of a streamed upload that it
+#   retries (docs/reliability.md, "Retried uploads"). The Client re-sends calls itself.
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20),
-                    ("grpc.service_config", _SERVICE_CONFIG)]
+                    ("grpc.service_config", _SERVICE_CONFIG),
+                    ("grpc.enable_retries", 0)]
+MAX_RETRIES = 10
+
+
+def resend_after(error, attempt, rng=random):
+    """Seconds to wait before sending again a call whose attempt number `attempt` failed with
+    `error` (a grpc.RpcError), or None if it should not be sent again; the rule of the C++
+    FitClient (docs/operations.md, "Retries"). Lost in transit (UNAVAILABLE, or INTERNAL for an
+    HTTP/2 stream reset): a random wait in [0, min(0.2 s x 2^(attempt-1), 5 s)]. Refused as busy
+    (RESOURCE_EXHAUSTED whose grpc-retry-pushback-ms trailer is >= 0): that hint plus the same
+    random wait. Anything else (a limit's hint of -1, no hint, any other status) is final."""
+    code = error.code() if hasattr(error, "code") else None
+    hint = 0.0
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        trailers = dict(error.trailing_metadata() or ()) if hasattr(
+            error, "trailing_metadata") else {}
+        try:
+            hint = int(trailers["grpc-retry-pushback-ms"]) / 1000.0
+        except (KeyError, ValueError):
+            return None
+        if hint < 0:
+            return None
+    elif not (code == grpc.StatusCode.UNAVAILABLE or (
+            code == grpc.StatusCode.INTERNAL and "RST_STREAM" in (error.details() or ""))):
+        return None
+    return hint + rng.uniform(0.0, min(0.2 * 2 ** min(attempt - 1, 10), 5.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +94,12 @@ class Client:
       channel: a grpc.Channel to use instead (not closed by close()).
       credentials: None (plain text), a grpc.ChannelCredentials, or TlsFiles.
       token: bearer token sent with every call (emfitd --token_file), or None.
-      timeout: seconds each call may take (its gRPC deadline), or None for no limit.
+      timeout: seconds each call may take (its gRPC deadline, re-sends included), or None for
+        no limit.
       chunk_bytes: bytes of data per streamed message.
+      retries: how many times a call is sent again, whole, when the server refused it as busy
+        (after its retry hint plus a random backoff) or the connection lost it (a replica that
+        died; after a random exponential backoff): resend_after. 0 to 10; 0 raises at once.
 
     Every method converts its input with numpy (NaN means missing), streams a header and then
     chunks, and raises an emfit.EmfitError subclass carrying the gRPC code and message when the
@@ -72,7 +107,11 @@ class Client:
     server, which stops the job and frees its worker, and then propagates."""
 
     def __init__(self, server=DEFAULT_SERVER, channel=None, credentials=None, token=None,
-                 timeout=None, chunk_bytes=_data.DEFAULT_CHUNK_BYTES):
+                 timeout=None, chunk_bytes=_data.DEFAULT_CHUNK_BYTES, retries=4):
+        if not isinstance(retries, int) or isinstance(retries, bool) or not (
+                0 <= retries <= MAX_RETRIES):
+            raise ValueError("retries: must be an int from 0 to %d, got %r"
+                             % (MAX_RETRIES, retries))
         if channel is None:
             if isinstance(credentials, TlsFiles):
                 credentials = credentials.channel_credentials()
@@ -87,6 +126,8 @@ class Client:
         self._metadata = (("authorization", "Bearer " + token),) if token else None
         self.timeout = timeout
         self.chunk_bytes = chunk_bytes
+        self.retries = retries
+        self._random = random.Random()
 
     def close(self):
         if self._owned is not None:
@@ -125,7 +166,8 @@ class Client:
         requests = self._requests(pb.PosteriorRequest, pb.PosteriorHeader(model=model), X,
                                   sample_weight, None, texts)
         blocks = []
-        self._stream(self._stub.Posterior, requests, blocks.append)
+        # Blocks cannot be taken back: no re-send once one has arrived.
+        self._stream(self._stub.Posterior, requests, blocks.append, lambda: not blocks)
         if not blocks:
             raise error_for(grpc.StatusCode.INTERNAL, "Posterior ended without a block")
         return blocks
@@ -142,29 +184,35 @@ class Client:
         """Score: the ScoreResponse (log-likelihood, its mean, BIC, AIC) of X under model."""
         requests = self._requests(pb.ScoreRequest, pb.PosteriorHeader(model=model), X,
                                   sample_weight, None, texts)
-        future = self._stub.Score.future(requests, timeout=self.timeout,
-                                         metadata=self._metadata)
-        try:
-            return future.result()
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
-        except BaseException:
-            future.cancel()
-            raise
+
+        def attempt(timeout):
+            future = self._stub.Score.future(requests(), timeout=timeout,
+                                             metadata=self._metadata)
+            try:
+                return future.result()
+            except grpc.RpcError:
+                raise
+            except BaseException:
+                future.cancel()
+                raise
+        return self._resending(attempt)
 
     def sample_histories(self, header, X, on_batch=None, **texts):
         """SampleHistories (Mk models): header is a SampleHistoriesHeader (model, n, seed,
         sampler); X the tips' likelihood rows, with texts as for fit. on_batch(response) sees
         each batch of SIMMAP lines in order. Returns the HistoriesSummary."""
         requests = self._requests(pb.SampleHistoriesRequest, header, X, None, None, texts)
-        summary = []
+        summary, delivered = [], []
 
         def handle(response):
-            if response.simmap and on_batch is not None:
-                on_batch(response)
+            if response.simmap:
+                delivered.append(True)
+                if on_batch is not None:
+                    on_batch(response)
             if response.HasField("summary"):
                 summary.append(response.summary)
-        self._stream(self._stub.SampleHistories, requests, handle)
+        # Maps cannot be taken back: no re-send once a batch has arrived.
+        self._stream(self._stub.SampleHistories, requests, handle, lambda: not delivered)
         if not summary:
             raise error_for(grpc.StatusCode.INTERNAL, "the call ended without a summary")
         return summary[0]
@@ -200,7 +248,7 @@ class Client:
             for chunk in _data.stream_texts(newick, row_names, self.chunk_bytes,
                                             sequence_lengths):
                 yield request_type(chunk=chunk)
-        return generate()
+        return generate  # a new stream of the same messages for each attempt
 
     def _events(self, method, request_type, header, X, sample_weight, column_names, on_event,
                 texts=None):
@@ -211,22 +259,43 @@ class Client:
             if event.WhichOneof("kind") == "result":
                 result.append(event.result)
             elif on_event is not None:
-                on_event(event)
+                on_event(event)  # a re-sent call's events start over (from accepted)
         self._stream(method, requests, handle)
         if not result:
             raise error_for(grpc.StatusCode.INTERNAL, "the call ended without a result")
         return result[0]
 
-    def _stream(self, method, requests, handle):
-        """Runs a response-streaming call, handing each response to handle(); cancels the call
-        if anything (KeyboardInterrupt included) interrupts it."""
-        call = method(requests, timeout=self.timeout, metadata=self._metadata)
-        try:
-            for response in call:
-                handle(response)
-        except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
-        except BaseException:
-            call.cancel()
-            raise
+    def _stream(self, method, requests, handle, may_resend=lambda: True):
+        """Runs a response-streaming call on the messages of requests(), handing each response
+        to handle(); cancels the call if anything (KeyboardInterrupt included) interrupts it.
+        Re-sent as _resending says while may_resend()."""
+        def attempt(timeout):
+            call = method(requests(), timeout=timeout, metadata=self._metadata)
+            try:
+                for response in call:
+                    handle(response)
+            except grpc.RpcError:
+                raise
+            except BaseException:
+                call.cancel()
+                raise
+        self._resending(attempt, may_resend)
+
+    def _resending(self, attempt, may_resend=lambda: True):
+        """Returns attempt(timeout) (timeout: what is left of self.timeout, or None), run again
+        after resend_after's wait while it says so, re-sends remain, may_resend() and the wait
+        ends within self.timeout; a grpc.RpcError that ends it becomes an EmfitError."""
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        n = 1
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return attempt(timeout)
+            except grpc.RpcError as e:
+                wait = resend_after(e, n, self._random) if n <= self.retries else None
+                if (wait is None or not may_resend() or
+                        (deadline is not None and time.monotonic() + wait >= deadline)):
+                    raise from_rpc_error(e) from None
+            time.sleep(wait)
+            n += 1
 

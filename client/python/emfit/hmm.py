@@ -320,7 +320,7 @@ class GaussianHMM(_BaseHMM):
       random_state: an int makes fits (the server's seed) and sample() repeatable; None draws
         a fresh seed per fit.
       acceleration: None or 'squarem'.
-      server, channel, credentials, token, timeout, verbose, callback: as
+      server, channel, credentials, token, timeout, retries, verbose, callback: as
         emfit.GaussianMixture's.
 
     fit(X, lengths=None, sample_weight=None): X is steps x features (NaN: missing, handled
@@ -342,7 +342,7 @@ class GaussianHMM(_BaseHMM):
                  algorithm="viterbi", tol=None, max_iter=None, n_init=1, params="stmc",
                  init_params="stmc", init="kmeans", random_state=None, acceleration=None,
                  server=DEFAULT_SERVER, channel=None, credentials=None, token=None,
-                 timeout=None, verbose=0, callback=None):
+                 timeout=None, retries=4, verbose=0, callback=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
@@ -360,6 +360,7 @@ class GaussianHMM(_BaseHMM):
         self.credentials = credentials
         self.token = token
         self.timeout = timeout
+        self.retries = retries
         self.verbose = verbose
         self.callback = callback
 
@@ -437,7 +438,7 @@ class PoissonHMM(_BaseHMM):
     def __init__(self, n_components=1, *, algorithm="viterbi", tol=None, max_iter=None,
                  n_init=1, params="stl", init_params="stl", init="kmeans", random_state=None,
                  acceleration=None, server=DEFAULT_SERVER, channel=None, credentials=None,
-                 token=None, timeout=None, verbose=0, callback=None):
+                 token=None, timeout=None, retries=4, verbose=0, callback=None):
         self.n_components = n_components
         self.algorithm = algorithm
         self.tol = tol
@@ -453,6 +454,7 @@ class PoissonHMM(_BaseHMM):
         self.credentials = credentials
         self.token = token
         self.timeout = timeout
+        self.retries = retries
         self.verbose = verbose
         self.callback = callback
 
@@ -495,7 +497,7 @@ class CategoricalHMM(_BaseHMM):
     def __init__(self, n_components=1, *, n_features=None, algorithm="viterbi", tol=None,
                  max_iter=None, n_init=1, params="ste", init_params="ste", init="kmeans",
                  random_state=None, acceleration=None, server=DEFAULT_SERVER, channel=None,
-                 credentials=None, token=None, timeout=None, verbose=0, callback=None):
+                 credentials=None, token=None, timeout=None, retries=4, verbose=0, callback=None):
         self.n_components = n_components
         self.n_features = n_features
         self.algorithm = algorithm
@@ -512,6 +514,7 @@ class CategoricalHMM(_BaseHMM):
         self.credentials = credentials
         self.token = token
         self.timeout = timeout
+        self.retries = retries
         self.verbose = verbose
         self.callback = callback
 

@@ -28,7 +28,9 @@ class GaussianMixture(_base.EmfitEstimator):
       acceleration: None or 'squarem' (SQUAREM with a monotone safeguard).
       server: "host:port" of emfitd or of a load balancer; or channel: a grpc.Channel.
       credentials: None, a grpc.ChannelCredentials or emfit.TlsFiles; token: a bearer token.
-      timeout: seconds each call may take, or None.
+      timeout: seconds each call may take (re-sends included), or None.
+      retries: re-sends of a call refused as busy (after the server's retry hint) or lost in
+        transit (a replica that died), 0 to 10 (emfit.Client).
       verbose: 1 for a progress bar on stderr, 2 for one line per iteration.
       callback: called with an emfit.IterationEvent for every iteration of every restart.
 
@@ -47,7 +49,7 @@ class GaussianMixture(_base.EmfitEstimator):
     def __init__(self, n_components=1, *, covariance_type="full", tol=None, reg_covar=None,
                  max_iter=None, n_init=1, init_params="kmeans", random_state=None,
                  warm_start=False, acceleration=None, server=DEFAULT_SERVER, channel=None,
-                 credentials=None, token=None, timeout=None, verbose=0, callback=None):
+                 credentials=None, token=None, timeout=None, retries=4, verbose=0, callback=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -63,6 +65,7 @@ class GaussianMixture(_base.EmfitEstimator):
         self.credentials = credentials
         self.token = token
         self.timeout = timeout
+        self.retries = retries
         self.verbose = verbose
         self.callback = callback
 
@@ -242,14 +245,14 @@ def select_model(X, n_components=range(1, 10), covariance_types=("full",), crite
                  *, sample_weight=None, tol=None, reg_covar=None, max_iter=None, n_init=1,
                  init_params="kmeans", random_state=None, acceleration=None,
                  server=DEFAULT_SERVER, channel=None, credentials=None, token=None,
-                 timeout=None, verbose=0, callback=None):
+                 timeout=None, retries=4, verbose=0, callback=None):
     """Fits every (n_components, covariance_type) of the grid to X on the server, in
     parallel, and picks the best by BIC or AIC (lower is better). Returns a ModelSelection;
     callback receives IterationEvents whose candidate field says which fit they belong to."""
     template = GaussianMixture(
         tol=tol, reg_covar=reg_covar, max_iter=max_iter, n_init=n_init, init_params=init_params,
         random_state=random_state, acceleration=acceleration, server=server, channel=channel,
-        credentials=credentials, token=token, timeout=timeout, verbose=verbose,
+        credentials=credentials, token=token, timeout=timeout, retries=retries, verbose=verbose,
         callback=callback)
     ks = [int(k) for k in n_components]
     if isinstance(covariance_types, str):

@@ -121,8 +121,8 @@ class MkModel(_base.EmfitEstimator):
       states: the state names in order; None: the states of the tips, sorted.
       tol, max_iter: None leaves them to the server (Mk: 1e-10 and 1000, docs/mk.md).
       n_init, random_state, acceleration (None or 'squarem'), allow_missing_tips, and the
-      connection (server, channel, credentials, token, timeout), verbose and callback as for
-      emfit.GaussianMixture.
+      connection (server, channel, credentials, token, timeout, retries), verbose and callback
+      as for emfit.GaussianMixture.
 
     fit(tree, tips): tree is Newick text or a path; tips a dict {label: state}, a pandas Series
     or pairs. Fitted attributes: states_, q_ (k x k generator), rates_ (the free rates in
@@ -133,7 +133,7 @@ class MkModel(_base.EmfitEstimator):
     def __init__(self, rate_model="ER", *, root="equal", estep="exact", states=None, tol=None,
                  max_iter=None, n_init=1, random_state=None, acceleration=None, mcem_tol=None,
                  max_sample_size=None, allow_missing_tips=False, server=DEFAULT_SERVER,
-                 channel=None, credentials=None, token=None, timeout=None, verbose=0,
+                 channel=None, credentials=None, token=None, timeout=None, retries=4, verbose=0,
                  callback=None):
         self.rate_model = rate_model
         self.root = root
@@ -152,6 +152,7 @@ class MkModel(_base.EmfitEstimator):
         self.credentials = credentials
         self.token = token
         self.timeout = timeout
+        self.retries = retries
         self.verbose = verbose
         self.callback = callback
 

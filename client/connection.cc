@@ -23,17 +23,11 @@ ABSL_FLAG(std::string, tls_server_name, "",
 ABSL_FLAG(std::string, token_file, "",
           "File holding the bearer token to send (first line that is not blank or a # comment; "
           "name:token sends the token). Needs TLS unless the server is on loopback.");
-ABSL_FLAG(int, retries, emfit::client::ConnectionOptions().retries,
-          "Re-sends of a call refused as busy (RESOURCE_EXHAUSTED with the server's retry hint: "
-          "after the hint plus a jittered backoff) or lost in transit (UNAVAILABLE, a stream "
-          "reset: after a jittered exponential backoff from 0.2 s); 0 to 10.");
 ABSL_FLAG(int, max_message_bytes, emfit::client::ConnectionOptions().max_message_bytes,
           "Largest response message accepted, bytes.");
 
 namespace emfit::client {
 namespace {
-
-constexpr int kMaxRetries = 10;
 
 absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view flag) {
   std::ifstream in(path, std::ios::binary);
@@ -74,10 +68,6 @@ grpc::ChannelArguments ChannelArgumentsFor(const ConnectionOptions& options) {
 }
 
 absl::Status CheckConnectionOptions(const ConnectionOptions& options) {
-  if (options.retries < 0 || options.retries > kMaxRetries) {
-    return absl::InvalidArgumentError(absl::StrFormat("--retries: must be between 0 and %d, got %d",
-                                                      kMaxRetries, options.retries));
-  }
   if (options.tls_cert.empty() != options.tls_key.empty()) {
     return absl::InvalidArgumentError("--tls_cert and --tls_key: give both or neither");
   }
@@ -134,7 +124,6 @@ ConnectionOptions ConnectionOptionsFromFlags() {
   o.tls_key = absl::GetFlag(FLAGS_tls_key);
   o.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
   o.token_file = absl::GetFlag(FLAGS_token_file);
-  o.retries = absl::GetFlag(FLAGS_retries);
   o.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   return o;
 }

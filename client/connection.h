@@ -1,5 +1,5 @@
 // The channel to emfitd, built from one set of options (or the CLI's flags): target, TLS and
-// mTLS, a bearer token, the number of re-sends and the largest message accepted. Every CLI command
+// mTLS, a bearer token and the largest message accepted. Every CLI command
 // and FitClient user connects through here.
 #ifndef EMFIT_CLIENT_CONNECTION_H_
 #define EMFIT_CLIENT_CONNECTION_H_
@@ -34,9 +34,6 @@ struct ConnectionOptions {
   // token file, send the token part). Sent over TLS, or in plaintext to a loopback server
   // only (gRPC's local credentials refuse any other connection).
   std::string token_file;
-  // Re-sends of a call refused as busy or lost in transit (FitClient, "Re-sends"), 0 to 10;
-  // the default of FitClient's `resends`. gRPC itself never retries (ChannelArgumentsFor).
-  int retries = 4;
   // Largest response message accepted.
   int max_message_bytes = 64 << 20;
 };
@@ -54,7 +51,8 @@ absl::Status CheckConnectionOptions(const ConnectionOptions& options);
 absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const ConnectionOptions& options);
 
 // The options given by the CLI's flags (--server, --tls, --tls_ca, --tls_cert, --tls_key,
-// --tls_server_name, --token_file, --retries, --max_message_bytes), and the channel they make.
+// --tls_server_name, --token_file, --max_message_bytes), and the channel they make. (--retries
+// is FitClient's, fit_client.h.)
 ConnectionOptions ConnectionOptionsFromFlags();
 absl::StatusOr<std::shared_ptr<grpc::Channel>> ConnectFromFlags();
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "absl/flags/flag.h"
 #include "absl/functional/function_ref.h"
 #include "absl/random/random.h"
 #include "absl/strings/match.h"
@@ -16,7 +17,46 @@
 #include "emfit/base/hand_off.h"
 #include "request_data.h"
 
+ABSL_FLAG(int, retries, emfit::client::kDefaultResends,
+          "Re-sends of a call refused as busy (RESOURCE_EXHAUSTED with the server's retry hint: "
+          "after the hint plus a jittered backoff) or lost in transit (UNAVAILABLE, a stream "
+          "reset: after a jittered exponential backoff from 0.2 s); 0 to 10.");
+
 namespace emfit::client {
+
+int ResendsFromFlags() { return absl::GetFlag(FLAGS_retries); }
+
+absl::Status CheckResends(int resends) {
+  if (resends < 0 || resends > kMaxResends) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--retries: must be between 0 and %d, got %d", kMaxResends, resends));
+  }
+  return absl::OkStatus();
+}
+
+void CallCancel::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  if (attempt_ != nullptr) attempt_->TryCancel();
+}
+
+bool CallCancel::cancelled() const {
+  absl::MutexLock lock(&mu_);
+  return cancelled_;
+}
+
+bool CallCancel::Attach(grpc::ClientContext* context) {
+  absl::MutexLock lock(&mu_);
+  if (cancelled_) return false;
+  attempt_ = context;
+  return true;
+}
+
+void CallCancel::Detach() {
+  absl::MutexLock lock(&mu_);
+  attempt_ = nullptr;
+}
+
 namespace {
 
 absl::Status FromGrpc(const grpc::Status& status) {
@@ -72,9 +112,16 @@ Result Resending(int resends, const CallOptions& options, Attempt&& attempt,
     grpc::ClientContext own;
     grpc::ClientContext* context = options.context != nullptr ? options.context : &own;
     if (deadline != absl::InfiniteFuture()) context->set_deadline(absl::ToChronoTime(deadline));
+    if (options.cancel != nullptr && !options.cancel->Attach(context)) {
+      return Result(absl::CancelledError("the call was cancelled"));
+    }
     Result result = attempt(context);
+    if (options.cancel != nullptr) options.cancel->Detach();
     const absl::Status& status = StatusOf(result);
-    if (status.ok() || n > resends || options.context != nullptr) return result;
+    if (status.ok() || n > resends || options.context != nullptr ||
+        (options.cancel != nullptr && options.cancel->cancelled())) {
+      return result;
+    }
     const std::optional<absl::Duration> wait = ResendAfter(status, *context, n, jitter);
     if (!wait.has_value() || !may_resend()) return result;
     const absl::Time wake = absl::Now() + *wait;
@@ -195,7 +242,7 @@ bool LostInTransit(const absl::Status& status) {
 }
 
 FitClient::FitClient(std::shared_ptr<grpc::Channel> channel)
-    : FitClient(std::move(channel), ConnectionOptionsFromFlags().retries) {}
+    : FitClient(std::move(channel), ResendsFromFlags()) {}
 
 FitClient::FitClient(std::shared_ptr<grpc::Channel> channel, int resends)
     : stub_(v1::EmFitService::NewStub(std::move(channel))), resends_(std::max(0, resends)) {}

@@ -7,23 +7,54 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/flags/declare.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "emfit/v1/emfit.grpc.pb.h"
 #include "request_data.h"
 
+// The CLI's --retries: FitClient's `resends` unless told otherwise (ResendsFromFlags).
+ABSL_DECLARE_FLAG(int, retries);
+
 namespace emfit::client {
+
+inline constexpr int kDefaultResends = 4;
+inline constexpr int kMaxResends = 10;
+
+// The --retries flag, and its check (INVALID_ARGUMENT naming it unless 0 to kMaxResends).
+int ResendsFromFlags();
+absl::Status CheckResends(int resends);
+
+// Cancels a call, every attempt of it, from any thread (e.g. from its event callback): the
+// attempt in progress is cancelled (its status is CANCELLED) and no other starts. One per call.
+class CallCancel {
+ public:
+  void Cancel();
+  bool cancelled() const;
+
+  // Used by FitClient around each attempt: Attach returns false if the call was cancelled.
+  bool Attach(grpc::ClientContext* context);
+  void Detach();
+
+ private:
+  mutable absl::Mutex mu_;
+  grpc::ClientContext* attempt_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
 
 struct CallOptions {
   // Values per DataChunk message (256 KiB of doubles by default).
   size_t chunk_values = 32768;
   // Deadline of the call, re-sends included; infinite by default.
   absl::Duration timeout = absl::InfiniteDuration();
-  // If set, the call uses this context (not owned), so the caller can TryCancel() it from any
-  // thread, e.g. from the event callback. A context serves one call only, so a call with one
-  // is never re-sent.
+  // If set, the call uses this context (not owned), e.g. to read its metadata afterwards or to
+  // TryCancel() it. A context serves one call only, so a call with one is never re-sent.
   grpc::ClientContext* context = nullptr;
+  // If set (not owned), cancels the call, re-sends included, when cancelled.
+  CallCancel* cancel = nullptr;
   // Called before a call is sent again (FitClient, "Re-sends") with the status that ended the
   // previous attempt and the number of this attempt (2, 3, ...).
   std::function<void(const absl::Status&, int)> on_resend;
@@ -53,7 +84,7 @@ struct CallOptions {
 // context (CallOptions::context) is never re-sent.
 class FitClient {
  public:
-  // `resends` defaults to the --retries flag of connection.cc (4 unless set).
+  // `resends` defaults to the --retries flag (ResendsFromFlags: kDefaultResends unless set).
   explicit FitClient(std::shared_ptr<grpc::Channel> channel);
   FitClient(std::shared_ptr<grpc::Channel> channel, int resends);
   // A plaintext channel to `target` ("host:port") with connection.h's defaults (messages up

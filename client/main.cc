@@ -329,6 +329,7 @@ absl::Status CheckSharedFlags(const CommandInfo& command, const std::set<std::st
   }
   if (absl::Status s = CheckTimeoutFlag(); !s.ok()) return s;
   if (absl::Status s = CheckConnectionOptions(ConnectionOptionsFromFlags()); !s.ok()) return s;
+  if (absl::Status s = CheckResends(ResendsFromFlags()); !s.ok()) return s;
   if (relevant.count("n_init")) {
     if (absl::GetFlag(FLAGS_n_init) < 1) {
       return absl::InvalidArgumentError("--n_init: must be >= 1");
@@ -397,8 +398,8 @@ CallOptions CallFlags() {
   if (absl::GetFlag(FLAGS_timeout) > 0) call.timeout = absl::Seconds(absl::GetFlag(FLAGS_timeout));
   call.on_resend = [](const absl::Status& status, int attempt) {
     Note(absl::StrFormat("emfit: sending the call again (attempt %d of %d) after %s: %s", attempt,
-                         ConnectionOptionsFromFlags().retries + 1,
-                         absl::StatusCodeToString(status.code()), status.message()));
+                         ResendsFromFlags() + 1, absl::StatusCodeToString(status.code()),
+                         status.message()));
   };
   return call;
 }
@@ -551,16 +552,16 @@ int RunPosterior(const CommandInfo& command, const std::set<std::string>& given)
   FitClient client(request->channel);
   std::unique_ptr<PosteriorSink> sink =
       family.NewPosteriorSink(request->model, request->data, &out);
-  grpc::ClientContext context;
+  CallCancel cancel;
   CallOptions call = CallFlags();
-  call.context = &context;
+  call.cancel = &cancel;
   absl::Status written;
   absl::Status status = client.Posterior(
       header, data->View(),
       [&](const v1::PosteriorResponse& r) {
         if (!written.ok()) return;
         written = sink->Block(r);
-        if (!written.ok()) context.TryCancel();  // nothing more can be written
+        if (!written.ok()) cancel.Cancel();  // nothing more can be written
       },
       call);
   if (!written.ok()) return Report(written);
@@ -620,9 +621,9 @@ int RunSimmap(const CommandInfo& command, const std::set<std::string>& given) {
     if (!summary_out->ok()) return Report(summary_out->Error());
   }
   FitClient client(request->channel);
-  grpc::ClientContext context;
+  CallCancel cancel;
   CallOptions call = CallFlags();
-  call.context = &context;
+  call.cancel = &cancel;
   uint64_t drawn = 0;
   absl::StatusOr<v1::HistoriesSummary> summary = client.SampleHistories(
       header, data->View(),
@@ -630,7 +631,7 @@ int RunSimmap(const CommandInfo& command, const std::set<std::string>& given) {
         if (!out.ok()) return;
         for (const std::string& line : r.simmap()) out.Write(line + "\n");
         drawn += r.simmap_size();
-        if (!out.ok()) context.TryCancel();  // nothing more can be written
+        if (!out.ok()) cancel.Cancel();  // nothing more can be written
       },
       call);
   if (!out.ok()) return Report(out.Error());

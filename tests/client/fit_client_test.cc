@@ -49,6 +49,22 @@ std::shared_ptr<grpc::Channel> QuickChannel(int port) {
                                    grpc::InsecureChannelCredentials(), args);
 }
 
+TEST(ChannelArgumentsFor, TurnGrpcsOwnRetriesOff) {
+  // gRPC 1.51's retry filter loses chunks of the uploads it retries (docs/reliability.md,
+  // "Retried uploads"): every channel the client makes has retries off, FitClient re-sends.
+  const grpc::ChannelArguments args = ChannelArgumentsFor(ConnectionOptions());
+  const grpc_channel_args c = args.c_channel_args();
+  int found = 0;
+  for (size_t i = 0; i < c.num_args; ++i) {
+    if (std::string(c.args[i].key) == GRPC_ARG_ENABLE_RETRIES) {
+      ++found;
+      EXPECT_EQ(c.args[i].type, GRPC_ARG_INTEGER);
+      EXPECT_EQ(c.args[i].value.integer, 0);
+    }
+  }
+  EXPECT_EQ(found, 1);
+}
+
 TEST(LostInTransit, IsUnavailableOrAStreamResetButNoAnswer) {
   EXPECT_TRUE(LostInTransit(absl::UnavailableError("Socket closed")));
   EXPECT_TRUE(LostInTransit(absl::InternalError("Received RST_STREAM with error code 2")));

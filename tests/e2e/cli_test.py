@@ -98,6 +98,8 @@ class CliTest(unittest.TestCase):
             ("select", "--k=1,,2", "--data=" + missing),
             ("fit", "--chunk_bytes=0", "--data=" + missing),
             ("fit", "--timeout=-1", "--data=" + missing),
+            ("fit", "--retries=11", "--data=" + missing),
+            ("fit", "--retries=-1", "--data=" + missing),
             ("fit", "--k=x", "--data=" + missing),
             ("fit", "--max_iter=abc", "--data=" + missing),
             ("fit", "--criterion=bic", "--data=" + missing),  # select's flag

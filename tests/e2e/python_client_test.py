@@ -4,6 +4,7 @@ CLI as its oracle. One ctest per class (tests/CMakeLists.txt):
   python_client_matches_the_cli        parameters equal the CLI's for the same data and seed
   python_client_progress_and_cancel    progress events, KeyboardInterrupt and timeouts
   python_client_errors_are_exceptions  gRPC statuses as exceptions with the code
+  python_client_resends_busy_refusals  busy refusals sent again after the server's retry hint
   python_client_pandas_dataframes      DataFrames keep and check their column names
   python_client_sklearn_api            clone, GridSearchCV, scikit-learn's own E-step on our
                                        attributes, sample() draws what scikit-learn draws
@@ -237,7 +238,7 @@ class ProgressAndCancel(ServerTest):
     FLAGS = ("--workers=1", "--queue=0")
 
     def assert_worker_is_free(self):
-        gm = self.gmm(2, random_state=0).fit(faithful())
+        gm = self.gmm(2, random_state=0, retries=0).fit(faithful())
         self.assertTrue(gm.converged_)
 
     def test_callback_receives_every_iteration_event(self):
@@ -392,8 +393,8 @@ class Resends(ServerTest):
             header.options.tol = 0
             header.options.max_iter = 100000
             try:
-                emfit.Client(self.server.address, retries=0).fit(header, long_fit_data(),
-                                                                  on_event=on_event)
+                with emfit.Client(self.server.address, retries=0) as client:
+                    client.fit(header, long_fit_data(), on_event=on_event)
             except Stop:
                 pass
         thread = threading.Thread(target=run)
@@ -406,8 +407,14 @@ class Resends(ServerTest):
         calls_before = len(self.server.calls())
         _, stop, long_fit = self.start_long_fit()
         served = []
-        control = threading.Thread(target=lambda: served.append(
-            self.gmm(2, random_state=0, retries=10, timeout=120).fit(faithful())))
+
+        def control_fit():
+            try:
+                served.append(self.gmm(2, random_state=0, retries=10, timeout=120)
+                              .fit(faithful()))
+            except Exception as e:  # noqa: BLE001 (reported below)
+                served.append(e)
+        control = threading.Thread(target=control_fit)
         control.start()
         try:
             # Refused at least once while the long fit holds the worker; then the worker is freed.
@@ -417,6 +424,7 @@ class Resends(ServerTest):
             long_fit.join()
             control.join()
         self.assertEqual(len(served), 1)
+        self.assertIsInstance(served[0], emfit.GaussianMixture, served[0])
         np.testing.assert_array_equal(served[0].means_, alone.means_)
         outcomes = [c["outcome"] for c in self.server.calls()[calls_before:]]
         self.assertIn("RESOURCE_EXHAUSTED", outcomes)  # the control fit's refused attempts
@@ -472,6 +480,34 @@ class Resends(ServerTest):
             Error(grpc.StatusCode.INVALID_ARGUMENT, "spec.gmm.k"), 1, Largest))
         with self.assertRaisesRegex(ValueError, "retries: must be an int from 0 to 10"):
             emfit.Client(self.server.address, retries=11)
+        self.assertEqual(emfit.Client(self.server.address, retries=np.int64(3)).retries, 3)
+        # The package's channels leave retrying to it: gRPC's own retries are off.
+        self.assertIn(("grpc.enable_retries", 0), emfit._client._CHANNEL_OPTIONS)
+
+    def test_an_rpc_error_raised_by_the_callback_ends_the_call_and_is_not_retried(self):
+        class Mine(grpc.RpcError):
+            def code(self):
+                return grpc.StatusCode.UNAVAILABLE  # would be re-sent, were it the call's
+
+            def details(self):
+                return "the callback's own"
+
+        calls_before = len(self.server.calls())
+        attempts = []
+
+        def on_event(event):
+            attempts.append(event)
+            raise Mine()
+        header = pb.FitHeader()  # a fit that runs for minutes unless cancelled
+        header.spec.gmm.k = 4
+        header.options.tol = 0
+        header.options.max_iter = 100000
+        with emfit.Client(self.server.address, retries=4) as client:
+            with self.assertRaises(Mine):
+                client.fit(header, long_fit_data(), on_event=on_event)
+        self.assertEqual(len(attempts), 1)  # its first event; then the call was cancelled
+        self.server.wait_for_call({"CANCELLED"}, after=calls_before)
+        self.assertEqual(len(self.server.calls()), calls_before + 1)  # and not sent again
 
 
 class PandasDataFrames(ServerTest):

@@ -24,6 +24,7 @@
 namespace emfit::server {
 namespace {
 
+using ::emfit::client::CallCancel;
 using ::emfit::client::CallOptions;
 using ::emfit::client::CheckHealth;
 using ::emfit::client::ConnectionOptions;
@@ -243,6 +244,103 @@ TEST_F(OperationsTest, ALimitRefusalTellsTheClientNotToRetry) {
     return Metric("emfit_calls_total", {{"method", "Fit"}, {"code", "RESOURCE_EXHAUSTED"}}) == 1;
   }));
   EXPECT_EQ(Metric("emfit_rejected_calls_total", {{"reason", "limit"}}), 1);
+  // Without a context of its own too: the client does not send it again.
+  CallOptions own;
+  int resends = 0;
+  own.on_resend = [&](const absl::Status&, int) { ++resends; };
+  EXPECT_THAT(client.Fit(GmmHeader(x, 2), Values(x), nullptr, own),
+              StatusIs(absl::StatusCode::kResourceExhausted, "--max_rows"));
+  EXPECT_EQ(resends, 0);
+  EXPECT_TRUE(WaitFor([&] {
+    return Metric("emfit_calls_total", {{"method", "Fit"}, {"code", "RESOURCE_EXHAUSTED"}}) == 2;
+  }));
+}
+
+TEST_F(OperationsTest, ARefusalWithoutARetryHintIsNotSentAgain) {
+  Start(Options());
+  const RowMatrix x = Faithful();
+  FitClient client(Channel(), /*resends=*/4);
+  absl::StatusOr<v1::FitResult> fit = client.Fit(GmmHeader(x, 2), Values(x));
+  ASSERT_THAT(fit, IsOk());
+  // Posterior blocks larger than this client accepts: RESOURCE_EXHAUSTED from gRPC itself.
+  ConnectionOptions small;
+  small.target = target_;
+  small.max_message_bytes = 100;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = client::Connect(small);
+  ASSERT_THAT(channel, IsOk());
+  v1::PosteriorHeader header;
+  *header.mutable_model() = fit->model();
+  *header.mutable_shape() = GmmHeader(x, 2).shape();
+  CallOptions call;
+  int resends = 0;
+  call.on_resend = [&](const absl::Status&, int) { ++resends; };
+  EXPECT_THAT(FitClient(*channel, /*resends=*/4)
+                  .Posterior(
+                      header, Values(x), [](const v1::PosteriorResponse&) {}, call),
+              StatusIs(absl::StatusCode::kResourceExhausted, "larger than max"));
+  EXPECT_EQ(resends, 0);
+}
+
+TEST_F(OperationsTest, ACallWithACancelHandleIsSentAgainWhenBusyAndEndsWhenCancelled) {
+  ServerOptions options = Options();
+  options.workers = 1;
+  options.queue = 0;
+  Start(options);
+  const RowMatrix x = Faithful();
+  absl::StatusOr<v1::FitResult> fit = FitClient(Channel(), 0).Fit(GmmHeader(x, 2), Values(x));
+  ASSERT_THAT(fit, IsOk());
+  v1::PosteriorHeader header;
+  *header.mutable_model() = fit->model();
+  *header.mutable_shape() = GmmHeader(x, 2).shape();
+
+  // Refused while the only worker is busy, sent again, served once the worker is free (as the
+  // CLI's posterior command, which cancels through the handle when it cannot write).
+  RunningFit* running = StartLongFit();
+  absl::Status served;
+  int blocks = 0;
+  std::thread t([&, channel = Channel()] {
+    CallCancel cancel;
+    CallOptions call;
+    call.cancel = &cancel;
+    served = FitClient(channel, /*resends=*/4)
+                 .Posterior(
+                     header, Values(x), [&](const v1::PosteriorResponse&) { ++blocks; }, call);
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    return Metric("emfit_rejected_calls_total", {{"reason", "queue_full"}}) >= 1;
+  }));
+  running->context.TryCancel();
+  t.join();
+  EXPECT_THAT(served, IsOk());
+  EXPECT_GE(blocks, 1);
+
+  // Cancelled from its first block: CANCELLED, and not sent again. Enough rows for many
+  // blocks, so that the call cannot have ended before the first one is handled.
+  RowMatrix many(200'000, 2);
+  for (Eigen::Index i = 0; i < many.rows(); ++i) many.row(i) = x.row(i % x.rows());
+  *header.mutable_shape() = GmmHeader(many, 2).shape();
+  CallCancel cancel;
+  CallOptions call;
+  call.cancel = &cancel;
+  int resends = 0;
+  call.on_resend = [&](const absl::Status&, int) { ++resends; };
+  blocks = 0;
+  EXPECT_THAT(FitClient(Channel(), /*resends=*/4)
+                  .Posterior(
+                      header, Values(many),
+                      [&](const v1::PosteriorResponse&) {
+                        ++blocks;
+                        cancel.Cancel();
+                      },
+                      call),
+              StatusIs(absl::StatusCode::kCancelled, ""));
+  EXPECT_EQ(blocks, 1);
+  EXPECT_EQ(resends, 0);
+  // A cancelled handle starts no call.
+  EXPECT_THAT(FitClient(Channel(), /*resends=*/4)
+                  .Posterior(
+                      header, Values(many), [](const v1::PosteriorResponse&) {}, call),
+              StatusIs(absl::StatusCode::kCancelled, "the call was cancelled"));
 }
 
 TEST_F(OperationsTest, ARetriedCallSucceedsOnceAWorkerIsFree) {

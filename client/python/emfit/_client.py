@@ -4,6 +4,7 @@ upload, deadlines, tokens, cancellation and errors as exceptions. The estimators
 the one place where calls are made."""
 import dataclasses
 import json
+import numbers
 import random
 import time
 from typing import Optional
@@ -30,6 +31,15 @@ _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20),
                     ("grpc.service_config", _SERVICE_CONFIG),
                     ("grpc.enable_retries", 0)]
 MAX_RETRIES = 10
+
+
+class _Raised(Exception):
+    """An exception raised by the caller's callback during a call: ends the call (cancelled)
+    and is re-raised as it is, never taken for the call's own status."""
+
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
 
 
 def resend_after(error, attempt, rng=random):
@@ -108,7 +118,7 @@ class Client:
 
     def __init__(self, server=DEFAULT_SERVER, channel=None, credentials=None, token=None,
                  timeout=None, chunk_bytes=_data.DEFAULT_CHUNK_BYTES, retries=4):
-        if not isinstance(retries, int) or isinstance(retries, bool) or not (
+        if not isinstance(retries, numbers.Integral) or isinstance(retries, bool) or not (
                 0 <= retries <= MAX_RETRIES):
             raise ValueError("retries: must be an int from 0 to %d, got %r"
                              % (MAX_RETRIES, retries))
@@ -126,7 +136,7 @@ class Client:
         self._metadata = (("authorization", "Bearer " + token),) if token else None
         self.timeout = timeout
         self.chunk_bytes = chunk_bytes
-        self.retries = retries
+        self.retries = int(retries)
         self._random = random.Random()
 
     def close(self):
@@ -215,7 +225,7 @@ class Client:
         self._stream(self._stub.SampleHistories, requests, handle, lambda: not delivered)
         if not summary:
             raise error_for(grpc.StatusCode.INTERNAL, "the call ended without a summary")
-        return summary[0]
+        return summary[-1]
 
     # Shared by every RPC.
 
@@ -263,7 +273,7 @@ class Client:
         self._stream(method, requests, handle)
         if not result:
             raise error_for(grpc.StatusCode.INTERNAL, "the call ended without a result")
-        return result[0]
+        return result[-1]  # the last attempt's
 
     def _stream(self, method, requests, handle, may_resend=lambda: True):
         """Runs a response-streaming call on the messages of requests(), handing each response
@@ -273,9 +283,12 @@ class Client:
             call = method(requests(), timeout=timeout, metadata=self._metadata)
             try:
                 for response in call:
-                    handle(response)
+                    try:
+                        handle(response)
+                    except BaseException as e:  # the caller's own (an RpcError included)
+                        raise _Raised(e) from None
             except grpc.RpcError:
-                raise
+                raise  # the call's end (the callback's errors are _Raised)
             except BaseException:
                 call.cancel()
                 raise
@@ -291,6 +304,8 @@ class Client:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 return attempt(timeout)
+            except _Raised as raised:
+                raise raised.error from None
             except grpc.RpcError as e:
                 wait = resend_after(e, n, self._random) if n <= self.retries else None
                 if (wait is None or not may_resend() or

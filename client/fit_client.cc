@@ -57,6 +57,11 @@ void CallCancel::Detach() {
   attempt_ = nullptr;
 }
 
+bool CallCancel::WaitUntilCancelled(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithDeadline(absl::Condition(&cancelled_), deadline);
+}
+
 namespace {
 
 absl::Status FromGrpc(const grpc::Status& status) {
@@ -126,7 +131,11 @@ Result Resending(int resends, const CallOptions& options, Attempt&& attempt,
     if (!wait.has_value() || !may_resend()) return result;
     const absl::Time wake = absl::Now() + *wait;
     if (wake >= deadline) return result;
-    absl::SleepFor(wake - absl::Now());
+    if (options.cancel != nullptr) {
+      if (options.cancel->WaitUntilCancelled(wake)) return result;
+    } else {
+      absl::SleepFor(wake - absl::Now());
+    }
     if (options.on_resend) options.on_resend(status, n + 1);
   }
 }

@@ -32,12 +32,14 @@ absl::Status CheckResends(int resends);
 // attempt in progress is cancelled (its status is CANCELLED) and no other starts. One per call.
 class CallCancel {
  public:
-  void Cancel();
-  bool cancelled() const;
+  void Cancel() ABSL_LOCKS_EXCLUDED(mu_);
+  bool cancelled() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Used by FitClient around each attempt: Attach returns false if the call was cancelled.
-  bool Attach(grpc::ClientContext* context);
-  void Detach();
+  bool Attach(grpc::ClientContext* context) ABSL_LOCKS_EXCLUDED(mu_);
+  void Detach() ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits until `deadline` or a cancel, whichever comes first; true if cancelled.
+  bool WaitUntilCancelled(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   mutable absl::Mutex mu_;
@@ -80,8 +82,9 @@ struct CallOptions {
 // gRPC 1.51 can drop, repeat or stall the messages of a client-streaming call it retries
 // (docs/reliability.md, "Retried uploads"). Calls are stateless, so sending one again is safe:
 // the events start over (from accepted), and the result is that of the last attempt. A
-// Posterior call is sent again only if no block had arrived; a call with the caller's own
-// context (CallOptions::context) is never re-sent.
+// Posterior call is sent again only if no block had arrived, a SampleHistories call only if no
+// maps had; a call with the caller's own context (CallOptions::context) or a cancelled
+// CallCancel is never re-sent (a cancel during the wait before a re-send ends the call at once).
 class FitClient {
  public:
   // `resends` defaults to the --retries flag (ResendsFromFlags: kDefaultResends unless set).

@@ -285,6 +285,7 @@ TEST_F(OperationsTest, ACallWithACancelHandleIsSentAgainWhenBusyAndEndsWhenCance
   ServerOptions options = Options();
   options.workers = 1;
   options.queue = 0;
+  options.retry_after = absl::Milliseconds(300);  // time for the worker to be freed
   Start(options);
   const RowMatrix x = Faithful();
   absl::StatusOr<v1::FitResult> fit = FitClient(Channel(), 0).Fit(GmmHeader(x, 2), Values(x));
@@ -314,33 +315,61 @@ TEST_F(OperationsTest, ACallWithACancelHandleIsSentAgainWhenBusyAndEndsWhenCance
   EXPECT_THAT(served, IsOk());
   EXPECT_GE(blocks, 1);
 
-  // Cancelled from its first block: CANCELLED, and not sent again. Enough rows for many
-  // blocks, so that the call cannot have ended before the first one is handled.
-  RowMatrix many(200'000, 2);
-  for (Eigen::Index i = 0; i < many.rows(); ++i) many.row(i) = x.row(i % x.rows());
-  *header.mutable_shape() = GmmHeader(many, 2).shape();
+  // Cancelled from its first iteration (a fit that would not end by itself): CANCELLED, and
+  // not sent again.
+  const LongFit long_fit;
   CallCancel cancel;
   CallOptions call;
   call.cancel = &cancel;
   int resends = 0;
   call.on_resend = [&](const absl::Status&, int) { ++resends; };
-  blocks = 0;
   EXPECT_THAT(FitClient(Channel(), /*resends=*/4)
-                  .Posterior(
-                      header, Values(many),
-                      [&](const v1::PosteriorResponse&) {
-                        ++blocks;
-                        cancel.Cancel();
+                  .Fit(
+                      long_fit.header, Values(long_fit.x),
+                      [&](const v1::FitEvent& e) {
+                        if (e.has_iteration()) cancel.Cancel();
                       },
                       call),
               StatusIs(absl::StatusCode::kCancelled, ""));
-  EXPECT_EQ(blocks, 1);
   EXPECT_EQ(resends, 0);
   // A cancelled handle starts no call.
-  EXPECT_THAT(FitClient(Channel(), /*resends=*/4)
-                  .Posterior(
-                      header, Values(many), [](const v1::PosteriorResponse&) {}, call),
+  ASSERT_TRUE(WaitFor([&] {
+    return Metric("emfit_calls_total", {{"method", "Fit"}, {"code", "CANCELLED"}}) == 2;
+  }));
+  const double fits = Metric("emfit_calls_total", {{"method", "Fit"}, {"code", "CANCELLED"}}) +
+                      Metric("emfit_calls_total", {{"method", "Fit"}, {"code", "OK"}});
+  EXPECT_THAT(FitClient(Channel(), /*resends=*/4).Fit(GmmHeader(x, 2), Values(x), nullptr, call),
               StatusIs(absl::StatusCode::kCancelled, "the call was cancelled"));
+  EXPECT_EQ(Metric("emfit_calls_total", {{"method", "Fit"}, {"code", "CANCELLED"}}) +
+                Metric("emfit_calls_total", {{"method", "Fit"}, {"code", "OK"}}),
+            fits);
+}
+
+TEST_F(OperationsTest, ACancelDuringTheWaitBeforeAResendEndsTheCallAtOnce) {
+  ServerOptions options = Options();
+  options.workers = 1;
+  options.queue = 0;
+  options.retry_after = absl::Seconds(30);  // the wait that the cancel cuts short
+  Start(options);
+  StartLongFit();
+  const RowMatrix x = Faithful();
+  CallCancel cancel;
+  CallOptions call;
+  call.cancel = &cancel;
+  int resends = 0;
+  call.on_resend = [&](const absl::Status&, int) { ++resends; };
+  absl::StatusOr<v1::FitResult> refused;
+  std::thread t([&, channel = Channel()] {
+    refused = FitClient(channel, /*resends=*/4).Fit(GmmHeader(x, 2), Values(x), nullptr, call);
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    return Metric("emfit_rejected_calls_total", {{"reason", "queue_full"}}) == 1;
+  }));
+  cancel.Cancel();
+  t.join();
+  // The refusal that the wait followed, at once (not CANCELLED after 30 s), and no re-send.
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted, "queue is full"));
+  EXPECT_EQ(resends, 0);
 }
 
 TEST_F(OperationsTest, ARetriedCallSucceedsOnceAWorkerIsFree) {

@@ -222,10 +222,11 @@ class Client:
             if response.HasField("summary"):
                 summary.append(response.summary)
         # Maps cannot be taken back: no re-send once a batch has arrived.
-        self._stream(self._stub.SampleHistories, requests, handle, lambda: not delivered)
+        self._stream(self._stub.SampleHistories, requests, handle, lambda: not delivered,
+                     summary.clear)
         if not summary:
             raise error_for(grpc.StatusCode.INTERNAL, "the call ended without a summary")
-        return summary[-1]
+        return summary[0]
 
     # Shared by every RPC.
 
@@ -270,16 +271,17 @@ class Client:
                 result.append(event.result)
             elif on_event is not None:
                 on_event(event)  # a re-sent call's events start over (from accepted)
-        self._stream(method, requests, handle)
+        self._stream(method, requests, handle, start=result.clear)  # the last attempt's
         if not result:
             raise error_for(grpc.StatusCode.INTERNAL, "the call ended without a result")
-        return result[-1]  # the last attempt's
+        return result[0]
 
-    def _stream(self, method, requests, handle, may_resend=lambda: True):
+    def _stream(self, method, requests, handle, may_resend=lambda: True, start=lambda: None):
         """Runs a response-streaming call on the messages of requests(), handing each response
         to handle(); cancels the call if anything (KeyboardInterrupt included) interrupts it.
-        Re-sent as _resending says while may_resend()."""
+        Re-sent as _resending says while may_resend(); start() runs before each attempt."""
         def attempt(timeout):
+            start()
             call = method(requests(), timeout=timeout, metadata=self._metadata)
             try:
                 for response in call:
@@ -302,15 +304,18 @@ class Client:
         n = 1
         while True:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            error = None
             try:
                 return attempt(timeout)
             except _Raised as raised:
-                raise raised.error from None
+                error = raised.error  # raised below, outside this handler: its chain kept
             except grpc.RpcError as e:
                 wait = resend_after(e, n, self._random) if n <= self.retries else None
                 if (wait is None or not may_resend() or
                         (deadline is not None and time.monotonic() + wait >= deadline)):
                     raise from_rpc_error(e) from None
+            if error is not None:
+                raise error
             time.sleep(wait)
             n += 1
 

@@ -73,6 +73,15 @@ class OperationsTest : public ::testing::Test {
     o.retry_after = absl::Milliseconds(50);
     return o;
   }
+  // One worker and no queue: a second job is refused (busy, with `retry_after` as the hint)
+  // while the first runs.
+  static ServerOptions OneWorkerNoQueue(absl::Duration retry_after) {
+    ServerOptions o = Options();
+    o.workers = 1;
+    o.queue = 0;
+    o.retry_after = retry_after;
+    return o;
+  }
   void Start(const ServerOptions& options) {
     server_ = std::make_unique<Server>();
     ASSERT_THAT(server_->Start(options), IsOk());
@@ -194,10 +203,7 @@ TEST_F(OperationsTest, HurryEndsRunningCallsWithoutWaitingForTheGracePeriod) {
 }
 
 TEST_F(OperationsTest, AFullQueueRefusalCarriesARetryHintThatTheClientHonours) {
-  ServerOptions options = Options();
-  options.workers = 1;
-  options.queue = 0;  // a second job is refused while the first runs
-  Start(options);
+  Start(OneWorkerNoQueue(absl::Milliseconds(50)));
   StartLongFit();
   const RowMatrix x = Faithful();
   {
@@ -282,11 +288,7 @@ TEST_F(OperationsTest, ARefusalWithoutARetryHintIsNotSentAgain) {
 }
 
 TEST_F(OperationsTest, ACallWithACancelHandleIsSentAgainWhenBusyAndEndsWhenCancelled) {
-  ServerOptions options = Options();
-  options.workers = 1;
-  options.queue = 0;
-  options.retry_after = absl::Milliseconds(300);  // time for the worker to be freed
-  Start(options);
+  Start(OneWorkerNoQueue(absl::Milliseconds(300)));  // time for the worker to be freed
   const RowMatrix x = Faithful();
   absl::StatusOr<v1::FitResult> fit = FitClient(Channel(), 0).Fit(GmmHeader(x, 2), Values(x));
   ASSERT_THAT(fit, IsOk());
@@ -346,11 +348,7 @@ TEST_F(OperationsTest, ACallWithACancelHandleIsSentAgainWhenBusyAndEndsWhenCance
 }
 
 TEST_F(OperationsTest, ACancelDuringTheWaitBeforeAResendEndsTheCallAtOnce) {
-  ServerOptions options = Options();
-  options.workers = 1;
-  options.queue = 0;
-  options.retry_after = absl::Seconds(30);  // the wait that the cancel cuts short
-  Start(options);
+  Start(OneWorkerNoQueue(absl::Seconds(30)));  // a wait that the cancel cuts short
   StartLongFit();
   const RowMatrix x = Faithful();
   CallCancel cancel;
@@ -373,11 +371,7 @@ TEST_F(OperationsTest, ACancelDuringTheWaitBeforeAResendEndsTheCallAtOnce) {
 }
 
 TEST_F(OperationsTest, ARetriedCallSucceedsOnceAWorkerIsFree) {
-  ServerOptions options = Options();
-  options.workers = 1;
-  options.queue = 0;
-  options.retry_after = absl::Milliseconds(300);
-  Start(options);
+  Start(OneWorkerNoQueue(absl::Milliseconds(300)));
   RunningFit* running = StartLongFit();
   const RowMatrix x = Faithful();
   absl::StatusOr<v1::FitResult> retried;

@@ -408,10 +408,13 @@ class Resends(ServerTest):
         _, stop, long_fit = self.start_long_fit()
         served = []
 
+        stderr = io.StringIO()
+
         def control_fit():
             try:
-                served.append(self.gmm(2, random_state=0, retries=10, timeout=120)
-                              .fit(faithful()))
+                with contextlib.redirect_stderr(stderr):  # verbose: says when it re-sends
+                    served.append(self.gmm(2, random_state=0, retries=10, timeout=120,
+                                           verbose=1).fit(faithful()))
             except Exception as e:  # noqa: BLE001 (reported below)
                 served.append(e)
         control = threading.Thread(target=control_fit)
@@ -429,6 +432,8 @@ class Resends(ServerTest):
         outcomes = [c["outcome"] for c in self.server.calls()[calls_before:]]
         self.assertIn("RESOURCE_EXHAUSTED", outcomes)  # the control fit's refused attempts
         self.assertEqual(outcomes.count("OK"), 1)  # and its last, served
+        self.assertIn("emfit: sending the call again (attempt 2 of 11) after RESOURCE_EXHAUSTED: "
+                      "the job queue is full", stderr.getvalue())
 
     def test_without_retries_the_busy_refusal_is_raised_at_once(self):
         _, stop, long_fit = self.start_long_fit()

@@ -3,6 +3,7 @@ sklearn.base.clone and GridSearchCV work), the connection parameters, feature-na
 fit call with its progress callback and progress bar, and fitted-state checks. A family module
 (mixture.py, ...) adds only its spec, its model conversion and its methods."""
 import inspect
+import sys
 import warnings
 
 import numpy as np
@@ -104,7 +105,13 @@ class EmfitEstimator:
 
     def _client(self):
         return Client(server=self.server, channel=self.channel, credentials=self.credentials,
-                      token=self.token, timeout=self.timeout, retries=self.retries)
+                      token=self.token, timeout=self.timeout, retries=self.retries,
+                      on_resend=self._report_resend if self.verbose else None)
+
+    def _report_resend(self, error, attempt):
+        """With verbose: a line on stderr before each re-send (as the CLI's)."""
+        print("emfit: sending the call again (attempt %d of %d) after %s: %s"
+              % (attempt, self.retries + 1, error.code.name, error.message), file=sys.stderr)
 
     # --- input checks -----------------------------------------------------------------------
 

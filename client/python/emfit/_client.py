@@ -110,6 +110,8 @@ class Client:
       retries: how many times a call is sent again, whole, when the server refused it as busy
         (after its retry hint plus a random backoff) or the connection lost it (a replica that
         died; after a random exponential backoff): resend_after. 0 to 10; 0 raises at once.
+      on_resend: None, or called as on_resend(error, attempt) before each re-send, with the
+        EmfitError that ended the previous attempt and the number of this one (2, 3, ...).
 
     Every method converts its input with numpy (NaN means missing), streams a header and then
     chunks, and raises an emfit.EmfitError subclass carrying the gRPC code and message when the
@@ -117,7 +119,7 @@ class Client:
     server, which stops the job and frees its worker, and then propagates."""
 
     def __init__(self, server=DEFAULT_SERVER, channel=None, credentials=None, token=None,
-                 timeout=None, chunk_bytes=_data.DEFAULT_CHUNK_BYTES, retries=4):
+                 timeout=None, chunk_bytes=_data.DEFAULT_CHUNK_BYTES, retries=4, on_resend=None):
         if not isinstance(retries, numbers.Integral) or isinstance(retries, bool) or not (
                 0 <= retries <= MAX_RETRIES):
             raise ValueError("retries: must be an int from 0 to %d, got %r"
@@ -137,6 +139,7 @@ class Client:
         self.timeout = timeout
         self.chunk_bytes = chunk_bytes
         self.retries = int(retries)
+        self.on_resend = on_resend
         self._random = random.Random()
 
     def close(self):
@@ -304,18 +307,21 @@ class Client:
         n = 1
         while True:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            error = None
+            error = ended = None
             try:
                 return attempt(timeout)
             except _Raised as raised:
                 error = raised.error  # raised below, outside this handler: its chain kept
             except grpc.RpcError as e:
                 wait = resend_after(e, n, self._random) if n <= self.retries else None
+                ended = from_rpc_error(e)
                 if (wait is None or not may_resend() or
                         (deadline is not None and time.monotonic() + wait >= deadline)):
-                    raise from_rpc_error(e) from None
+                    raise ended from None
             if error is not None:
                 raise error
             time.sleep(wait)
             n += 1
+            if self.on_resend is not None:
+                self.on_resend(ended, n)
 

@@ -40,11 +40,6 @@ void CallCancel::Cancel() {
   if (attempt_ != nullptr) attempt_->TryCancel();
 }
 
-bool CallCancel::cancelled() const {
-  absl::MutexLock lock(&mu_);
-  return cancelled_;
-}
-
 bool CallCancel::Attach(grpc::ClientContext* context) {
   absl::MutexLock lock(&mu_);
   if (cancelled_) return false;
@@ -123,10 +118,7 @@ Result Resending(int resends, const CallOptions& options, Attempt&& attempt,
     Result result = attempt(context);
     if (options.cancel != nullptr) options.cancel->Detach();
     const absl::Status& status = StatusOf(result);
-    if (status.ok() || n > resends || options.context != nullptr ||
-        (options.cancel != nullptr && options.cancel->cancelled())) {
-      return result;
-    }
+    if (status.ok() || n > resends || options.context != nullptr) return result;
     const std::optional<absl::Duration> wait = ResendAfter(status, *context, n, jitter);
     if (!wait.has_value() || !may_resend()) return result;
     const absl::Time wake = absl::Now() + *wait;

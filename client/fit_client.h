@@ -33,7 +33,6 @@ absl::Status CheckResends(int resends);
 class CallCancel {
  public:
   void Cancel() ABSL_LOCKS_EXCLUDED(mu_);
-  bool cancelled() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Used by FitClient around each attempt: Attach returns false if the call was cancelled.
   bool Attach(grpc::ClientContext* context) ABSL_LOCKS_EXCLUDED(mu_);
@@ -42,7 +41,7 @@ class CallCancel {
   bool WaitUntilCancelled(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  mutable absl::Mutex mu_;
+  absl::Mutex mu_;
   grpc::ClientContext* attempt_ ABSL_GUARDED_BY(mu_) = nullptr;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
